@@ -1,0 +1,44 @@
+"""POST /webhooks/clerk: Clerk (Svix) user events applied to the user table."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from usersync.aws import dynamodb_client
+from usersync.http import BadRequestError, PayloadTooLargeError, json_response, parse_proxy_event
+from usersync.metrics import SyncMetric, count
+from usersync.models import SyncSource
+from usersync.observability import logger, metrics, tracer
+from usersync.repository import RepositoryError, UserRepository
+from usersync.settings import WebhookSettings
+from usersync.webhooks import PayloadError, SignatureError, WebhookError, process_webhook, signing_secret
+
+settings = WebhookSettings.from_env()
+repository = UserRepository(dynamodb_client(), settings.users_table_name)
+
+_REJECTION_STATUS: dict[type[Exception], int] = {
+    SignatureError: 401,
+    PayloadError: 400,
+    BadRequestError: 400,
+    PayloadTooLargeError: 413,
+}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        result = process_webhook(parse_proxy_event(event), signing_secret(settings), repository)
+    except (WebhookError, BadRequestError, PayloadTooLargeError) as exc:
+        status_code = _REJECTION_STATUS[type(exc)]
+        reason = exc.reason if isinstance(exc, WebhookError) else str(exc)
+        count(SyncMetric.WEBHOOK_REJECTED, SyncSource.WEBHOOK)
+        logger.warning("webhook rejected", extra={"statusCode": status_code, "reason": reason})
+        return json_response(status_code, {"status": "rejected", "message": reason})
+    except RepositoryError as exc:
+        # Svix retries any non-2xx: throttling is a 503, anything else a 500. Nothing is lost.
+        status_code = 503 if "Throttl" in exc.code or "Throughput" in exc.code else 500
+        return json_response(status_code, {"status": "error", "message": "user table write failed"})
+    logger.info("webhook processed", extra={"status": result.status.value, "userId": result.user_id})
+    return json_response(200, {"status": result.status.value})

@@ -1,0 +1,114 @@
+"""API Gateway proxy events (HTTP API 2.0 and REST 1.0) reduced to what the handlers need.
+
+Written by hand rather than with Powertools' resolvers: the webhook must see the exact raw bytes
+(signatures are over them) for both payload versions in one code path, before any routing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BODY_BYTES = 256 * 1024
+# Base64 grows 4/3: anything longer than this cannot decode to MAX_BODY_BYTES or less.
+_MAX_ENCODED_CHARS = (MAX_BODY_BYTES + 2) // 3 * 4
+
+
+class BadRequestError(ValueError):
+    """The event itself is unusable (not an API Gateway proxy event, undecodable body)."""
+
+
+class PayloadTooLargeError(ValueError):
+    """The body exceeds MAX_BODY_BYTES."""
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def _lower_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    raw = event.get("headers")
+    if isinstance(raw, Mapping):
+        for name, value in raw.items():
+            if isinstance(name, str) and isinstance(value, str):
+                headers[name.lower()] = value
+    return headers
+
+
+def parse_cookies(values: list[str]) -> dict[str, str]:
+    """`name=value` pairs from HTTP API `cookies` entries or REST `Cookie` header values."""
+    cookies: dict[str, str] = {}
+    for value in values:
+        for pair in value.split(";"):
+            name, sep, cookie_value = pair.strip().partition("=")
+            if sep and name and name not in cookies:
+                cookies[name] = cookie_value.strip()
+    return cookies
+
+
+def _body_bytes(event: Mapping[str, Any]) -> bytes:
+    body = event.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise BadRequestError("body must be a string")
+    if event.get("isBase64Encoded") is True:
+        if len(body) > _MAX_ENCODED_CHARS:
+            raise PayloadTooLargeError(f"body exceeds {MAX_BODY_BYTES} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError("body is not valid base64") from None
+    else:
+        if len(body) > MAX_BODY_BYTES:  # characters ≤ bytes in UTF-8: a cheap early reject
+            raise PayloadTooLargeError(f"body exceeds {MAX_BODY_BYTES} bytes")
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"body exceeds {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def parse_proxy_event(event: Any) -> HttpRequest:
+    """Normalise an HTTP API 2.0 or REST 1.0 proxy event; raises BadRequestError if it is neither."""
+    if not isinstance(event, Mapping):
+        raise BadRequestError("event is not an object")
+    headers = _lower_headers(event)
+    context = event.get("requestContext")
+    context = context if isinstance(context, Mapping) else {}
+    http = context.get("http")
+    if isinstance(http, Mapping):  # payload 2.0
+        method, path = http.get("method"), event.get("rawPath") or http.get("path")
+        cookie_values = [c for c in event.get("cookies") or [] if isinstance(c, str)]
+    else:  # payload 1.0 (REST)
+        method, path = event.get("httpMethod"), event.get("path")
+        cookie_values = [headers["cookie"]] if "cookie" in headers else []
+    return HttpRequest(
+        method=method.upper() if isinstance(method, str) else "",
+        path=path if isinstance(path, str) else "",
+        headers=headers,
+        body=_body_bytes(event),
+        cookies=parse_cookies(cookie_values),
+    )
+
+
+def json_response(status_code: int, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A proxy response valid for both payload versions."""
+    return {
+        "statusCode": status_code,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(payload, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }

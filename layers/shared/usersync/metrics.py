@@ -1,0 +1,35 @@
+"""The sync metrics, their one dimension, and the only way the code emits them.
+
+Powertools adds a `service` dimension to every metric, so what CloudWatch stores is keyed by
+`{service, Source}`; the health check and the alarm query exactly that set.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usersync.models import SyncSource
+from usersync.observability import metrics
+
+SOURCE_DIMENSION = "Source"
+SERVICE_DIMENSION = "service"
+
+
+class SyncMetric(StrEnum):
+    ATTEMPTS = "SyncAttempts"
+    FAILURES = "SyncFailures"
+    STALE = "SyncStale"
+    WEBHOOK_REJECTED = "WebhookRejected"
+    AUTHORIZER_DENIED = "AuthorizerDenied"
+
+
+def count(metric: SyncMetric, source: SyncSource) -> None:
+    """Add 1 to `metric` for `source`; flushed as EMF when the handler returns.
+
+    The dimension is set per call, not as a default, so handlers that share one process (the local
+    stack) cannot leak their `Source` into each other's metrics.
+    """
+    metrics.add_dimension(name=SOURCE_DIMENSION, value=source.value)
+    metrics.add_metric(name=metric.value, unit=MetricUnit.Count, value=1)

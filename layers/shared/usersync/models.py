@@ -1,0 +1,144 @@
+"""Typed shapes at the system's edges: Clerk's webhook payloads and the stored user record.
+
+Clerk's real payloads drift from its documented examples, so the inbound models ignore unknown
+fields and accept nulls wherever Clerk has been seen to send them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SyncSource(StrEnum):
+    """Who wrote a record; also the `Source` metric dimension."""
+
+    WEBHOOK = "webhook"
+    AUTHORIZER = "authorizer"
+    RECONCILE = "reconcile"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ClerkEmailAddress(_Lenient):
+    id: str
+    email_address: str
+
+
+class ClerkUser(_Lenient):
+    """The Backend API User object carried by `user.created` / `user.updated` (and `GET /v1/users`)."""
+
+    id: str = Field(min_length=1)
+    first_name: str | None = None
+    last_name: str | None = None
+    image_url: str | None = None
+    email_addresses: list[ClerkEmailAddress] = Field(default_factory=list)
+    primary_email_address_id: str | None = None
+    created_at: int | None = None
+    updated_at: int
+
+    @property
+    def primary_email(self) -> str | None:
+        """The address whose id is `primary_email_address_id`; never simply the first one."""
+        if self.primary_email_address_id is None:
+            return None
+        for address in self.email_addresses:
+            if address.id == self.primary_email_address_id:
+                return address.email_address
+        return None
+
+
+class ClerkDeletedUser(_Lenient):
+    """`user.deleted` data: only `{id, object, deleted}`, no `updated_at`."""
+
+    id: str = Field(min_length=1)
+    deleted: bool = True
+
+
+class ClerkEvent(_Lenient):
+    """The webhook envelope; `data` is validated per event type once the type is known."""
+
+    type: str
+    data: dict[str, Any]
+    timestamp: int | None = None
+    object: Literal["event"] | None = None
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    """Empty strings are never stored: an unknown value is an absent attribute."""
+    return value if value else None
+
+
+class UserRecord(BaseModel):
+    """One item of the user table. Attribute names are the table's; None means absent."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    user_id: str = Field(alias="userId", min_length=1)
+    email: str | None = None
+    first_name: str | None = Field(default=None, alias="firstName")
+    last_name: str | None = Field(default=None, alias="lastName")
+    image_url: str | None = Field(default=None, alias="imageUrl")
+    created_at: int | None = Field(default=None, alias="createdAt")
+    updated_at: int | None = Field(default=None, alias="updatedAt")
+    deleted_at: int | None = Field(default=None, alias="deletedAt")
+    synced_at: str = Field(default_factory=utc_now_iso, alias="syncedAt")
+    source: SyncSource
+    last_event_id: str | None = Field(default=None, alias="lastEventId")
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.deleted_at is not None
+
+    @classmethod
+    def from_clerk_user(
+        cls, user: ClerkUser, *, source: SyncSource, event_id: str | None = None
+    ) -> UserRecord:
+        return cls(
+            user_id=user.id,
+            email=_blank_to_none(user.primary_email),
+            first_name=_blank_to_none(user.first_name),
+            last_name=_blank_to_none(user.last_name),
+            image_url=_blank_to_none(user.image_url),
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            source=source,
+            last_event_id=event_id,
+        )
+
+    @classmethod
+    def tombstone(
+        cls,
+        user_id: str,
+        *,
+        deleted_at: int,
+        source: SyncSource = SyncSource.WEBHOOK,
+        event_id: str | None = None,
+    ) -> UserRecord:
+        """A deleted user keeps only its id and deletion time: the profile (PII) is dropped.
+
+        The tombstone depends only on the delete event, so every delivery order ends in the same item.
+        """
+        return cls(user_id=user_id, deleted_at=deleted_at, source=source, last_event_id=event_id)
+
+    def profile(self) -> dict[str, str | None]:
+        """The fields a session token also carries, for compare-first checks."""
+        return {
+            "email": self.email,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+            "imageUrl": self.image_url,
+        }
+
+    def to_attributes(self) -> dict[str, Any]:
+        """Plain attribute dict (table names, absent values dropped)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

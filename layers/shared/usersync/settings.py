@@ -1,0 +1,103 @@
+"""Configuration read from the environment once per container.
+
+Each function parses only the settings it needs, at import time, so a missing variable fails the
+cold start with an error that names it instead of failing deep inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not configure this function; the message names the variable."""
+
+
+class _EnvSettings(BaseModel):
+    """Base: fields are aliased to their environment variable names; unknown variables are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        # Blank values count as unset, as they would in a SAM template parameter left empty.
+        values = {key: value for key, value in env.items() if value.strip()}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(cls, exc)) from None
+
+
+def _describe(model: type[BaseModel], exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = error["loc"][0] if error["loc"] else ""
+        field = model.model_fields.get(str(location))
+        name = field.alias if field is not None and field.alias else str(location)
+        if error["type"] == "missing":
+            problems.append(f"missing required environment variable {name}")
+        elif name:
+            problems.append(f"invalid environment variable {name}: {error['msg']}")
+        else:
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+    return f"{model.__name__}: " + "; ".join(problems)
+
+
+class TableSettings(_EnvSettings):
+    users_table_name: NonEmptyStr = Field(alias="USERS_TABLE_NAME")
+
+
+class WebhookSettings(TableSettings):
+    """The signing secret comes inline (`whsec_...`) or from Secrets Manager; exactly one is needed."""
+
+    webhook_signing_secret: str | None = Field(default=None, alias="CLERK_WEBHOOK_SIGNING_SECRET", repr=False)
+    webhook_secret_arn: str | None = Field(default=None, alias="CLERK_WEBHOOK_SECRET_ARN")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> Self:
+        if not (self.webhook_signing_secret or self.webhook_secret_arn):
+            raise ValueError(
+                "missing required environment variable CLERK_WEBHOOK_SIGNING_SECRET "
+                "(or CLERK_WEBHOOK_SECRET_ARN)"
+            )
+        return self
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class AuthorizerSettings(TableSettings):
+    """Clerk session-token verification: a PEM key (networkless) or a JWKS URL."""
+
+    jwt_key: str | None = Field(default=None, alias="CLERK_JWT_KEY", repr=False)
+    jwks_url: str | None = Field(default=None, alias="CLERK_JWKS_URL")
+    issuer: str | None = Field(default=None, alias="CLERK_ISSUER")
+    authorized_parties: tuple[str, ...] = Field(default=(), alias="CLERK_AUTHORIZED_PARTIES")
+
+    _split_parties = field_validator("authorized_parties", mode="before")(_split_csv)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if not (self.jwt_key or self.jwks_url):
+            raise ValueError("missing required environment variable CLERK_JWT_KEY (or CLERK_JWKS_URL)")
+        return self
+
+
+class HealthSettings(TableSettings):
+    """The failure-rate check reads the metrics that Powertools emits under this namespace and service."""
+
+    failure_threshold: float = Field(default=0.05, ge=0, le=1, alias="SYNC_FAILURE_THRESHOLD")
+    window_minutes: int = Field(default=15, ge=1, le=1440, alias="SYNC_WINDOW_MINUTES")
+    min_attempts: int = Field(default=20, ge=0, alias="SYNC_MIN_ATTEMPTS")
+    metrics_namespace: NonEmptyStr = Field(alias="POWERTOOLS_METRICS_NAMESPACE")
+    service_name: NonEmptyStr = Field(alias="POWERTOOLS_SERVICE_NAME")

@@ -1,0 +1,1 @@
+"""Development-only tooling for usersync (local stack, token minting, event signing). Never shipped."""

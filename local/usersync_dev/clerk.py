@@ -1,0 +1,209 @@
+"""Clerk-shaped payloads, Svix-signed deliveries and session tokens, for tests and local use.
+
+Payloads follow Clerk's documented `user.*` webhook examples (Backend API User object, epoch-ms
+times, `email_addresses` + `primary_email_address_id`); tokens carry Clerk's v2 default claims plus
+the custom claims the README tells you to configure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from svix.webhooks import Webhook
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_user_id() -> str:
+    return "user_" + uuid.uuid4().hex[:27]
+
+
+def clerk_user(
+    user_id: str,
+    *,
+    email: str | None = "ada@example.com",
+    first_name: str | None = "Ada",
+    last_name: str | None = "Lovelace",
+    image_url: str | None = "https://img.clerk.com/ada.png",
+    created_at: int | None = None,
+    updated_at: int | None = None,
+    extra_emails: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The `data` of a user.created / user.updated event. `email=None` makes a phone-only user."""
+    created = created_at if created_at is not None else now_ms()
+    addresses = [
+        {
+            "id": f"idn_{uuid.uuid5(uuid.NAMESPACE_DNS, address).hex[:24]}",
+            "object": "email_address",
+            "email_address": address,
+            "linked_to": [],
+            "verification": {"status": "verified", "strategy": "email_code"},
+        }
+        for address in (*extra_emails, *([email] if email else []))
+    ]
+    return {
+        "id": user_id,
+        "object": "user",
+        "external_id": None,
+        "first_name": first_name,
+        "last_name": last_name,
+        "image_url": image_url,
+        "profile_image_url": image_url,
+        "has_image": image_url is not None,
+        "email_addresses": addresses,
+        # The primary address is deliberately last when extra addresses exist: never take [0].
+        "primary_email_address_id": addresses[-1]["id"] if email else None,
+        "phone_numbers": [] if email else [{"id": "idn_phone", "phone_number": "+15555550100"}],
+        "primary_phone_number_id": None if email else "idn_phone",
+        "external_accounts": [],
+        "public_metadata": {},
+        "private_metadata": {},
+        "unsafe_metadata": {},
+        "password_enabled": True,
+        "two_factor_enabled": False,
+        "last_sign_in_at": None,
+        "created_at": created,
+        "updated_at": updated_at if updated_at is not None else created,
+    }
+
+
+def clerk_event(event_type: str, data: dict[str, Any], *, timestamp: int | None = None) -> dict[str, Any]:
+    """The webhook envelope around `data`."""
+    return {
+        "data": data,
+        "event_attributes": {"http_request": {"client_ip": "192.0.2.1", "user_agent": "Mozilla/5.0"}},
+        "instance_id": "ins_2abcDEFghiJKLmnoPQRstuVWxyz",
+        "object": "event",
+        "timestamp": timestamp if timestamp is not None else now_ms(),
+        "type": event_type,
+    }
+
+
+def deleted_user(user_id: str) -> dict[str, Any]:
+    return {"deleted": True, "id": user_id, "object": "user"}
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass(frozen=True)
+class SignedDelivery:
+    body: bytes
+    headers: dict[str, str]
+    message_id: str
+
+
+def sign_delivery(
+    secret: str,
+    payload: dict[str, Any] | bytes,
+    *,
+    message_id: str | None = None,
+    timestamp: datetime | None = None,
+) -> SignedDelivery:
+    """Sign `payload` as Svix does for Clerk: `svix-id`, `svix-timestamp`, `svix-signature`."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    msg_id = message_id or f"msg_{uuid.uuid4().hex[:27]}"
+    when = timestamp or datetime.now(UTC)
+    signature = Webhook(secret).sign(msg_id, when, body.decode())
+    return SignedDelivery(
+        body=body,
+        headers={
+            "svix-id": msg_id,
+            "svix-timestamp": str(int(when.timestamp())),
+            "svix-signature": signature,
+            "content-type": "application/json",
+        },
+        message_id=msg_id,
+    )
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An RSA key pair standing in for a Clerk instance's JWT key."""
+
+    private_key: rsa.RSAPrivateKey
+    kid: str
+
+    @classmethod
+    def generate(cls, kid: str | None = None) -> SigningKey:
+        return cls(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            kid or f"ins_{uuid.uuid4().hex[:12]}",
+        )
+
+    @classmethod
+    def from_pem(cls, pem: bytes, kid: str) -> SigningKey:
+        key = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return cls(key, kid)
+
+    def private_pem(self) -> bytes:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def public_pem(self) -> str:
+        return (
+            self.private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
+        return jwk
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.jwk()]}
+
+
+def session_claims(
+    user_id: str,
+    *,
+    email: str | None = "ada@example.com",
+    first_name: str | None = None,
+    last_name: str | None = None,
+    image_url: str | None = None,
+    issuer: str = "https://clerk.example.test",
+    azp: str | None = "http://localhost:3000",
+    lifetime_seconds: int = 60,
+    issued_at: int | None = None,
+) -> dict[str, Any]:
+    """Clerk v2 session-token claims plus the custom profile claims usersync reads."""
+    iat = issued_at if issued_at is not None else int(time.time())
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "sid": f"sess_{uuid.uuid4().hex[:24]}",
+        "iss": issuer,
+        "iat": iat,
+        "nbf": iat - 10,
+        "exp": iat + lifetime_seconds,
+        "jti": uuid.uuid4().hex[:20],
+        "v": 2,
+        "fva": [0, -1],
+    }
+    if azp is not None:
+        claims["azp"] = azp
+    optional = {"email": email, "firstName": first_name, "lastName": last_name, "imageUrl": image_url}
+    claims.update({name: value for name, value in optional.items() if value is not None})
+    return claims
+
+
+def mint_token(key: SigningKey, claims: dict[str, Any], *, headers: dict[str, Any] | None = None) -> str:
+    return jwt.encode(
+        claims, key.private_pem(), algorithm="RS256", headers={"kid": key.kid, **(headers or {})}
+    )

@@ -1,0 +1,81 @@
+"""Shared fixtures: offline AWS (moto), the user table built from template.yaml, handler loading."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+
+# Before anything creates a boto3 client: fake credentials, a region, no real endpoints.
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "usersync",
+        "POWERTOOLS_METRICS_NAMESPACE": "usersync-test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "LOG_LEVEL": "INFO",
+    }
+)
+
+from moto import mock_aws  # noqa: E402
+
+from tests.helpers import FakeLambdaContext, LogCapture, load_function  # noqa: E402
+from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
+from usersync.observability import metrics  # noqa: E402
+from usersync_dev.clerk import new_webhook_secret  # noqa: E402
+from usersync_dev.template import create_users_table  # noqa: E402
+
+TABLE_NAME = "usersync-test-users"
+
+
+@pytest.fixture(autouse=True)
+def _clean_metrics() -> Iterator[None]:
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        reset_clients()
+        yield
+    reset_clients()
+
+
+@pytest.fixture
+def users_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    create_users_table(dynamodb_client(), TABLE_NAME)
+    monkeypatch.setenv("USERS_TABLE_NAME", TABLE_NAME)
+    return TABLE_NAME
+
+
+@pytest.fixture
+def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    secret = new_webhook_secret()
+    monkeypatch.setenv("CLERK_WEBHOOK_SIGNING_SECRET", secret)
+    return secret
+
+
+@pytest.fixture
+def function_loader() -> Callable[[str], ModuleType]:
+    return load_function
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    yield capture
+    capture.close()

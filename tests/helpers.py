@@ -1,0 +1,99 @@
+"""Test support: loading handlers as Lambda would, a Lambda context, and reading emitted EMF."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py afresh, as a cold start does (module-level code runs again)."""
+    module_name = f"usersync_function_{name}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS_DIR / name / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "usersync-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:usersync-test"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5000
+
+
+@dataclass(frozen=True)
+class EmittedMetric:
+    name: str
+    value: float
+    dimensions: dict[str, str]
+    namespace: str
+
+
+def emitted_metrics(stdout: str) -> list[EmittedMetric]:
+    """Every metric in the EMF documents printed to stdout."""
+    found: list[EmittedMetric] = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            (dimension_names,) = directive["Dimensions"]
+            dimensions = {name: document[name] for name in dimension_names}
+            for metric in directive["Metrics"]:
+                values = document[metric["Name"]]
+                for value in values if isinstance(values, list) else [values]:
+                    found.append(EmittedMetric(metric["Name"], value, dimensions, directive["Namespace"]))
+    return found
+
+
+def metric_counts(stdout: str, source: str | None = None) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for metric in emitted_metrics(stdout):
+        if source is None or metric.dimensions.get("Source") == source:
+            counts[metric.name] += int(metric.value)
+    return counts
+
+
+class LogCapture:
+    """Collects what the shared Powertools logger writes (it keeps the stream it was created with,
+    so capsys alone misses it): a handler with the logger's own JSON formatter on a StringIO."""
+
+    def __init__(self) -> None:
+        from usersync.observability import logger
+
+        self._logger = logger
+        self._buffer = io.StringIO()
+        self._handler = logging.StreamHandler(self._buffer)
+        self._handler.setFormatter(logger.registered_formatter)
+        logger.addHandler(self._handler)
+
+    def close(self) -> None:
+        self._logger.removeHandler(self._handler)
+
+    @property
+    def text(self) -> str:
+        return self._buffer.getvalue()
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
