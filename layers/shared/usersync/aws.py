@@ -38,6 +38,28 @@ def cloudwatch_client() -> CloudWatchClient:
     return client
 
 
+# /health must answer within 3 s even when a dependency hangs: sub-second connect, 1 s read, one retry
+# at most (standard-mode backoff before it is under 1 s). The monitor's next poll is the real retry.
+_HEALTH_CONFIG = Config(
+    connect_timeout=0.5,
+    read_timeout=1,
+    retries={"mode": "standard", "total_max_attempts": 2},
+)
+
+
+@cache
+def _health_client(service_name: str) -> Any:
+    return boto3.session.Session().client(service_name, config=_HEALTH_CONFIG)  # type: ignore[call-overload]
+
+
+def health_clients() -> tuple[DynamoDBClient, CloudWatchClient]:
+    """DynamoDB and CloudWatch clients with the health check's tighter time budget."""
+    dynamodb: DynamoDBClient = _health_client("dynamodb")
+    cloudwatch: CloudWatchClient = _health_client("cloudwatch")
+    return dynamodb, cloudwatch
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     _client.cache_clear()
+    _health_client.cache_clear()

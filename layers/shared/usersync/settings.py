@@ -93,6 +93,21 @@ class AuthorizerSettings(TableSettings):
         return self
 
 
+class ReconcileSettings(TableSettings):
+    """Reconciliation reads Clerk's Backend API with the secret key (`sk_...`): inline or from Secrets Manager."""
+
+    clerk_secret_key: str | None = Field(default=None, alias="CLERK_SECRET_KEY", repr=False)
+    clerk_secret_key_arn: str | None = Field(default=None, alias="CLERK_SECRET_KEY_ARN")
+    clerk_api_url: NonEmptyStr = Field(default="https://api.clerk.com", alias="CLERK_API_URL")
+    prune: bool = Field(default=False, alias="RECONCILE_PRUNE")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if not (self.clerk_secret_key or self.clerk_secret_key_arn):
+            raise ValueError("missing required environment variable CLERK_SECRET_KEY (or CLERK_SECRET_KEY_ARN)")
+        return self
+
+
 class HealthSettings(TableSettings):
     """The failure-rate check reads the metrics that Powertools emits under this namespace and service."""
 
@@ -101,3 +116,5 @@ class HealthSettings(TableSettings):
     min_attempts: int = Field(default=20, ge=0, alias="SYNC_MIN_ATTEMPTS")
     metrics_namespace: NonEmptyStr = Field(alias="POWERTOOLS_METRICS_NAMESPACE")
     service_name: NonEmptyStr = Field(alias="POWERTOOLS_SERVICE_NAME")
+    # Per-container cache of the /health answer, so a monitoring storm does not hammer CloudWatch.
+    cache_seconds: float = Field(default=5, ge=0, le=300, alias="HEALTH_CACHE_SECONDS")

@@ -1,0 +1,254 @@
+"""The /health check: is the user table usable, and is sync failing more often than it should?
+
+The failure rate is read back from CloudWatch, never from memory: every Lambda container (webhook and
+authorizer alike) emits its own `SyncAttempts`/`SyncFailures` through EMF, so only the metric store
+sees them all. The answer is shaped like a Terminus health check (`status`, `info`, `error`,
+`details`), every dependency failure becomes a down indicator with a `message`, and the whole check
+is bounded in time so a hanging dependency cannot make the endpoint hang with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from usersync.metrics import SERVICE_DIMENSION, SOURCE_DIMENSION, SyncMetric
+from usersync.models import SyncSource
+from usersync.observability import logger
+from usersync.settings import HealthSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import MetricDataQueryTypeDef
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Indicator = dict[str, Any]
+IndicatorStatus = Literal["up", "down"]
+
+USER_TABLE = "userTable"
+SYNC_FAILURE_RATE = "syncFailureRate"
+
+# The sources whose writes count towards the failure rate (the alarm in template.yaml uses the same).
+SYNC_SOURCES: tuple[SyncSource, ...] = (SyncSource.WEBHOOK, SyncSource.AUTHORIZER)
+
+# One-minute buckets summed here, rather than one bucket as long as the window: every returned
+# datapoint lies inside [start, end) whatever CloudWatch's period alignment, and a 1440-minute
+# window is 4 x 1440 datapoints, far below GetMetricData's 100,800 per call (no NextToken paging).
+PERIOD_SECONDS = 60
+
+# EndTime is exclusive and CloudWatch (and moto, which drops the sub-second part of EndTime) would
+# leave out datapoints stamped in the current second; ending the window slightly in the future keeps
+# them. Data is never stamped in the future, so nothing extra is counted.
+END_MARGIN = timedelta(seconds=1)
+
+# Both checks run in parallel; whatever has not answered by then is reported down. The botocore
+# timeouts (usersync.aws health config) normally end a call well before this.
+DEFAULT_DEADLINE_SECONDS = 2.5
+
+
+def _indicator(status: IndicatorStatus, **fields: Any) -> Indicator:
+    return {"status": status, **fields}
+
+
+def _aws_failure(service: str, exc: Exception) -> str:
+    """A short, safe description of an AWS call failure (error code or exception type, no payloads)."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code") or "ClientError"
+        return f"{service} call failed: {code}"
+    return f"{service} unreachable: {type(exc).__name__}"
+
+
+# ---------------------------------------------------------------- userTable
+
+
+def check_user_table(client: DynamoDBClient, table_name: str) -> Indicator:
+    """Up when DescribeTable succeeds and the table is ACTIVE."""
+    try:
+        table_status = client.describe_table(TableName=table_name)["Table"].get("TableStatus", "UNKNOWN")
+    except client.exceptions.ResourceNotFoundException:
+        return _indicator("down", message="user table not found")
+    except (ClientError, BotoCoreError) as exc:
+        return _indicator("down", message=_aws_failure("DynamoDB DescribeTable", exc))
+    if table_status != "ACTIVE":
+        return _indicator("down", message=f"user table is {table_status}, not ACTIVE")
+    return _indicator("up")
+
+
+# ---------------------------------------------------------------- syncFailureRate
+
+
+def _query_id(metric: SyncMetric, source: SyncSource) -> str:
+    return f"{'attempts' if metric is SyncMetric.ATTEMPTS else 'failures'}{source.value.capitalize()}"
+
+
+def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef]:
+    """Plain MetricStat queries (no SEARCH, no Metrics Insights) for attempts and failures per source.
+
+    The dimension set is exactly what Powertools emits, `{service, Source}`: CloudWatch matches a
+    metric only on its full dimension set, so leaving `service` out would match nothing.
+    """
+    queries: list[MetricDataQueryTypeDef] = []
+    for metric in (SyncMetric.ATTEMPTS, SyncMetric.FAILURES):
+        for source in SYNC_SOURCES:
+            queries.append(
+                {
+                    "Id": _query_id(metric, source),
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": settings.metrics_namespace,
+                            "MetricName": metric.value,
+                            "Dimensions": [
+                                {"Name": SERVICE_DIMENSION, "Value": settings.service_name},
+                                {"Name": SOURCE_DIMENSION, "Value": source.value},
+                            ],
+                        },
+                        "Period": PERIOD_SECONDS,
+                        "Stat": "Sum",
+                    },
+                    "ReturnData": True,
+                }
+            )
+    return queries
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    attempts: int
+    failures: int
+
+
+def read_sync_counts(client: CloudWatchClient, settings: HealthSettings, now: datetime) -> SyncCounts:
+    """Attempts and failures summed over the window, from one GetMetricData call.
+
+    No datapoints (no traffic, or metrics not yet ingested: EMF lags a minute or two) means 0.
+    """
+    end = now + END_MARGIN
+    start = end - timedelta(minutes=settings.window_minutes)
+    response = client.get_metric_data(
+        MetricDataQueries=sync_metric_queries(settings), StartTime=start, EndTime=end
+    )
+    totals = {result["Id"]: sum(result.get("Values", [])) for result in response["MetricDataResults"]}
+    attempts = sum(totals.get(_query_id(SyncMetric.ATTEMPTS, source), 0.0) for source in SYNC_SOURCES)
+    failures = sum(totals.get(_query_id(SyncMetric.FAILURES, source), 0.0) for source in SYNC_SOURCES)
+    return SyncCounts(attempts=round(attempts), failures=round(failures))
+
+
+def evaluate_failure_rate(counts: SyncCounts, settings: HealthSettings) -> Indicator:
+    """Down when failures/attempts exceeds the threshold, but only once there were enough attempts
+    for the rate to mean something (1 failure out of 2 is not an outage)."""
+    rate = counts.failures / counts.attempts if counts.attempts else 0.0
+    fields: dict[str, Any] = {
+        "failureRate": round(rate, 3),
+        "attempts": counts.attempts,
+        "failures": counts.failures,
+        "threshold": settings.failure_threshold,
+        "minAttempts": settings.min_attempts,
+        "windowMinutes": settings.window_minutes,
+    }
+    if counts.attempts >= settings.min_attempts and rate > settings.failure_threshold:
+        message = (
+            f"sync failure rate {rate:.3f} is above the threshold {settings.failure_threshold} "
+            f"({counts.failures} of {counts.attempts} attempts failed in the last "
+            f"{settings.window_minutes} minutes)"
+        )
+        return _indicator("down", message=message, **fields)
+    return _indicator("up", **fields)
+
+
+def check_sync_failure_rate(
+    client: CloudWatchClient, settings: HealthSettings, now: datetime | None = None
+) -> Indicator:
+    try:
+        counts = read_sync_counts(client, settings, now or datetime.now(UTC))
+    except (ClientError, BotoCoreError) as exc:
+        return _indicator(
+            "down",
+            message=_aws_failure("CloudWatch GetMetricData", exc),
+            threshold=settings.failure_threshold,
+            minAttempts=settings.min_attempts,
+            windowMinutes=settings.window_minutes,
+        )
+    return evaluate_failure_rate(counts, settings)
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The Terminus-shaped result: `info` holds the up indicators, `error` the down ones."""
+
+    indicators: Mapping[str, Indicator]
+
+    @property
+    def healthy(self) -> bool:
+        return all(indicator["status"] == "up" for indicator in self.indicators.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        details = dict(self.indicators)
+        return {
+            "status": "ok" if self.healthy else "error",
+            "info": {name: value for name, value in details.items() if value["status"] == "up"},
+            "error": {name: value for name, value in details.items() if value["status"] != "up"},
+            "details": details,
+        }
+
+
+@dataclass
+class HealthCheck:
+    """Runs both checks in parallel within a deadline and caches the report for a few seconds.
+
+    The cache is per container: at most one DescribeTable and one GetMetricData per container every
+    `cache_seconds`, however often the endpoint is polled.
+    """
+
+    settings: HealthSettings
+    dynamodb: DynamoDBClient
+    cloudwatch: CloudWatchClient
+    cache_seconds: float = 5.0
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _cached: tuple[float, HealthReport] | None = field(default=None, init=False, repr=False)
+
+    def run(self) -> HealthReport:
+        now = self.clock()
+        if self._cached is not None and now < self._cached[0]:
+            return self._cached[1]
+        report = self._check()
+        self._cached = (self.clock() + self.cache_seconds, report)
+        return report
+
+    def _check(self) -> HealthReport:
+        checks: dict[str, Callable[[], Indicator]] = {
+            USER_TABLE: lambda: check_user_table(self.dynamodb, self.settings.users_table_name),
+            SYNC_FAILURE_RATE: lambda: check_sync_failure_rate(self.cloudwatch, self.settings),
+        }
+        # A fresh pool each time (cheap next to two AWS calls): a call stuck past the deadline must
+        # not hold a worker that the next check would queue behind. shutdown(wait=False) leaves it to
+        # finish on its own, bounded by the botocore timeouts.
+        pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
+        try:
+            futures = {name: pool.submit(check) for name, check in checks.items()}
+            wait(futures.values(), timeout=self.deadline_seconds)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        indicators = {name: self._outcome(name, future) for name, future in futures.items()}
+        report = HealthReport(indicators)
+        if not report.healthy:
+            logger.warning("health check failing", extra={"error": report.to_dict()["error"]})
+        return report
+
+    def _outcome(self, name: str, future: Future[Indicator]) -> Indicator:
+        if not future.done():
+            return _indicator("down", message=f"no answer within {self.deadline_seconds} s")
+        exc = future.exception()
+        if exc is not None:  # a bug, not a dependency failure: still an answer, never a crash
+            logger.error("health indicator raised", extra={"indicator": name}, exc_info=exc)
+            return _indicator("down", message=f"check failed: {type(exc).__name__}")
+        return future.result()
