@@ -1,0 +1,268 @@
+"""`usersync-dev`: the local stack and the tools to exercise it (dev-only, never shipped).
+
+    usersync-dev serve [--port 3000] [--host 127.0.0.1] [--parameter-overrides K=V ...]
+    usersync-dev token --sub ID --email E [--first-name F] [--last-name L] [--image-url U]
+    usersync-dev webhook {created,updated,deleted} --user-id ID [--email E] [--first-name F]
+                         [--url URL] [--print]
+    usersync-dev events [--out DIR]
+    usersync-dev invoke FN EVENT_FILE
+    usersync-dev reconcile ...
+
+Every command shares the dev key and webhook secret stored under `.local/` (see devstate), so tokens
+and signatures are the ones the running stack accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import shlex
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from usersync_dev.devstate import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEV_AUTHORIZED_PARTY,
+    DEV_ISSUER,
+    dev_secrets,
+    running_stack,
+)
+
+HTTP_TIMEOUT_SECONDS = 10
+
+
+def _parameter_overrides(values: list[list[str]] | None) -> dict[str, str]:
+    overrides = {}
+    for item in [part for group in values or [] for value in group for part in value.split()]:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"usersync-dev: --parameter-overrides expects Name=Value, got {item!r}")
+        overrides[name] = value
+    return overrides
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from usersync_dev.server import serve
+
+    try:
+        return serve(
+            host=args.host, port=args.port, parameter_overrides=_parameter_overrides(args.parameter_overrides)
+        )
+    except OSError as exc:
+        print(
+            f"usersync-dev: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        print("usersync-dev: is `make run` already running? Pick another port with --port.", file=sys.stderr)
+        return 1
+
+
+def _token(args: argparse.Namespace) -> int:
+    from usersync_dev.clerk import mint_token, session_claims
+
+    claims = session_claims(
+        args.sub,
+        email=args.email,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        image_url=args.image_url,
+        issuer=DEV_ISSUER,
+        azp=DEV_AUTHORIZED_PARTY,
+        lifetime_seconds=args.lifetime,
+    )
+    print(mint_token(dev_secrets().signing_key, claims))
+    return 0
+
+
+def _default_webhook_url() -> str:
+    from usersync_dev.sample_events import _route
+
+    stack = running_stack()
+    base = stack.gateway_url if stack else f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    return base + _route("webhook").path
+
+
+def _webhook_payload(args: argparse.Namespace) -> dict[str, Any]:
+    from usersync_dev.clerk import clerk_event, clerk_user, deleted_user, now_ms
+
+    # A fresh, increasing updated_at: a later update always wins the table's conditional write.
+    now = now_ms()
+    if args.kind == "deleted":
+        return clerk_event("user.deleted", deleted_user(args.user_id), timestamp=now)
+    data = clerk_user(
+        args.user_id,
+        email=args.email,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        image_url=args.image_url,
+        created_at=now,
+        updated_at=now,
+    )
+    return clerk_event(f"user.{args.kind}", data, timestamp=now)
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from usersync_dev.clerk import sign_delivery
+
+    url = args.url or _default_webhook_url()
+    delivery = sign_delivery(dev_secrets().webhook_secret, _webhook_payload(args))
+    if args.print:
+        headers = " ".join(
+            f"-H {shlex.quote(f'{name}: {value}')}" for name, value in delivery.headers.items()
+        )
+        body = shlex.quote(delivery.body.decode())
+        print(f"curl -sS -X POST {headers} --data-binary {body} {shlex.quote(url)}")
+        return 0
+    request = urllib.request.Request(url, data=delivery.body, headers=delivery.headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - dev URL
+            status, body = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read().decode()
+    except urllib.error.URLError as exc:
+        print(f"usersync-dev: cannot reach {url}: {exc.reason}. Is `make run` running?", file=sys.stderr)
+        return 2
+    print(f"{status} {body}")
+    return 0 if 200 <= status < 300 else 1
+
+
+def _events(args: argparse.Namespace) -> int:
+    from usersync_dev.sample_events import EVENTS_DIR, write_events
+
+    for path in write_events(dev_secrets(), Path(args.out) if args.out else EVENTS_DIR):
+        print(path)
+    print(
+        "Signatures are valid for 5 minutes and session tokens for 60 s: re-run to refresh.", file=sys.stderr
+    )
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    """Invoke functions/FN/app.py in this process. Against the running local stack's moto (same table,
+    metrics forwarded to its CloudWatch, JWKS from its gateway) if there is one; otherwise against a
+    fresh in-process moto holding the table, with the dev public key as CLERK_JWT_KEY."""
+    # Handler logs go to stderr so stdout is only the response: Powertools' Logger binds the stream
+    # current when it is created, so create it now, with stdout pointed at stderr.
+    from usersync_dev.server import cloudwatch_sink, use_local_aws
+
+    stack = running_stack()
+    use_local_aws(stack.moto_endpoint if stack else None)
+    with contextlib.redirect_stdout(sys.stderr):
+        importlib.import_module("usersync.observability")
+
+    from moto import mock_aws
+
+    from usersync_dev.runtime import (
+        JWKS_PATH,
+        LocalFunctions,
+        TemplateValues,
+        function_specs,
+        local_parameters,
+    )
+    from usersync_dev.template import create_users_table
+
+    event = json.loads(Path(args.event_file).read_text(encoding="utf-8"))
+    secrets = dev_secrets()
+    jwks_url = stack.gateway_url + JWKS_PATH if stack else None
+    specs = function_specs(TemplateValues(local_parameters(secrets, jwks_url=jwks_url)), secrets)
+    with contextlib.nullcontext() if stack else mock_aws():
+        functions = LocalFunctions(
+            specs,
+            metrics_sink=cloudwatch_sink(stack.moto_endpoint) if stack else None,
+            echo=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        try:
+            spec = functions.by_name(args.function)
+        except KeyError as exc:
+            print(f"usersync-dev: {exc.args[0]}", file=sys.stderr)
+            return 2
+        if stack is None:
+            import boto3
+
+            create_users_table(boto3.client("dynamodb"), spec.environment["USERS_TABLE_NAME"])
+        where = (
+            f"the local stack at {stack.gateway_url}" if stack else "an in-process moto (no stack running)"
+        )
+        print(f"usersync-dev: invoking {spec.logical_id} against {where}", file=sys.stderr)
+        result = functions.invoke(spec.logical_id, event)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module("usersync_dev.reconcile_cmd")
+    except ModuleNotFoundError:
+        print("usersync-dev: reconcile is not available in this checkout", file=sys.stderr)
+        return 2
+    result = module.main(list(args.rest))
+    return int(result or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usersync-dev", description="usersync local development tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the whole API locally (moto, dev keys; what `make run` runs)"
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    serve.add_argument(
+        "--parameter-overrides",
+        action="append",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="template parameters, as for sam (e.g. SyncMinAttempts=5)",
+    )
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="print a session token signed with the dev key")
+    token.add_argument("--sub", required=True, help="Clerk user id (user_...)")
+    token.add_argument("--email", required=True)
+    token.add_argument("--first-name")
+    token.add_argument("--last-name")
+    token.add_argument("--image-url")
+    token.add_argument("--lifetime", type=int, default=60, help="seconds (Clerk's session tokens: 60)")
+    token.set_defaults(run=_token)
+
+    webhook = commands.add_parser("webhook", help="sign a Clerk user event with the dev secret and POST it")
+    webhook.add_argument("kind", choices=["created", "updated", "deleted"])
+    webhook.add_argument("--user-id", required=True)
+    webhook.add_argument("--email", help="primary email (omitted: a phone-only user)")
+    webhook.add_argument("--first-name")
+    webhook.add_argument("--last-name")
+    webhook.add_argument("--image-url")
+    webhook.add_argument("--url", help="default: the running local stack's webhook route")
+    webhook.add_argument("--print", action="store_true", help="print the signed request as curl instead")
+    webhook.set_defaults(run=_webhook)
+
+    events = commands.add_parser("events", help="regenerate events/ with fresh signatures and tokens")
+    events.add_argument("--out", help="directory (default: events/)")
+    events.set_defaults(run=_events)
+
+    invoke = commands.add_parser("invoke", help="invoke functions/FN/app.py with an event file, in-process")
+    invoke.add_argument("function", metavar="FN", help="function folder (webhook, authorizer, health, me)")
+    invoke.add_argument("event_file", metavar="EVENT_FILE")
+    invoke.set_defaults(run=_invoke)
+
+    reconcile = commands.add_parser("reconcile", help="reconcile the table with Clerk", add_help=False)
+    reconcile.add_argument("rest", nargs=argparse.REMAINDER)
+    reconcile.set_defaults(run=_reconcile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

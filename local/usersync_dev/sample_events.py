@@ -1,0 +1,120 @@
+"""events/: one realistic event per route and case, for `sam local invoke -e` and `make invoke`.
+
+Webhook events are signed with the dev secret and session tokens with the dev key (see devstate), so
+they are accepted by the local stack and `usersync-dev invoke` while fresh: Svix signatures are only
+valid for 5 minutes and Clerk session tokens for 60 s. `make events` regenerates them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from usersync_dev import apigw
+from usersync_dev.clerk import (
+    clerk_event,
+    clerk_user,
+    deleted_user,
+    mint_token,
+    now_ms,
+    session_claims,
+    sign_delivery,
+)
+from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, DevSecrets
+from usersync_dev.runtime import Route, http_api_routes
+from usersync_dev.template import REPO_ROOT
+
+EVENTS_DIR = REPO_ROOT / "events"
+SAMPLE_USER_ID = "user_2dev0ada0lovelace0000000"
+SAMPLE_EMAIL = "ada@example.com"
+
+
+def _route(code_dir: str) -> Route:
+    """The template's route served by functions/<code_dir>/ (so events follow template changes)."""
+    from usersync_dev.template import template
+
+    for route in http_api_routes():
+        uri = str(template()["Resources"][route.function_id]["Properties"]["CodeUri"]).strip("/")
+        if uri.endswith(f"functions/{code_dir}"):
+            return route
+    raise LookupError(f"no HttpApi route for functions/{code_dir} in template.yaml")
+
+
+def session_token(secrets: DevSecrets, lifetime_seconds: int = 60) -> str:
+    claims = session_claims(
+        SAMPLE_USER_ID,
+        email=SAMPLE_EMAIL,
+        first_name="Ada",
+        last_name="Lovelace",
+        issuer=DEV_ISSUER,
+        azp=DEV_AUTHORIZED_PARTY,
+        lifetime_seconds=lifetime_seconds,
+    )
+    return mint_token(secrets.signing_key, claims)
+
+
+def _webhook(route: Route, secret: str, payload: dict[str, Any]) -> dict[str, Any]:
+    delivery = sign_delivery(secret, payload)
+    headers = {**delivery.headers, "user-agent": "Svix-Webhooks/1.24.0", "host": "localhost:3000"}
+    return apigw.http_api_event(
+        route.method, route.path, body=delivery.body, headers=headers, route_key=route.route_key
+    )
+
+
+def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
+    """File name → event."""
+    webhook, health, me = _route("webhook"), _route("health"), _route("me")
+    created = now_ms() - 60_000
+    updated = now_ms()
+    token = session_token(secrets)
+    bearer = {"authorization": f"Bearer {token}", "user-agent": "Mozilla/5.0", "origin": DEV_AUTHORIZED_PARTY}
+    context = {
+        "userId": SAMPLE_USER_ID,
+        "email": SAMPLE_EMAIL,
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "sessionId": "sess_2dev0session0000000000",
+    }
+    me_event = apigw.http_api_event(
+        me.method, me.path, headers=bearer, route_key=me.route_key, authorizer_context=context
+    )
+    http_authorizer = apigw.http_api_authorizer_event(me.method, me.path, headers=bearer)
+    http_authorizer["routeKey"] = http_authorizer["requestContext"]["routeKey"] = me.route_key
+    return {
+        "webhook-user-created.json": _webhook(
+            webhook,
+            secrets.webhook_secret,
+            clerk_event("user.created", clerk_user(SAMPLE_USER_ID, created_at=created, updated_at=created)),
+        ),
+        "webhook-user-updated.json": _webhook(
+            webhook,
+            secrets.webhook_secret,
+            clerk_event(
+                "user.updated",
+                clerk_user(SAMPLE_USER_ID, first_name="Augusta Ada", created_at=created, updated_at=updated),
+            ),
+        ),
+        "webhook-user-deleted.json": _webhook(
+            webhook, secrets.webhook_secret, clerk_event("user.deleted", deleted_user(SAMPLE_USER_ID))
+        ),
+        "authorizer-http-request.json": http_authorizer,
+        "authorizer-rest-token.json": apigw.rest_token_authorizer_event(
+            f"Bearer {token}", me.method, me.path
+        ),
+        "authorizer-rest-request.json": apigw.rest_request_authorizer_event(
+            me.method, me.path, headers={"Authorization": f"Bearer {token}"}
+        ),
+        "health.json": apigw.http_api_event(health.method, health.path, route_key=health.route_key),
+        "me.json": me_event,
+    }
+
+
+def write_events(secrets: DevSecrets, directory: Path = EVENTS_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, event in sample_events(secrets).items():
+        path = directory / name
+        path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,438 @@
+"""The local stack behind `make run`: the whole API in one process, no Docker, no AWS account.
+
+- an in-process moto server on a free 127.0.0.1 port (DynamoDB with the table created from
+  template.yaml, CloudWatch receiving the metrics the handlers print as EMF);
+- a JWKS for the dev key at `GET /.well-known/jwks.json`, which the authorizer is configured to
+  fetch (CLERK_JWKS_URL), as it fetches Clerk's in production;
+- an HTTP gateway (werkzeug) whose routes, methods and authorizers are read from the template's
+  HttpApi events: each request becomes an API Gateway HTTP API 2.0 event for the real
+  `lambda_handler`, after the Lambda authorizer where the template attaches one.
+
+Differences from API Gateway: no authorizer result cache (the authorizer runs on every request), no
+throttling, and function timeouts are not enforced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import boto3
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from usersync_dev import apigw
+from usersync_dev.devstate import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    REGION,
+    DevSecrets,
+    StackInfo,
+    clear_stack_info,
+    dev_secrets,
+    state_dir,
+    write_stack_info,
+)
+from usersync_dev.runtime import (
+    JWKS_PATH,
+    FunctionSpec,
+    LocalFunctions,
+    Route,
+    TemplateValues,
+    function_specs,
+    http_api_routes,
+    local_parameters,
+)
+from usersync_dev.template import create_users_table
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+_TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
+
+
+def local_aws_environment(endpoint: str | None) -> dict[str, str]:
+    """Process environment for talking to moto: fake credentials, the region, no proxy for loopback."""
+    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
+    environment = {
+        **LOCAL_CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+    }
+    if endpoint:
+        environment["AWS_ENDPOINT_URL"] = endpoint
+    return environment
+
+
+def use_local_aws(endpoint: str | None) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    os.environ.update(local_aws_environment(endpoint))
+
+
+def moto_client(service: str, endpoint: str) -> Any:
+    return boto3.session.Session().client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def cloudwatch_sink(endpoint: str) -> Any:
+    """Forwards captured EMF output to the CloudWatch at `endpoint` (the stack's moto)."""
+    from usersync_dev.emf import forward_emf_lines
+
+    client = moto_client("cloudwatch", endpoint)
+    return lambda output: forward_emf_lines(output, client)
+
+
+def _template_rule(route: Route, index: int) -> Rule:
+    """Template path → werkzeug rule: `{id}` → `<id>`, greedy `{proxy+}` → `<path:proxy>`."""
+    path = route.path
+    for name in [part[1:-2] for part in path.split("/") if part.startswith("{") and part.endswith("+}")]:
+        path = path.replace(f"{{{name}+}}", f"<path:{name}>")
+    path = path.replace("{", "<").replace("}", ">")
+    methods = None if route.method == "ANY" else [route.method]
+    return Rule(path, endpoint=index, methods=methods)
+
+
+def _json(status: int, document: Mapping[str, Any]) -> Response:
+    return Response(json.dumps(document), status=status, content_type="application/json")
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    cookies: list[str]
+    body: bytes
+
+
+def _incoming(request: Request) -> _Incoming:
+    """What API Gateway passes on: lower-case headers with repeated values comma-joined, cookies apart."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in request.headers.items():
+        lowered = name.lower()
+        if lowered == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            continue
+        headers[lowered] = f"{headers[lowered]},{value}" if lowered in headers else value
+    return _Incoming(
+        method=request.method,
+        path=request.path,
+        query=request.query_string.decode("latin-1"),
+        headers=headers,
+        cookies=cookies,
+        body=request.get_data(),
+    )
+
+
+class Gateway:
+    """A WSGI app standing in for the HTTP API: routing, Lambda authorizer, proxy integration."""
+
+    def __init__(self, functions: LocalFunctions, routes: list[Route], secrets: DevSecrets) -> None:
+        self.functions = functions
+        self.routes = routes
+        self._jwks = json.dumps(secrets.signing_key.jwks())
+        self._map = Map(
+            [_template_rule(route, index) for index, route in enumerate(routes)], strict_slashes=False
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        request = Request(environ)
+        started = time.perf_counter()
+        response = self.dispatch(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        print(
+            f"{request.method} {request.full_path.rstrip('?')} {response.status_code} {elapsed_ms:.1f}ms",
+            flush=True,
+        )
+        return response(environ, start_response)  # type: ignore[no-any-return]
+
+    def dispatch(self, request: Request) -> Response:
+        if request.method == "GET" and request.path == JWKS_PATH:
+            return Response(self._jwks, content_type="application/json")
+        try:
+            index, path_parameters = self._map.bind_to_environ(request.environ).match()
+        except HTTPException:  # unknown path or method: HTTP API answers 404 to both
+            return _json(404, {"message": "Not Found"})
+        route = self.routes[index]
+        incoming = _incoming(request)
+        try:
+            context = self._authorize(route, incoming)
+        except Exception:
+            traceback.print_exc()
+            return _json(500, {"message": "Internal Server Error"})
+        if isinstance(context, Response):
+            return context
+        event = self._proxy_event(route, incoming, path_parameters, context)
+        try:
+            result = self.functions.invoke(route.function_id, event)
+        except Exception:
+            traceback.print_exc()
+            return _json(500, {"message": "Internal Server Error"})
+        return _proxy_response(result)
+
+    def _authorize(self, route: Route, incoming: _Incoming) -> Response | dict[str, Any] | None:
+        """None (no authorizer), the authorizer's context, or the response API Gateway would send."""
+        authorizer = route.authorizer
+        if authorizer is None:
+            return None
+        identity = [incoming.headers.get(name.lower(), "") for name in authorizer.identity_headers]
+        if not all(identity):  # API Gateway answers 401 itself when an identity source is missing
+            return _json(401, {"message": "Unauthorized"})
+        if authorizer.payload_version != "2.0":
+            raise NotImplementedError(
+                f"authorizer payload format {authorizer.payload_version} is not run locally"
+            )
+        event = apigw.http_api_authorizer_event(
+            incoming.method, incoming.path, headers=incoming.headers, cookies=incoming.cookies or None
+        )
+        event.update(
+            {"routeKey": route.route_key, "identitySource": identity, "rawQueryString": incoming.query}
+        )
+        event["requestContext"]["routeKey"] = route.route_key
+        if incoming.query:
+            event["queryStringParameters"] = _query_parameters(incoming.query)
+        result = self.functions.invoke(authorizer.function_id, event)
+        if authorizer.simple_responses:
+            allowed = isinstance(result, dict) and result.get("isAuthorized") is True
+        else:
+            statements = (result or {}).get("policyDocument", {}).get("Statement", [])
+            effects = {statement.get("Effect") for statement in statements}
+            allowed = "Allow" in effects and "Deny" not in effects
+        if not allowed:
+            return _json(403, {"message": "Forbidden"})
+        context = result.get("context") or {}
+        return dict(context)
+
+    @staticmethod
+    def _proxy_event(
+        route: Route, incoming: _Incoming, path_parameters: Mapping[str, str], context: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        content_type = incoming.headers.get("content-type", "")
+        textual = not incoming.body or any(kind in content_type for kind in _TEXT_TYPES)
+        event = apigw.http_api_event(
+            incoming.method,
+            incoming.path,
+            body=incoming.body if incoming.body else None,
+            headers=incoming.headers,
+            cookies=incoming.cookies or None,
+            query=incoming.query,
+            base64_body=not textual,
+            route_key=route.route_key,
+            authorizer_context=context,
+        )
+        if incoming.query:
+            event["queryStringParameters"] = _query_parameters(incoming.query)
+        if path_parameters:
+            event["pathParameters"] = dict(path_parameters)
+        return event
+
+
+def _query_parameters(query: str) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
+    return parameters
+
+
+def _proxy_response(result: Any) -> Response:
+    """A payload 2.0 handler result as API Gateway turns it into HTTP."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        # Without a statusCode, HTTP API assumes 200 and sends the returned value as JSON.
+        return _json(200, result) if isinstance(result, dict) else Response(json.dumps(result), status=200)
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    response = Response(raw, status=int(result["statusCode"]))
+    response.headers.pop("Content-Type", None)
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            response.headers.add(name, str(value))
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+# ---------------------------------------------------------------------------------------- the stack
+
+
+class LocalStack:
+    """moto + table + gateway in this process. `start()` returns once everything accepts requests."""
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        parameter_overrides: Mapping[str, str] | None = None,
+        state_directory: Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.state_directory = state_directory or state_dir()
+        self.secrets = dev_secrets(self.state_directory)
+        self._moto: Any = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.gateway: Gateway | None = None
+        self.info: StackInfo | None = None
+
+    def start(self) -> StackInfo:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        moto_endpoint = f"http://{moto_host}:{moto_port}"
+        use_local_aws(moto_endpoint)
+        # Bind first: the authorizer's JWKS URL needs the gateway's real port (port 0 = any free one).
+        self._server = make_server(self.host, self.port, self._app, threaded=True)
+        gateway_url = f"http://{self.host}:{self._server.server_port}"
+        values = TemplateValues(
+            local_parameters(
+                self.secrets, jwks_url=gateway_url + JWKS_PATH, overrides=self.parameter_overrides
+            )
+        )
+        specs = function_specs(values, self.secrets)
+        table_name = _users_table_name(specs)
+        create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
+        functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
+        self.gateway = Gateway(functions, http_api_routes(), self.secrets)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        self._thread.start()
+        self.info = StackInfo(
+            pid=os.getpid(), gateway_url=gateway_url, moto_endpoint=moto_endpoint, table_name=table_name
+        )
+        write_stack_info(self.info, self.state_directory)
+        return self.info
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        if self.gateway is None:
+            return _json(503, {"message": "Service Unavailable"})(environ, start_response)  # type: ignore[no-any-return]
+        return self.gateway(environ, start_response)
+
+    def stop(self) -> None:
+        if self.info is not None:
+            clear_stack_info(self.info.pid, self.state_directory)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._moto is not None:
+            self._moto.stop()
+
+
+def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
+    names = {
+        spec.environment["USERS_TABLE_NAME"]
+        for spec in specs.values()
+        if "USERS_TABLE_NAME" in spec.environment
+    }
+    (name,) = names
+    return name
+
+
+def cli_command() -> str:
+    """How to run `usersync-dev` from the current directory: the venv's script, relative when possible."""
+    script = Path(sys.executable).parent / "usersync-dev"
+    if not script.exists():
+        return f"{sys.executable} -m usersync_dev"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def banner(stack: LocalStack) -> str:
+    assert stack.info is not None and stack.gateway is not None
+    info, gateway = stack.info, stack.gateway
+    url = info.gateway_url
+    lines = [f"usersync local stack: {url}  (routes and authorizer from template.yaml)"]
+    for route in gateway.routes:
+        spec = gateway.functions.specs[route.function_id]
+        guard = f"authorizer {route.authorizer.name}" if route.authorizer else "public"
+        missing = "" if gateway.functions.available(route.function_id) else "  [handler not written yet]"
+        lines.append(
+            f"  {route.method:<6} {route.path:<20} -> functions/{spec.name}/app.py ({guard}){missing}"
+        )
+    try:
+        secrets_path = str((stack.state_directory / "dev-secrets.json").relative_to(Path.cwd()))
+    except ValueError:
+        secrets_path = str(stack.state_directory / "dev-secrets.json")
+    lines += [
+        f"  JWKS of the dev key: {url}{JWKS_PATH}  (dev key and whsec_ secret in {secrets_path})",
+        f"  moto (DynamoDB table {info.table_name}, CloudWatch metrics): {info.moto_endpoint}",
+        "",
+        "Try it from another terminal in this directory (paste the lines):",
+        "",
+    ]
+    command = cli_command()
+    user = "user_2dev0ada0lovelace0000000"
+    email = "ada@example.com"
+    curl = "curl -sS --fail-with-body --max-time 10"
+    examples = [
+        "# a signed Clerk user.created webhook, as Svix delivers it",
+        f"{command} webhook created --user-id {user} --email {email} --first-name Ada",
+        "# a 60-second session token for that user, then the protected route with it",
+        f"TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
+        f'{curl} -H "Authorization: Bearer $TOKEN" {url}/me',
+        "# the public health check (table reachable, sync failure rate from local CloudWatch)",
+        f"{curl} {url}/health",
+    ]
+    lines += [f"    {example}" for example in examples]
+    lines += [
+        "",
+        "One line per request (method path status time) follows, with the handlers' logs. Ctrl-C stops.",
+    ]
+    return "\n".join(lines)
+
+
+def serve(
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    parameter_overrides: Mapping[str, str] | None = None,
+) -> int:
+    """`usersync-dev serve`: run until Ctrl-C or SIGTERM."""
+    # Our gateway logs one line per request itself; werkzeug's (and moto's, per AWS call) would be noise.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    stack = LocalStack(host=host, port=port, parameter_overrides=parameter_overrides)
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        stack.start()
+        print(banner(stack), flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+    return 0
