@@ -23,13 +23,19 @@ class SyncMetric(StrEnum):
     STALE = "SyncStale"
     WEBHOOK_REJECTED = "WebhookRejected"
     AUTHORIZER_DENIED = "AuthorizerDenied"
+    # Reconciliation (Source=reconcile): one datapoint per run, valued with the run's counts.
+    RECONCILE_CREATED = "ReconcileCreated"
+    RECONCILE_UPDATED = "ReconcileUpdated"
+    RECONCILE_UNCHANGED = "ReconcileUnchanged"
+    RECONCILE_PRUNED = "ReconcilePruned"
+    RECONCILE_FAILED = "ReconcileFailed"
 
 
-def count(metric: SyncMetric, source: SyncSource) -> None:
-    """Add 1 to `metric` for `source`; flushed as EMF when the handler returns.
+def count(metric: SyncMetric, source: SyncSource, value: int = 1) -> None:
+    """Add `value` (1) to `metric` for `source`; flushed as EMF when the handler returns.
 
     The dimension is set per call, not as a default, so handlers that share one process (the local
     stack) cannot leak their `Source` into each other's metrics.
     """
     metrics.add_dimension(name=SOURCE_DIMENSION, value=source.value)
-    metrics.add_metric(name=metric.value, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric.value, unit=MetricUnit.Count, value=value)

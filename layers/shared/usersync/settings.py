@@ -94,7 +94,7 @@ class AuthorizerSettings(TableSettings):
 
 
 class ReconcileSettings(TableSettings):
-    """Reconciliation reads Clerk's Backend API with the secret key (`sk_...`): inline or from Secrets Manager."""
+    """Reads Clerk's Backend API with the secret key (`sk_...`), inline or from Secrets Manager."""
 
     clerk_secret_key: str | None = Field(default=None, alias="CLERK_SECRET_KEY", repr=False)
     clerk_secret_key_arn: str | None = Field(default=None, alias="CLERK_SECRET_KEY_ARN")
@@ -104,7 +104,9 @@ class ReconcileSettings(TableSettings):
     @model_validator(mode="after")
     def _one_key_source(self) -> Self:
         if not (self.clerk_secret_key or self.clerk_secret_key_arn):
-            raise ValueError("missing required environment variable CLERK_SECRET_KEY (or CLERK_SECRET_KEY_ARN)")
+            raise ValueError(
+                "missing required environment variable CLERK_SECRET_KEY (or CLERK_SECRET_KEY_ARN)"
+            )
         return self
 
 
