@@ -66,7 +66,9 @@ class JwksServer:
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="jwks-server", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="jwks-server", daemon=True
+        )
         self._thread.start()
 
     def down(self) -> None:

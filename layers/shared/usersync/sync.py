@@ -3,12 +3,20 @@
 Every attempted write is one `SyncAttempts`; a write that lost the condition (stale or duplicate)
 is `SyncStale`, a success; only a failed table call is `SyncFailures`, and it is re-raised so the
 caller can answer accordingly (the webhook with a 5xx so Svix retries).
+
+The authorizer syncs compare-first (`sync_from_token`): it reads the stored copy (cached per
+container) and writes only when the token says something newer and different.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
 from usersync.metrics import SyncMetric, count
-from usersync.models import UserRecord
+from usersync.models import SyncSource, UserRecord
 from usersync.observability import logger
 from usersync.repository import RepositoryError, UserRepository, WriteOutcome
 
@@ -31,3 +39,107 @@ def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
         extra={"userId": record.user_id, "source": record.source.value, "outcome": outcome.value},
     )
     return outcome
+
+
+class UserDeletedError(Exception):
+    """The stored user is a tombstone: a token for it must not be honoured, nor resurrect it."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} is deleted")
+        self.user_id = user_id
+
+
+class SyncResult(StrEnum):
+    UNCHANGED = "unchanged"  # the stored copy matches the token: no write
+    STORED_NEWER = "stored-newer"  # differs, but the stored copy is newer than the token: it wins
+    WRITTEN = "written"
+    STALE = "stale"  # the conditional put lost to a newer or deleted stored item
+    FAILED = "failed"  # the table could not be written; the caller still allows the request
+
+
+@dataclass
+class UserCache:
+    """Per-container cache of stored records by userId, so a warm authorizer rarely reads the table.
+
+    Hand-written (a dict with deadlines) rather than a cache library: it is ten lines, and every
+    extra layer dependency costs cold-start time. Bounded so a long-lived container cannot grow
+    without limit; when full, the oldest entry goes (dicts keep insertion order).
+    """
+
+    ttl_seconds: float = 60.0
+    max_entries: int = 10_000
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[str, tuple[float, UserRecord | None]] = field(default_factory=dict)
+
+    def get(self, user_id: str) -> tuple[bool, UserRecord | None]:
+        """(hit, record): a hit may be a cached "not stored" (None)."""
+        entry = self._entries.get(user_id)
+        if entry is None or entry[0] <= self.clock():
+            self._entries.pop(user_id, None)
+            return False, None
+        return True, entry[1]
+
+    def put(self, user_id: str, record: UserRecord | None) -> None:
+        self._entries.pop(user_id, None)
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[user_id] = (self.clock() + self.ttl_seconds, record)
+
+    def forget(self, user_id: str) -> None:
+        self._entries.pop(user_id, None)
+
+
+def _read_stored(repository: UserRepository, user_id: str, cache: UserCache) -> UserRecord | None:
+    """The stored record (cached), or None when absent or unreadable.
+
+    A failed read is not a sync failure by itself: the caller falls through to the conditional put,
+    which is safe without the read, and it is the put's outcome that gets counted.
+    """
+    hit, record = cache.get(user_id)
+    if hit:
+        return record
+    try:
+        record = repository.get(user_id)
+    except RepositoryError as exc:
+        logger.warning(
+            "stored user read failed; writing without compare",
+            extra={"userId": user_id, "source": SyncSource.AUTHORIZER.value, "errorCode": exc.code},
+        )
+        return None
+    cache.put(user_id, record)
+    return record
+
+
+def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: UserCache) -> SyncResult:
+    """Compare-first upsert of the user a verified token describes (`candidate`, updatedAt = iat ms).
+
+    Writes only when the stored copy is missing, or is older than the token and differs in
+    email/names/image; the write is the same conditional put as the webhook's, so a newer webhook
+    write always wins and a tombstone is never resurrected. Raises `UserDeletedError` for a
+    tombstone; a table failure is counted (SyncFailures) and reported as FAILED, never raised.
+    """
+    user_id = candidate.user_id
+    stored = _read_stored(repository, user_id, cache)
+    if stored is not None and stored.is_tombstone:
+        raise UserDeletedError(user_id)
+    if stored is not None:
+        if stored.profile() == candidate.profile():
+            return SyncResult.UNCHANGED
+        if (stored.updated_at or 0) >= (candidate.updated_at or 0):
+            return SyncResult.STORED_NEWER
+        candidate = candidate.model_copy(update={"created_at": stored.created_at})
+    try:
+        outcome = write_user(repository, candidate)
+    except RepositoryError:
+        cache.forget(user_id)
+        return SyncResult.FAILED
+    if outcome is WriteOutcome.APPLIED:
+        cache.put(user_id, candidate)
+        return SyncResult.WRITTEN
+    # Lost the condition: a newer write or a tombstone landed since we read (or we could not read).
+    # Re-read once so a deletion is enforced now rather than after the cache expires.
+    cache.forget(user_id)
+    latest = _read_stored(repository, user_id, cache)
+    if latest is not None and latest.is_tombstone:
+        raise UserDeletedError(user_id)
+    return SyncResult.STALE

@@ -1,0 +1,31 @@
+"""Lambda authorizer for the HTTP API (and REST APIs): Clerk session token in, allow/deny out.
+
+Everything slow happens once per container here: settings, the PEM or JWKS client, the DynamoDB
+client, the per-container user cache. Nothing here imports the webhook verifier (svix).
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from usersync.authorizer import Authorizer
+from usersync.aws import dynamodb_client
+from usersync.observability import logger, metrics, tracer
+from usersync.repository import UserRepository
+from usersync.settings import AuthorizerSettings
+from usersync.sync import UserCache
+from usersync.tokens import TokenVerifier
+
+settings = AuthorizerSettings.from_env()
+authorizer = Authorizer(
+    TokenVerifier.from_settings(settings),
+    UserRepository(dynamodb_client(), settings.users_table_name),
+    UserCache(ttl_seconds=60),
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return authorizer.handle(event)

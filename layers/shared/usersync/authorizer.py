@@ -1,0 +1,162 @@
+"""The Lambda authorizer: find the token in any of API Gateway's three event formats, verify it,
+sync the user compare-first, and answer in the shape that format expects.
+
+- HTTP API REQUEST, payload 2.0 (`version: "2.0"`): simple response `{"isAuthorized", "context"}`;
+  a denial is `isAuthorized: false`, which API Gateway turns into 403. (A request without the
+  identity-source header never reaches us: API Gateway answers 401 itself.)
+- REST TOKEN (`authorizationToken`) and REST REQUEST (`headers`, also HTTP API payload 1.0): an IAM
+  policy with `principalId` = userId. An Allow names `arn:...:api/stage/*/*`, not just the called
+  method, because API Gateway caches the policy per token and reuses it for every route. A missing or
+  invalid token raises `Unauthorized` (API Gateway's contract for 401); a valid token of a deleted
+  user returns a Deny policy for the called method (403: we know who it is, they may not enter).
+
+Context values are strings; `userId` and `email` are always present, `firstName`, `lastName`,
+`imageUrl`, `sessionId` only when the token carries them (API Gateway needs no placeholder for
+an absent key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from usersync.http import parse_cookies
+from usersync.metrics import SyncMetric, count
+from usersync.models import SyncSource
+from usersync.observability import logger
+from usersync.repository import UserRepository
+from usersync.sync import SyncResult, UserCache, UserDeletedError, sync_from_token
+from usersync.tokens import DenyReason, SessionClaims, TokenError, TokenVerifier
+
+SESSION_COOKIE = "__session"
+
+
+class EventFormat(StrEnum):
+    HTTP_API = "http-api"
+    REST_TOKEN = "rest-token"  # noqa: S105 - a format name, not a secret
+    REST_REQUEST = "rest-request"
+
+
+class Unauthorized(Exception):
+    """Raised for REST denials without a verified caller: API Gateway maps exactly this message to 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+@dataclass(frozen=True)
+class AuthorizerRequest:
+    format: EventFormat
+    token: str | None
+    method_arn: str | None = None
+
+
+def bearer_token(value: Any) -> str | None:
+    """`Bearer <jwt>`: scheme case-insensitive, any whitespace around and between; else None."""
+    if not isinstance(value, str):
+        return None
+    parts = value.split()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        return parts[1]
+    return None
+
+
+def _lower_headers(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(name).lower(): value for name, value in raw.items() if isinstance(value, str)}
+
+
+def parse_event(event: Any) -> AuthorizerRequest:
+    """The token (Authorization header first, then the `__session` cookie) and the event format."""
+    if not isinstance(event, Mapping):
+        return AuthorizerRequest(EventFormat.HTTP_API, None)
+    method_arn = event.get("methodArn") if isinstance(event.get("methodArn"), str) else None
+    if event.get("type") == "TOKEN":
+        return AuthorizerRequest(
+            EventFormat.REST_TOKEN, bearer_token(event.get("authorizationToken")), method_arn
+        )
+    headers = _lower_headers(event.get("headers"))
+    if event.get("version") == "2.0":
+        fmt = EventFormat.HTTP_API
+        cookies = [value for value in event.get("cookies") or [] if isinstance(value, str)]
+    else:
+        fmt = EventFormat.REST_REQUEST if method_arn else EventFormat.HTTP_API
+        cookies = [headers["cookie"]] if "cookie" in headers else []
+    token = bearer_token(headers.get("authorization")) or parse_cookies(cookies).get(SESSION_COOKIE) or None
+    return AuthorizerRequest(fmt, token, method_arn)
+
+
+def api_wildcard_arn(method_arn: str) -> str:
+    """`arn:aws:execute-api:region:account:api/stage/VERB/path` → `.../api/stage/*/*`."""
+    parts = method_arn.split("/")
+    return "/".join(parts[:2]) + "/*/*" if len(parts) >= 3 else method_arn
+
+
+def _policy(principal_id: str, effect: str, resource: str) -> dict[str, Any]:
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+
+
+def allow_response(request: AuthorizerRequest, claims: SessionClaims) -> dict[str, Any]:
+    context = claims.context()
+    if request.format is EventFormat.HTTP_API or request.method_arn is None:
+        return {"isAuthorized": True, "context": context}
+    return {**_policy(claims.sub, "Allow", api_wildcard_arn(request.method_arn)), "context": context}
+
+
+def deny_response(request: AuthorizerRequest, user_id: str | None = None) -> dict[str, Any]:
+    """The denial in the event's shape; raises `Unauthorized` for REST callers we could not identify."""
+    if request.format is EventFormat.HTTP_API or request.method_arn is None:
+        return {"isAuthorized": False}
+    if user_id is None:
+        raise Unauthorized()
+    return _policy(user_id, "Deny", request.method_arn)
+
+
+class Authorizer:
+    """Verify, sync compare-first, answer. One per container (it holds the verifier and the cache)."""
+
+    def __init__(self, verifier: TokenVerifier, repository: UserRepository, cache: UserCache) -> None:
+        self._verifier = verifier
+        self._repository = repository
+        self._cache = cache
+
+    def handle(self, event: Any) -> dict[str, Any]:
+        request = parse_event(event)
+        try:
+            claims = self._verifier.verify(request.token)
+        except TokenError as exc:
+            return self._deny(request, exc.reason)
+        try:
+            result = sync_from_token(self._repository, claims.to_record(), self._cache)
+        except UserDeletedError:
+            return self._deny(request, DenyReason.USER_DELETED, user_id=claims.sub)
+        except Exception:
+            # Anything unexpected in the sync (a malformed stored item, a bug) must not lock out a
+            # caller whose token is valid: count it as a failure so /health and the alarm see it.
+            count(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
+            logger.exception("authorizer sync failed unexpectedly", extra={"userId": claims.sub})
+            result = SyncResult.FAILED
+        logger.info(
+            "authorizer allowed",
+            extra={"userId": claims.sub, "sync": result.value, "eventFormat": request.format.value},
+        )
+        return allow_response(request, claims)
+
+    def _deny(
+        self, request: AuthorizerRequest, reason: DenyReason, *, user_id: str | None = None
+    ) -> dict[str, Any]:
+        count(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
+        extra = {"reason": reason.value, "eventFormat": request.format.value}
+        if user_id is not None:  # only a verified subject is logged; an unverified one proves nothing
+            extra["userId"] = user_id
+        logger.warning("authorizer denied", extra=extra)
+        return deny_response(request, user_id)

@@ -1,0 +1,374 @@
+"""Session-token verification: PEM and JWKS keys, every forgery and claim failure, JWKS caching."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.jwks_server import JwksServer
+from usersync.settings import AuthorizerSettings, ConfigurationError
+from usersync.tokens import (
+    MAX_TOKEN_BYTES,
+    DenyReason,
+    JwksKeySource,
+    SessionClaims,
+    TokenError,
+    TokenVerifier,
+    load_public_key,
+)
+from usersync_dev.clerk import SigningKey, mint_token, session_claims
+
+USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
+ISSUER = "https://clerk.example.test"
+ORIGIN = "http://localhost:3000"
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("ins_key_one")
+
+
+@pytest.fixture(scope="module")
+def other_key() -> SigningKey:
+    return SigningKey.generate("ins_key_two")
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base = session_claims(
+        USER_ID, email="ada@example.com", first_name="Ada", last_name="Lovelace", issuer=ISSUER, azp=ORIGIN
+    )
+    base.update(overrides)
+    return {name: value for name, value in base.items() if value is not None}
+
+
+def without(*names: str) -> dict[str, Any]:
+    return {name: value for name, value in claims().items() if name not in names}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_token(header: dict[str, Any], payload: dict[str, Any]) -> str:
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+
+
+def hs256_with_public_pem(key: SigningKey, payload: dict[str, Any]) -> str:
+    """The classic RS→HS confusion: HMAC keyed with the public PEM. PyJWT refuses to make it, so by hand."""
+    signing_input = unsigned_token({"alg": "HS256", "typ": "JWT", "kid": key.kid}, payload)
+    signature = hmac.new(key.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def pem_verifier(key: SigningKey, **kwargs: Any) -> TokenVerifier:
+    options: dict[str, Any] = {"issuer": ISSUER, "authorized_parties": (ORIGIN,)}
+    options.update(kwargs)
+    return TokenVerifier(public_key=load_public_key(key.public_pem()), **options)
+
+
+def reason_of(verifier: TokenVerifier, token: str | None) -> DenyReason:
+    with pytest.raises(TokenError) as caught:
+        verifier.verify(token)
+    return caught.value.reason
+
+
+# ---------------------------------------------------------------------------------------- accepted
+
+
+def test_valid_token_from_pem_yields_the_claims(key: SigningKey) -> None:
+    payload = claims(imageUrl="https://img.clerk.com/ada.png")
+    verified = pem_verifier(key).verify(mint_token(key, payload))
+
+    assert verified == SessionClaims(
+        sub=USER_ID,
+        email="ada@example.com",
+        firstName="Ada",
+        lastName="Lovelace",
+        imageUrl="https://img.clerk.com/ada.png",
+        sid=payload["sid"],
+        iat=payload["iat"],
+    )
+    assert verified.context() == {
+        "userId": USER_ID,
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "imageUrl": "https://img.clerk.com/ada.png",
+        "sessionId": payload["sid"],
+    }
+
+
+def test_absent_and_blank_optional_claims_are_omitted_from_the_context(key: SigningKey) -> None:
+    token = mint_token(key, without("firstName", "lastName", "sid") | {"imageUrl": ""})
+    verified = pem_verifier(key).verify(token)
+
+    assert verified.context() == {"userId": USER_ID, "email": "ada@example.com"}
+    assert verified.to_record().to_attributes().keys() == {
+        "userId",
+        "email",
+        "updatedAt",
+        "syncedAt",
+        "source",
+    }
+
+
+def test_token_record_is_ordered_by_iat_in_milliseconds(key: SigningKey) -> None:
+    payload = claims()
+    record = pem_verifier(key).verify(mint_token(key, payload)).to_record()
+
+    assert record.updated_at == payload["iat"] * 1000
+    assert record.source.value == "authorizer"
+    assert record.created_at is None
+
+
+def test_issuer_and_azp_are_not_checked_when_not_configured(key: SigningKey) -> None:
+    token = mint_token(key, claims(iss="https://elsewhere.example", azp="https://evil.example"))
+    assert pem_verifier(key, issuer=None, authorized_parties=()).verify(token).sub == USER_ID
+
+
+def test_exp_within_the_leeway_is_accepted(key: SigningKey) -> None:
+    now = int(time.time())
+    token = mint_token(key, claims(iat=now - 62, nbf=now - 62, exp=now - 2))
+    assert pem_verifier(key).verify(token).sub == USER_ID
+
+
+def test_settings_pem_with_escaped_newlines_is_accepted(key: SigningKey) -> None:
+    settings = AuthorizerSettings.from_env(
+        {
+            "USERS_TABLE_NAME": "t",
+            "CLERK_JWT_KEY": key.public_pem().replace("\n", "\\n"),
+            "CLERK_ISSUER": ISSUER,
+            "CLERK_AUTHORIZED_PARTIES": f"{ORIGIN}, https://app.example.com",
+        }
+    )
+    verifier = TokenVerifier.from_settings(settings)
+    assert verifier.verify(mint_token(key, claims(azp="https://app.example.com"))).sub == USER_ID
+
+
+def test_a_key_that_is_not_a_pem_fails_the_cold_start() -> None:
+    with pytest.raises(ConfigurationError, match="CLERK_JWT_KEY"):
+        load_public_key("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----")
+
+
+# ---------------------------------------------------------------------------------------- denied
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyReason]] = [
+    ("no token", lambda k, o: None, DenyReason.NO_TOKEN),
+    ("empty token", lambda k, o: "", DenyReason.NO_TOKEN),
+    ("garbage", lambda k, o: "not-a-jwt", DenyReason.MALFORMED),
+    ("garbage with dots", lambda k, o: "abc.def.ghi", DenyReason.MALFORMED),
+    (
+        "alg none",
+        lambda k, o: unsigned_token({"alg": "none", "typ": "JWT"}, claims()) + ".",
+        DenyReason.BAD_ALGORITHM,
+    ),
+    ("HS256 with the public PEM", lambda k, o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
+    ("another RSA key", lambda k, o: mint_token(o, claims()), DenyReason.BAD_SIGNATURE),
+    (
+        "another RSA key, our kid",
+        lambda k, o: mint_token(o, claims(), headers={"kid": k.kid}),
+        DenyReason.BAD_SIGNATURE,
+    ),
+    (
+        "tampered payload",
+        lambda k, o: (
+            lambda t: (
+                t.split(".")[0]
+                + "."
+                + b64url(json.dumps(claims(sub="user_x")).encode())
+                + "."
+                + t.split(".")[2]
+            )
+        )(mint_token(k, claims())),
+        DenyReason.BAD_SIGNATURE,
+    ),
+    (
+        "expired",
+        lambda k, o: mint_token(k, claims(iat=now_s() - 120, nbf=now_s() - 120, exp=now_s() - 60)),
+        DenyReason.EXPIRED,
+    ),
+    ("nbf in the future", lambda k, o: mint_token(k, claims(nbf=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("iat in the future", lambda k, o: mint_token(k, claims(iat=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("wrong iss", lambda k, o: mint_token(k, claims(iss="https://evil.example")), DenyReason.WRONG_ISSUER),
+    ("no iss", lambda k, o: mint_token(k, without("iss")), DenyReason.WRONG_ISSUER),
+    ("azp not allowed", lambda k, o: mint_token(k, claims(azp="https://evil.example")), DenyReason.WRONG_AZP),
+    ("no azp", lambda k, o: mint_token(k, without("azp")), DenyReason.WRONG_AZP),
+    ("missing email", lambda k, o: mint_token(k, without("email")), DenyReason.MISSING_EMAIL),
+    ("empty email", lambda k, o: mint_token(k, claims(email="")), DenyReason.MISSING_EMAIL),
+    ("missing sub", lambda k, o: mint_token(k, without("sub")), DenyReason.MISSING_CLAIM),
+    ("missing exp", lambda k, o: mint_token(k, without("exp")), DenyReason.MISSING_CLAIM),
+    ("missing iat", lambda k, o: mint_token(k, without("iat")), DenyReason.MISSING_CLAIM),
+    (
+        "audience we do not expect",
+        lambda k, o: mint_token(k, claims(aud="other-api")),
+        DenyReason.WRONG_AUDIENCE,
+    ),
+    ("email not a string", lambda k, o: mint_token(k, claims(email=["a@b.c"])), DenyReason.INVALID_CLAIMS),
+    (
+        "over 8 KiB",
+        lambda k, o: mint_token(k, claims(padding="x" * MAX_TOKEN_BYTES)),
+        DenyReason.TOO_LARGE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("token_factory", "reason"), [(f, r) for _, f, r in DENIALS], ids=[n for n, _, _ in DENIALS]
+)
+def test_denied_with_pem(
+    key: SigningKey,
+    other_key: SigningKey,
+    token_factory: Callable[[SigningKey, SigningKey], str | None],
+    reason: DenyReason,
+) -> None:
+    assert reason_of(pem_verifier(key), token_factory(key, other_key)) is reason
+
+
+def test_pyjwt_would_refuse_the_hs256_forgery_even_without_our_header_check(key: SigningKey) -> None:
+    """Defence in depth: the decode itself pins RS256."""
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        jwt.decode(hs256_with_public_pem(key, claims()), key.public_pem(), algorithms=["RS256"])
+
+
+# ---------------------------------------------------------------------------------------- JWKS
+
+
+@pytest.fixture
+def jwks(key: SigningKey) -> Iterator[JwksServer]:
+    with JwksServer(key) as server:
+        yield server
+
+
+class FakeClock:
+    """Monotonic time the test advances; injected into the key source (not a mock of our code)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jwks_verifier(url: str, **kwargs: Any) -> TokenVerifier:
+    return TokenVerifier(jwks=JwksKeySource(url, **kwargs), issuer=ISSUER, authorized_parties=(ORIGIN,))
+
+
+def test_valid_token_from_jwks_and_the_key_set_is_cached(key: SigningKey, jwks: JwksServer) -> None:
+    verifier = jwks_verifier(jwks.url)
+
+    assert verifier.verify(mint_token(key, claims())).sub == USER_ID
+    assert verifier.verify(mint_token(key, claims(firstName="Augusta"))).first_name == "Augusta"
+    assert jwks.request_count == 1
+
+
+def test_settings_with_only_a_jwks_url_verify_through_it(key: SigningKey, jwks: JwksServer) -> None:
+    settings = AuthorizerSettings.from_env({"USERS_TABLE_NAME": "t", "CLERK_JWKS_URL": jwks.url})
+    assert TokenVerifier.from_settings(settings).verify(mint_token(key, claims())).sub == USER_ID
+    assert jwks.request_count == 1
+
+
+def test_key_rotation_is_picked_up_and_unknown_kids_refetch_at_most_once_a_minute(
+    key: SigningKey, other_key: SigningKey, jwks: JwksServer
+) -> None:
+    clock = FakeClock()
+    verifier = jwks_verifier(jwks.url, clock=clock)
+    assert verifier.verify(mint_token(key, claims())).sub == USER_ID
+    assert jwks.request_count == 1
+
+    jwks.serve_keys(key, other_key)  # Clerk rotates: the new kid appears in the JWKS
+    assert verifier.verify(mint_token(other_key, claims())).sub == USER_ID
+    assert jwks.request_count == 2
+
+    stranger = SigningKey.generate("ins_unknown")
+    assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
+    assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
+    assert jwks.request_count == 2  # inside the 60 s window: no refetch for a forged kid
+
+    clock.now += 61
+    assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
+    assert jwks.request_count == 3  # the window passed: one refetch, then denied again
+
+
+def test_forged_headers_never_reach_the_network(
+    key: SigningKey, other_key: SigningKey, jwks: JwksServer
+) -> None:
+    verifier = jwks_verifier(jwks.url)
+    with JwksServer(other_key) as attacker:
+        forged = mint_token(
+            other_key, claims(), headers={"kid": key.kid, "jku": attacker.url, "x5u": attacker.url}
+        )
+        assert reason_of(verifier, forged) is DenyReason.BAD_SIGNATURE
+        embedded = mint_token(other_key, claims(), headers={"kid": "ins_mine", "jwk": other_key.jwk()})
+        assert reason_of(verifier, embedded) is DenyReason.UNKNOWN_KEY
+        assert attacker.request_count == 0
+    # Algorithm forgeries are refused from the header alone, before any key lookup.
+    fresh = JwksServer(key)
+    with fresh:
+        verifier = jwks_verifier(fresh.url)
+        assert reason_of(verifier, hs256_with_public_pem(key, claims())) is DenyReason.BAD_ALGORITHM
+        assert (
+            reason_of(verifier, unsigned_token({"alg": "none"}, claims()) + ".") is DenyReason.BAD_ALGORITHM
+        )
+        assert fresh.request_count == 0
+
+
+def test_token_without_kid_is_denied_with_jwks(key: SigningKey, jwks: JwksServer) -> None:
+    token = jwt.encode(claims(), key.private_pem(), algorithm="RS256")
+    assert reason_of(jwks_verifier(jwks.url), token) is DenyReason.UNKNOWN_KEY
+
+
+def test_jwks_server_down_denies(key: SigningKey, jwks: JwksServer) -> None:
+    jwks.down()
+    assert reason_of(jwks_verifier(jwks.url), mint_token(key, claims())) is DenyReason.JWKS_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param(lambda s: s.fail(503), id="http-503"),
+        pytest.param(lambda s: s.serve_body(b"<html>not json</html>"), id="not-json"),
+        pytest.param(lambda s: s.serve_jwks({"keys": []}), id="no-keys"),
+        pytest.param(lambda s: s.serve_body(b"[1, 2]"), id="not-an-object"),
+    ],
+)
+def test_broken_jwks_denies(
+    key: SigningKey, jwks: JwksServer, breakage: Callable[[JwksServer], None]
+) -> None:
+    breakage(jwks)
+    assert reason_of(jwks_verifier(jwks.url), mint_token(key, claims())) is DenyReason.JWKS_UNAVAILABLE
+    assert jwks.request_count == 1
+
+
+def test_slow_jwks_times_out_and_denies(key: SigningKey, jwks: JwksServer) -> None:
+    jwks.slow(5.0)
+    verifier = jwks_verifier(jwks.url, fetch_timeout=0.2)
+    assert reason_of(verifier, mint_token(key, claims())) is DenyReason.JWKS_UNAVAILABLE
+
+
+def test_jwks_recovers_after_an_outage(key: SigningKey, jwks: JwksServer) -> None:
+    verifier = jwks_verifier(jwks.url)
+    jwks.fail(503)
+    assert reason_of(verifier, mint_token(key, claims())) is DenyReason.JWKS_UNAVAILABLE
+    jwks.up()
+    assert verifier.verify(mint_token(key, claims())).sub == USER_ID
+
+
+def test_error_messages_never_contain_the_token(key: SigningKey, other_key: SigningKey) -> None:
+    token = mint_token(other_key, claims())
+    with pytest.raises(TokenError) as caught:
+        pem_verifier(key).verify(token)
+    assert str(caught.value) == "bad_signature"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
