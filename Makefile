@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FN ?= webhook
 EVENT ?= events/webhook-user-created.json
 
-.PHONY: help venv run test lint typecheck cfn-lint unit bench build deploy events invoke clean
+.PHONY: help venv run test lint typecheck cfn-lint unit bench build deploy events invoke reconcile clean
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run"
 	@echo "make events   regenerate events/ with fresh signatures and tokens"
 	@echo "make invoke FN=webhook EVENT=events/...json   invoke a handler in-process"
+	@echo "make reconcile ARGS='--table T [--dry-run] [--prune]'   backfill/repair from Clerk (CLERK_SECRET_KEY)"
 	@echo "make build / make deploy   sam build / sam deploy (needs AWS credentials)"
 
 $(STAMP): pyproject.toml layers/shared/requirements.txt
@@ -51,6 +52,9 @@ events: $(STAMP)
 
 invoke: $(STAMP)
 	$(BIN)/usersync-dev invoke $(FN) $(EVENT)
+
+reconcile: $(STAMP)
+	$(BIN)/python -m usersync_dev.reconcile_cmd $(ARGS)
 
 build: $(STAMP)
 	$(BIN)/sam build
