@@ -121,11 +121,8 @@ def local_parameters(
     With a JWKS URL the authorizer fetches keys as in production; without one (no gateway running)
     it gets the dev public key as CLERK_JWT_KEY (networkless).
     """
-    values = {
-        name: str(spec["Default"])
-        for name, spec in template().get("Parameters", {}).items()
-        if "Default" in spec
-    }
+    # A parameter without a default (a deploy-time ARN, say) is empty locally, as an unset one would be.
+    values = {name: str(spec.get("Default", "")) for name, spec in template().get("Parameters", {}).items()}
     values.update(
         {
             "Stage": LOCAL_STAGE,
@@ -153,6 +150,7 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
+    unresolved: tuple[str, ...] = ()  # variables left out: the template uses what we cannot resolve
 
     @property
     def name(self) -> str:
@@ -177,8 +175,13 @@ def function_specs(values: TemplateValues, secrets: DevSecrets) -> dict[str, Fun
             **resource.get("Properties", {}).get("Environment", {}).get("Variables", {}),
         }
         environment = {}
+        unresolved = []
         for name, raw in variables.items():
-            value = values.resolve(raw)
+            try:
+                value = values.resolve(raw)
+            except TemplateError as exc:
+                unresolved.append(f"{name} ({exc})")
+                continue
             if value is not _NO_VALUE:
                 environment[name] = str(value)
         if "CLERK_WEBHOOK_SECRET_ARN" in environment:
@@ -196,6 +199,7 @@ def function_specs(values: TemplateValues, secrets: DevSecrets) -> dict[str, Fun
             environment=environment,
             timeout_seconds=int(properties.get("Timeout", 3)),
             memory_mb=int(properties.get("MemorySize", 128)),
+            unresolved=tuple(unresolved),
         )
     return specs
 

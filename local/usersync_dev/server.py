@@ -379,6 +379,9 @@ def banner(stack: LocalStack) -> str:
         lines.append(
             f"  {route.method:<6} {route.path:<20} -> functions/{spec.name}/app.py ({guard}){missing}"
         )
+    for spec in gateway.functions.specs.values():
+        for variable in spec.unresolved:
+            lines.append(f"  warning: {spec.logical_id}: environment variable {variable} left unset locally")
     try:
         secrets_path = str((stack.state_directory / "dev-secrets.json").relative_to(Path.cwd()))
     except ValueError:
@@ -393,17 +396,17 @@ def banner(stack: LocalStack) -> str:
     command = cli_command()
     user = "user_2dev0ada0lovelace0000000"
     email = "ada@example.com"
-    curl = "curl -sS --fail-with-body --max-time 10"
-    examples = [
-        "# a signed Clerk user.created webhook, as Svix delivers it",
-        f"{command} webhook created --user-id {user} --email {email} --first-name Ada",
-        "# a 60-second session token for that user, then the protected route with it",
-        f"TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
-        f'{curl} -H "Authorization: Bearer $TOKEN" {url}/me',
-        "# the public health check (table reachable, sync failure rate from local CloudWatch)",
-        f"{curl} {url}/health",
+    curl = "curl -sS --fail-with-body --max-time 10 -w '\\n'"
+    # Commands are indented 4 spaces, their captions 2: no `#` comments, which zsh would try to run.
+    lines += [
+        "  1. Send a signed Clerk user.created webhook, as Svix delivers it:",
+        f"    {command} webhook created --user-id {user} --email {email} --first-name Ada",
+        "  2. Mint a 60-second session token for that user and call the protected route with it:",
+        f"    TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
+        f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
+        "  3. The public health check (table reachable, sync failure rate from the local CloudWatch):",
+        f"    {curl} {url}/health",
     ]
-    lines += [f"    {example}" for example in examples]
     lines += [
         "",
         "One line per request (method path status time) follows, with the handlers' logs. Ctrl-C stops.",

@@ -1,0 +1,315 @@
+"""The local stack (`make run` = `usersync-dev serve`) over real HTTP, as a developer uses it.
+
+Each test starts the stack as a subprocess on free ports with its own state folder (dev key, dev
+secret), so a developer's running `make run` is never touched, and always stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from usersync_dev.clerk import (
+    SigningKey,
+    clerk_event,
+    clerk_user,
+    mint_token,
+    new_user_id,
+    session_claims,
+    sign_delivery,
+)
+from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, STATE_DIR_ENV, dev_secrets, running_stack
+from usersync_dev.template import REPO_ROOT, create_users_table
+
+BIN = Path(sys.executable).parent
+CLI = BIN / "usersync-dev"
+STARTUP_TIMEOUT = 60
+HTTP_TIMEOUT = 10
+STOP_TIMEOUT = 15
+BANNER_END = "Ctrl-C stops."
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[str]
+    home: Path
+    gateway_url: str
+    moto_endpoint: str
+    table_name: str
+    output: list[str] = field(default_factory=list)
+
+    def banner(self) -> list[str]:
+        return self.output[: next(i for i, line in enumerate(self.output) if BANNER_END in line) + 1]
+
+
+def stack_environment(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        STATE_DIR_ENV: str(home),
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+@contextmanager
+def local_stack(home: Path, *overrides: str) -> Iterator[RunningStack]:
+    command = [str(CLI), "serve", "--port", "0"]
+    if overrides:
+        command += ["--parameter-overrides", *overrides]
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        command,
+        cwd=REPO_ROOT,
+        env=stack_environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:  # always read, so a chatty server never blocks on a full pipe
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line.rstrip("\n"))
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError("local stack exited during startup:\n" + "\n".join(output))
+            if BANNER_END in line:
+                break
+        info = running_stack(home)
+        assert info is not None and info.pid == process.pid
+        yield RunningStack(process, home, info.gateway_url, info.moto_endpoint, info.table_name, output)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+        reader.join(timeout=STOP_TIMEOUT)
+    assert running_stack(home) is None, "a stopped stack must remove its state record"
+
+
+def http(
+    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def send_webhook(stack: RunningStack, payload: dict[str, Any]) -> tuple[int, Any]:
+    delivery = sign_delivery(dev_secrets(stack.home).webhook_secret, payload)
+    return http("POST", f"{stack.gateway_url}/webhooks/clerk", body=delivery.body, headers=delivery.headers)
+
+
+def dev_token(stack: RunningStack, user_id: str, email: str, **profile: str) -> str:
+    claims = session_claims(user_id, email=email, issuer=DEV_ISSUER, azp=DEV_AUTHORIZED_PARTY, **profile)
+    return mint_token(dev_secrets(stack.home).signing_key, claims)
+
+
+def test_signed_webhook_then_me_with_a_token_then_health(tmp_path: Path) -> None:
+    with local_stack(tmp_path) as stack:
+        # Given a user created through a signed Clerk webhook over real HTTP
+        user_id = new_user_id()
+        user = clerk_user(user_id, email="grace@example.com", first_name="Grace", last_name="Hopper")
+        assert send_webhook(stack, clerk_event("user.created", user)) == (200, {"status": "applied"})
+
+        # When the user calls the protected route with a session token from the dev key
+        token = dev_token(stack, user_id, "grace@example.com", first_name="Grace", last_name="Hopper")
+        status, profile = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {token}"})
+
+        # Then the authorizer let the call through with its context, and /me returns the stored profile
+        assert status == 200
+        assert (profile["userId"], profile["email"]) == (user_id, "grace@example.com")
+        assert (profile["firstName"], profile["lastName"]) == ("Grace", "Hopper")
+
+        # And the gateway behaves as API Gateway: no Authorization → 401 before the authorizer runs,
+        # a token from another key → 403 from the authorizer, unknown route → 404
+        assert http("GET", f"{stack.gateway_url}/me") == (401, {"message": "Unauthorized"})
+        forged = mint_token(
+            SigningKey.generate("ins_other"),
+            session_claims(user_id, email="grace@example.com", issuer=DEV_ISSUER, azp=DEV_AUTHORIZED_PARTY),
+        )
+        denied = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {forged}"})
+        assert denied == (403, {"message": "Forbidden"})
+        assert http("GET", f"{stack.gateway_url}/nowhere")[0] == 404
+
+        status, health = http("GET", f"{stack.gateway_url}/health")
+        assert status == 200 and health["status"] == "ok"
+        assert (
+            health["details"]["syncFailureRate"]["attempts"] >= 1
+        )  # the webhook's metric reached CloudWatch
+
+    # One log line per request: method, path, status, time
+    assert any(line.startswith("GET /me 200 ") and line.endswith("ms") for line in stack.output)
+    assert any(line.startswith("POST /webhooks/clerk 200 ") for line in stack.output)
+
+
+def test_health_turns_503_once_sync_failures_cross_the_threshold(tmp_path: Path) -> None:
+    min_attempts = 4
+    with local_stack(tmp_path, f"SyncMinAttempts={min_attempts}") as stack:
+        assert http("GET", f"{stack.gateway_url}/health")[0] == 200
+
+        # Given the table disappears (through the stack's moto endpoint), so every webhook write fails
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=stack.moto_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        dynamodb.delete_table(TableName=stack.table_name)
+        for _ in range(min_attempts):
+            status, body = send_webhook(stack, clerk_event("user.created", clerk_user(new_user_id())))
+            assert status == 500 and body["status"] == "error"  # a 5xx, so Svix would retry
+
+        # And the table is back, so only the failure rate can be down
+        create_users_table(dynamodb, stack.table_name)
+
+        # Then /health reports the failures the handlers emitted (it may cache a few seconds: poll)
+        deadline = time.monotonic() + 30
+        status, health = http("GET", f"{stack.gateway_url}/health")
+        while status != 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status, health = http("GET", f"{stack.gateway_url}/health")
+        assert status == 503, health
+        assert health["status"] == "error"
+        assert health["details"]["userTable"]["status"] == "up"
+        rate = health["details"]["syncFailureRate"]
+        assert rate["status"] == "down" and rate["message"]
+        assert rate["failures"] == min_attempts and rate["attempts"] == min_attempts
+
+
+def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("the printed examples use curl")
+    with local_stack(tmp_path) as stack:
+        banner = stack.banner()
+        start = next(i for i, line in enumerate(banner) if line.startswith("Try it"))
+        commands = [line[4:] for line in banner[start:] if line.startswith("    ")]
+        assert len(commands) == 4, banner  # webhook, token, /me, /health
+
+        # Paste them, in order, into one shell from the repo root, noting each exit status
+        script = "\n".join(f'{command}\necho "::exit=$?"' for command in commands)
+        result = subprocess.run(  # noqa: S603 - our own printed commands
+            ["bash", "-c", script],  # noqa: S607
+            cwd=REPO_ROOT,
+            env=stack_environment(stack.home),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    statuses = [line for line in result.stdout.splitlines() if line.startswith("::exit=")]
+    assert statuses == ["::exit=0"] * len(commands), result.stdout + result.stderr
+    outputs = [line for line in result.stdout.splitlines() if not line.startswith("::exit=")]
+    webhook_output, me_output, health_output = outputs
+    assert webhook_output == '200 {"status":"applied"}'
+    profile = json.loads(me_output)
+    assert profile["userId"] == "user_2dev0ada0lovelace0000000" and profile["email"] == "ada@example.com"
+    assert json.loads(health_output)["status"] == "ok"
+
+
+def test_invoke_runs_a_handler_against_the_running_stack(tmp_path: Path) -> None:
+    environment = stack_environment(tmp_path)
+    events = tmp_path / "events"
+    with local_stack(tmp_path) as stack:
+        made = subprocess.run(  # noqa: S603
+            [str(CLI), "events", "--out", str(events)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "webhook-user-created.json" in made.stdout
+
+        def invoke(function: str, event: str) -> Any:
+            result = subprocess.run(  # noqa: S603
+                [str(CLI), "invoke", function, str(events / event)],
+                cwd=REPO_ROOT,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            return json.loads(result.stdout)
+
+        # A signed event from events/ applied by the webhook handler lands in the running stack's table
+        created = invoke("webhook", "webhook-user-created.json")
+        assert (created["statusCode"], json.loads(created["body"])) == (200, {"status": "applied"})
+        token = dev_token(stack, "user_2dev0ada0lovelace0000000", "ada@example.com")
+        status, profile = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {token}"})
+        assert status == 200 and profile["userId"] == "user_2dev0ada0lovelace0000000"
+
+        # The REST TOKEN authorizer event is allowed with the fresh dev token it carries
+        policy = invoke("authorizer", "authorizer-rest-token.json")
+        assert {statement["Effect"] for statement in policy["policyDocument"]["Statement"]} == {"Allow"}
+        assert invoke("me", "me.json")["statusCode"] == 200
+
+
+def test_invoke_without_a_stack_uses_an_in_process_moto(tmp_path: Path) -> None:
+    environment = stack_environment(tmp_path)
+    events = tmp_path / "events"
+    subprocess.run(  # noqa: S603
+        [str(CLI), "events", "--out", str(events)],
+        env=environment,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    result = subprocess.run(  # noqa: S603
+        [str(CLI), "invoke", "webhook", str(events / "webhook-user-created.json")],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    response = json.loads(result.stdout)  # stdout is the response alone: logs go to stderr
+    assert (response["statusCode"], json.loads(response["body"])) == (200, {"status": "applied"})
+    assert "in-process moto" in result.stderr
+    me = subprocess.run(  # noqa: S603
+        [str(CLI), "invoke", "me", str(events / "me.json")],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(me.stdout)["statusCode"] == 404  # a fresh moto each time: nothing stored yet
