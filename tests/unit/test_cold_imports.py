@@ -1,0 +1,71 @@
+"""Cold start: each handler, imported as Lambda imports it, leaves the other handler's heavy libraries out.
+
+`import svix` loads svix's whole API client (pydantic models, httpx; ~350 ms measured), PyJWT pulls in
+cryptography's x509 (~80 ms): the webhook needs neither (it verifies with `standardwebhooks`), the
+authorizer needs no webhook verifier. Checked in a fresh interpreter with the function directory and
+the layer on the path, the way the Lambda runtime sets up `/var/task` and `/opt/python`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from usersync_dev.clerk import SigningKey, new_webhook_secret
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAYER_DIR = REPO_ROOT / "layers" / "shared"
+WATCHED = ("svix", "svix.api", "standardwebhooks", "jwt", "usersync.webhooks", "usersync.tokens")
+
+
+def imported_after_cold_start(handler: str) -> set[str]:
+    function_dir = REPO_ROOT / "functions" / handler
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CLERK_")}
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(function_dir), str(LAYER_DIR)]),
+            "USERS_TABLE_NAME": "usersync-test-users",
+            "CLERK_WEBHOOK_SIGNING_SECRET": new_webhook_secret(),
+            "CLERK_JWT_KEY": SigningKey.generate().public_pem(),
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    script = (
+        "import json, sys\n"
+        "import app\n"
+        "assert callable(app.lambda_handler)\n"
+        f"print(json.dumps([m for m in {WATCHED!r} if m in sys.modules]))\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
+        [sys.executable, "-c", script],
+        cwd=function_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+def test_webhook_cold_start_imports_neither_svix_nor_jwt() -> None:
+    imported = imported_after_cold_start("webhook")
+    # The verifier it does use is loaded: proves the probe sees what the app imports.
+    assert {"standardwebhooks", "usersync.webhooks"} <= imported
+    assert "svix" not in imported and "svix.api" not in imported
+    assert "jwt" not in imported
+
+
+@pytest.mark.slow
+def test_authorizer_cold_start_imports_no_webhook_verifier() -> None:
+    imported = imported_after_cold_start("authorizer")
+    assert {"jwt", "usersync.tokens"} <= imported
+    assert "svix" not in imported and "svix.api" not in imported
+    assert "standardwebhooks" not in imported
+    assert "usersync.webhooks" not in imported
