@@ -59,7 +59,10 @@ def metric_data(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
                 continue
             values = [float(value) for value in (raw if isinstance(raw, list) else [raw])]
             for dimension_names in dimension_sets:
-                dimensions = [{"Name": key, "Value": str(document[key])} for key in dimension_names]
+                # Canonical order (case-insensitive by name), the order /health queries in: CloudWatch
+                # treats dimensions as a set, but moto 5 compares the lists in order.
+                names = sorted(dimension_names, key=str.casefold)
+                dimensions = [{"Name": key, "Value": str(document[key])} for key in names]
                 for chunk in _chunks(values):
                     datum: dict[str, Any] = {
                         "MetricName": name,

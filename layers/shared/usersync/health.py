@@ -103,6 +103,8 @@ def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef
                         "Metric": {
                             "Namespace": settings.metrics_namespace,
                             "MetricName": metric.value,
+                            # Listed in canonical order (case-insensitive by name): CloudWatch treats
+                            # them as a set, moto and the local EMF forwarder compare them in order.
                             "Dimensions": [
                                 {"Name": SERVICE_DIMENSION, "Value": settings.service_name},
                                 {"Name": SOURCE_DIMENSION, "Value": source.value},

@@ -1,0 +1,327 @@
+"""GET /health end to end on moto: the real handler, the user table, and CloudWatch metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.helpers import FakeLambdaContext, emitted_metrics
+from usersync.aws import health_clients
+from usersync_dev.apigw import http_api_event
+from usersync_dev.clerk import clerk_event, clerk_user, new_user_id, sign_delivery
+from usersync_dev.emf import forward_emf_lines
+
+NAMESPACE = "usersync-test"  # POWERTOOLS_METRICS_NAMESPACE in tests/conftest.py
+SERVICE = "usersync"  # POWERTOOLS_SERVICE_NAME in tests/conftest.py
+
+
+def put_sync_metrics(
+    attempts: int, failures: int, *, source: str = "webhook", minutes_ago: float = 1, service: str = SERVICE
+) -> None:
+    """Publish counts the way CloudWatch stores what Powertools emits: dimensions {service, Source}."""
+    timestamp = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    dimensions = [{"Name": "service", "Value": service}, {"Name": "Source", "Value": source}]
+    data: list[dict[str, Any]] = [
+        {
+            "MetricName": name,
+            "Dimensions": dimensions,
+            "Timestamp": timestamp,
+            "Value": value,
+            "Unit": "Count",
+        }
+        for name, value in (("SyncAttempts", attempts), ("SyncFailures", failures))
+        if value
+    ]
+    if data:
+        boto3.client("cloudwatch").put_metric_data(Namespace=NAMESPACE, MetricData=data)  # type: ignore[arg-type]
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@dataclass
+class CallCounter:
+    """Counts AWS API calls a client makes, through botocore's own event hooks."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def count(self, operation: str) -> int:
+        return self.calls.count(operation)
+
+
+@dataclass
+class HealthEndpoint:
+    loader: Callable[[str], ModuleType]
+    context: FakeLambdaContext
+    module: ModuleType | None = None
+
+    def load(self) -> ModuleType:
+        """A cold start: settings read from the environment as it is now."""
+        self.module = self.loader("health")
+        return self.module
+
+    def get(self) -> tuple[int, dict[str, Any]]:
+        module = self.module or self.load()
+        response = module.lambda_handler(http_api_event("GET", "/health"), self.context)
+        assert response["headers"]["Content-Type"] == "application/json"
+        return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def health(
+    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> HealthEndpoint:
+    return HealthEndpoint(function_loader, lambda_context)
+
+
+def rate(body: dict[str, Any]) -> dict[str, Any]:
+    indicator: dict[str, Any] = body["details"]["syncFailureRate"]
+    return indicator
+
+
+# ---------------------------------------------------------------- failure rate
+
+
+def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
+    status, body = health.get()
+    assert status == 200
+    assert body == {
+        "status": "ok",
+        "info": body["details"],
+        "error": {},
+        "details": {
+            "userTable": {"status": "up"},
+            "syncFailureRate": {
+                "status": "up",
+                "failureRate": 0.0,
+                "attempts": 0,
+                "failures": 0,
+                "threshold": 0.05,
+                "minAttempts": 20,
+                "windowMinutes": 15,
+            },
+        },
+    }
+
+
+def test_four_percent_failures_is_up(health: HealthEndpoint) -> None:
+    put_sync_metrics(100, 4)
+    status, body = health.get()
+    assert status == 200 and body["status"] == "ok"
+    assert rate(body) | {} == body["info"]["syncFailureRate"]
+    assert (rate(body)["status"], rate(body)["failureRate"], rate(body)["attempts"]) == ("up", 0.04, 100)
+    assert "message" not in rate(body)
+
+
+def test_six_percent_failures_is_503_down_with_a_message(health: HealthEndpoint) -> None:
+    put_sync_metrics(100, 6)
+    status, body = health.get()
+    assert status == 503 and body["status"] == "error"
+    assert set(body["error"]) == {"syncFailureRate"} and set(body["info"]) == {"userTable"}
+    down = body["error"]["syncFailureRate"]
+    assert down == rate(body)
+    assert (down["status"], down["failureRate"], down["attempts"], down["failures"]) == ("down", 0.06, 100, 6)
+    assert "0.060" in down["message"] and "threshold" in down["message"]
+
+
+def test_high_rate_below_min_attempts_is_up(health: HealthEndpoint) -> None:
+    put_sync_metrics(10, 5)
+    status, body = health.get()
+    assert status == 200
+    assert (rate(body)["status"], rate(body)["failureRate"], rate(body)["attempts"]) == ("up", 0.5, 10)
+
+
+def test_both_sources_are_added_up(health: HealthEndpoint) -> None:
+    put_sync_metrics(60, 1, source="webhook")
+    put_sync_metrics(40, 5, source="authorizer")
+    status, body = health.get()
+    assert status == 503
+    assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (100, 6, 0.06)
+
+
+def test_metrics_outside_the_window_are_not_counted(health: HealthEndpoint) -> None:
+    put_sync_metrics(100, 50, minutes_ago=20)  # a past outage, 20 min ago: outside the 15-min window
+    put_sync_metrics(30, 1, minutes_ago=14)
+    put_sync_metrics(30, 0, minutes_ago=0)  # just now
+    status, body = health.get()
+    assert status == 200
+    assert (rate(body)["attempts"], rate(body)["failures"]) == (60, 1)
+
+
+def test_metrics_of_another_service_or_dimension_set_are_not_counted(health: HealthEndpoint) -> None:
+    put_sync_metrics(100, 100, service="other-service")
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": "SyncFailures",
+                "Value": 50,
+                "Dimensions": [{"Name": "Source", "Value": "webhook"}],
+            }
+        ],
+    )
+    put_sync_metrics(25, 0)
+    status, body = health.get()
+    assert status == 200
+    assert (rate(body)["attempts"], rate(body)["failures"]) == (25, 0)
+
+
+def test_window_is_read_from_the_environment(health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    put_sync_metrics(100, 50, minutes_ago=20)
+    monkeypatch.setenv("SYNC_WINDOW_MINUTES", "30")
+    status, body = health.get()
+    assert status == 503
+    assert (rate(body)["attempts"], rate(body)["windowMinutes"]) == (100, 30)
+
+
+def test_threshold_is_read_from_the_environment(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_sync_metrics(100, 6)
+    monkeypatch.setenv("SYNC_FAILURE_THRESHOLD", "0.1")
+    status, body = health.get()
+    assert status == 200
+    assert (rate(body)["status"], rate(body)["failureRate"], rate(body)["threshold"]) == ("up", 0.06, 0.1)
+
+
+def test_min_attempts_is_read_from_the_environment(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_sync_metrics(10, 5)
+    monkeypatch.setenv("SYNC_MIN_ATTEMPTS", "5")
+    status, body = health.get()
+    assert status == 503
+    assert (rate(body)["status"], rate(body)["minAttempts"]) == ("down", 5)
+
+
+# ---------------------------------------------------------------- dependencies failing
+
+
+def test_missing_table_is_503_with_user_table_down(health: HealthEndpoint) -> None:
+    boto3.client("dynamodb").delete_table(TableName="usersync-test-users")
+    status, body = health.get()
+    assert status == 503 and body["status"] == "error"
+    assert set(body["error"]) == {"userTable"} and set(body["info"]) == {"syncFailureRate"}
+    assert body["error"]["userTable"]["status"] == "down"
+    assert "not found" in body["error"]["userTable"]["message"]
+
+
+def test_cloudwatch_unreachable_is_503_with_sync_failure_rate_down(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens there: every GetMetricData is refused (moto only answers AWS hostnames).
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{unused_port()}")
+    status, body = health.get()
+    assert status == 503
+    assert set(body["error"]) == {"syncFailureRate"} and body["info"]["userTable"] == {"status": "up"}
+    down = body["error"]["syncFailureRate"]
+    assert down["status"] == "down" and "CloudWatch" in down["message"]
+    assert "attempts" not in down  # no number is better than a made-up 0
+
+
+def test_dynamodb_unreachable_is_503_with_user_table_down(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")
+    status, body = health.get()
+    assert status == 503
+    assert set(body["error"]) == {"userTable"}
+    assert "DynamoDB" in body["error"]["userTable"]["message"]
+
+
+def test_cloudwatch_error_response_is_down_with_its_code(health: HealthEndpoint) -> None:
+    from botocore.stub import Stubber
+
+    module = health.load()
+    with Stubber(health_clients()[1]) as stubber:
+        stubber.add_client_error("get_metric_data", "Throttling", "Rate exceeded", 400)
+        status, body = health.get()
+    assert module is health.module
+    assert status == 503
+    assert body["error"]["syncFailureRate"]["message"] == "CloudWatch GetMetricData call failed: Throttling"
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_second_call_is_served_from_the_cache(health: HealthEndpoint) -> None:
+    put_sync_metrics(100, 6)
+    health.load()
+    counter = CallCounter()
+    for client in health_clients():
+        client.meta.events.register("before-call.*.*", counter)
+    first = health.get()
+    put_sync_metrics(900, 0)  # would make it healthy, but the cached answer is reused
+    second = health.get()
+    assert first == second and first[0] == 503
+    assert counter.count("GetMetricData") == 1 and counter.count("DescribeTable") == 1
+
+
+def test_without_cache_every_call_reads_cloudwatch(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")
+    put_sync_metrics(100, 6)
+    health.load()
+    counter = CallCounter()
+    health_clients()[1].meta.events.register("before-call.cloudwatch.GetMetricData", counter)
+    assert health.get()[0] == 503
+    put_sync_metrics(900, 0)
+    status, body = health.get()
+    assert status == 200 and rate(body)["attempts"] == 1000
+    assert counter.count("GetMetricData") == 2
+
+
+# ---------------------------------------------------------------- what the functions really emit
+
+
+def test_reads_back_exactly_what_the_webhook_emits(
+    health: HealthEndpoint,
+    webhook_secret: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real signed webhooks through the real handler; their EMF output goes to CloudWatch unchanged."""
+    webhook = function_loader("webhook")
+    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-missing")  # every write of this one fails
+    broken_webhook = function_loader("webhook")
+    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-users")
+    capsys.readouterr()
+
+    def deliver(module: ModuleType) -> int:
+        user = clerk_user(new_user_id(), email="ada@example.com")
+        delivery = sign_delivery(webhook_secret, clerk_event("user.created", user))
+        event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
+        status: int = module.lambda_handler(event, lambda_context)["statusCode"]
+        return status
+
+    assert [deliver(webhook) for _ in range(20)] == [200] * 20
+    assert [deliver(broken_webhook) for _ in range(2)] == [500] * 2
+    stdout = capsys.readouterr().out
+
+    sync_metrics = [m for m in emitted_metrics(stdout) if m.name in ("SyncAttempts", "SyncFailures")]
+    assert {(m.namespace, tuple(sorted(m.dimensions.items()))) for m in sync_metrics} == {
+        (NAMESPACE, (("Source", "webhook"), ("service", SERVICE)))
+    }
+    assert forward_emf_lines(stdout, boto3.client("cloudwatch")) >= 24
+
+    status, body = health.get()
+    assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (22, 2, 0.091)
+    assert status == 503 and rate(body)["status"] == "down"

@@ -1,0 +1,274 @@
+"""The health check's parts: the rate rule, the CloudWatch query, the indicators, cache and deadline."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from usersync.aws import health_clients
+from usersync.health import (
+    HealthCheck,
+    HealthReport,
+    SyncCounts,
+    check_sync_failure_rate,
+    check_user_table,
+    evaluate_failure_rate,
+    read_sync_counts,
+    sync_metric_queries,
+)
+from usersync.settings import HealthSettings
+
+TABLE = "usersync-test-users"
+
+
+def settings(**overrides: str) -> HealthSettings:
+    env = {
+        "USERS_TABLE_NAME": TABLE,
+        "POWERTOOLS_METRICS_NAMESPACE": "usersync-unit",
+        "POWERTOOLS_SERVICE_NAME": "usersync",
+    }
+    return HealthSettings.from_env(env | overrides)
+
+
+def put(metric: str, value: float, *, source: str = "webhook", minutes_ago: float = 1) -> None:
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="usersync-unit",
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Value": value,
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=minutes_ago),
+                "Dimensions": [{"Name": "service", "Value": "usersync"}, {"Name": "Source", "Value": source}],
+            }
+        ],
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """Records the parameters of every API call a client makes (botocore event hook)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.name, params))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+def record(client: Any) -> Recorder:
+    recorder = Recorder()
+    client.meta.events.register("provide-client-params.*.*", recorder)
+    return recorder
+
+
+# ---------------------------------------------------------------- the rule
+
+
+@pytest.mark.parametrize(
+    ("attempts", "failures", "status", "rate"),
+    [
+        (0, 0, "up", 0.0),  # no traffic
+        (100, 4, "up", 0.04),
+        (100, 5, "up", 0.05),  # at the threshold is not above it
+        (100, 6, "down", 0.06),
+        (10, 5, "up", 0.5),  # too few attempts to judge
+        (19, 19, "up", 1.0),
+        (20, 2, "down", 0.1),  # exactly the minimum: judged
+        (3000, 1000, "down", 0.333),  # rounded to 3 decimals
+    ],
+)
+def test_failure_rate_rule(attempts: int, failures: int, status: str, rate: float) -> None:
+    indicator = evaluate_failure_rate(SyncCounts(attempts, failures), settings())
+    assert (indicator["status"], indicator["failureRate"]) == (status, rate)
+    assert (indicator["attempts"], indicator["failures"]) == (attempts, failures)
+    assert ("message" in indicator) is (status == "down")
+
+
+def test_rule_uses_configured_threshold_and_minimum() -> None:
+    configured = settings(SYNC_FAILURE_THRESHOLD="0.2", SYNC_MIN_ATTEMPTS="5", SYNC_WINDOW_MINUTES="60")
+    assert evaluate_failure_rate(SyncCounts(100, 20), configured)["status"] == "up"
+    down = evaluate_failure_rate(SyncCounts(5, 2), configured)
+    assert down["status"] == "down" and (down["threshold"], down["minAttempts"], down["windowMinutes"]) == (
+        0.2,
+        5,
+        60,
+    )
+    assert "2 of 5 attempts" in down["message"] and "60 minutes" in down["message"]
+
+
+# ---------------------------------------------------------------- the CloudWatch query
+
+
+def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
+    queries = sync_metric_queries(settings(POWERTOOLS_SERVICE_NAME="svc", POWERTOOLS_METRICS_NAMESPACE="ns"))
+    assert len(queries) == 4 and len({query["Id"] for query in queries}) == 4
+    seen = set()
+    for query in queries:
+        assert "Expression" not in query
+        stat = query["MetricStat"]
+        assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "ns"
+        dimensions = stat["Metric"]["Dimensions"]
+        assert [d["Name"] for d in dimensions] == sorted((d["Name"] for d in dimensions), key=str.casefold)
+        by_name = {d["Name"]: d["Value"] for d in dimensions}
+        assert set(by_name) == {"service", "Source"} and by_name["service"] == "svc"
+        seen.add((stat["Metric"]["MetricName"], by_name["Source"]))
+    assert seen == {
+        (metric, source)
+        for metric in ("SyncAttempts", "SyncFailures")
+        for source in ("webhook", "authorizer")
+    }
+
+
+def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) -> None:
+    for minutes_ago, value in ((0, 1), (1, 2), (7, 3), (14.5, 4)):
+        put("SyncAttempts", value, minutes_ago=minutes_ago)
+        put("SyncAttempts", 10 * value, source="authorizer", minutes_ago=minutes_ago)
+    put("SyncFailures", 3, source="authorizer", minutes_ago=3)
+    put("SyncAttempts", 500, minutes_ago=16)  # before the window
+    put("SyncStale", 50)  # not an attempt
+    cloudwatch = boto3.client("cloudwatch")
+    recorder = record(cloudwatch)
+    now = datetime.now(UTC)
+
+    counts = read_sync_counts(cloudwatch, settings(), now)
+
+    assert counts == SyncCounts(attempts=110, failures=3)
+    assert recorder.names() == ["GetMetricData"]
+    params = recorder.calls[0][1]
+    assert params["EndTime"] - params["StartTime"] == timedelta(minutes=15)
+    assert now < params["EndTime"] <= now + timedelta(seconds=5)  # a datapoint stamped `now` is inside
+
+
+def test_cloudwatch_error_is_a_down_indicator_not_an_exception(aws: None) -> None:
+    cloudwatch = boto3.client("cloudwatch")
+    with Stubber(cloudwatch) as stubber:
+        stubber.add_client_error("get_metric_data", "AccessDenied", "not allowed", 403)
+        indicator = check_sync_failure_rate(cloudwatch, settings())
+    assert indicator["status"] == "down"
+    assert indicator["message"] == "CloudWatch GetMetricData call failed: AccessDenied"
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_active_table_is_up(users_table: str) -> None:
+    assert check_user_table(boto3.client("dynamodb"), users_table) == {"status": "up"}
+
+
+def test_table_not_active_is_down(aws: None) -> None:
+    dynamodb = boto3.client("dynamodb")
+    with Stubber(dynamodb) as stubber:
+        stubber.add_response("describe_table", {"Table": {"TableName": TABLE, "TableStatus": "CREATING"}})
+        indicator = check_user_table(dynamodb, TABLE)
+    assert indicator == {"status": "down", "message": "user table is CREATING, not ACTIVE"}
+
+
+def test_missing_table_is_down(aws: None) -> None:
+    indicator = check_user_table(boto3.client("dynamodb"), "no-such-table")
+    assert indicator == {"status": "down", "message": "user table not found"}
+
+
+# ---------------------------------------------------------------- report, cache, deadline
+
+
+def test_report_splits_up_and_down_indicators() -> None:
+    report = HealthReport({"a": {"status": "up"}, "b": {"status": "down", "message": "why"}})
+    assert not report.healthy
+    assert report.to_dict() == {
+        "status": "error",
+        "info": {"a": {"status": "up"}},
+        "error": {"b": {"status": "down", "message": "why"}},
+        "details": {"a": {"status": "up"}, "b": {"status": "down", "message": "why"}},
+    }
+    assert HealthReport({"a": {"status": "up"}}).to_dict()["status"] == "ok"
+
+
+def test_cached_report_is_reused_until_it_expires(users_table: str) -> None:
+    clock = Clock()
+    dynamodb, cloudwatch = health_clients()
+    recorders = [record(dynamodb), record(cloudwatch)]
+    check = HealthCheck(settings(), dynamodb, cloudwatch, cache_seconds=5, clock=clock)
+
+    put("SyncAttempts", 100)
+    put("SyncFailures", 10)
+    first = check.run()
+    put("SyncAttempts", 900)
+    clock.now += 4.9
+    cached = check.run()
+    clock.now += 0.2
+    fresh = check.run()
+
+    assert cached is first and not first.healthy
+    assert fresh.healthy and fresh.indicators["syncFailureRate"]["attempts"] == 1000
+    assert [call for recorder in recorders for call in recorder.names()] == [
+        "DescribeTable",
+        "DescribeTable",
+        "GetMetricData",
+        "GetMetricData",
+    ]
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_a_hanging_dependency_is_down_after_the_deadline(
+    users_table: str, black_hole: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from usersync.aws import reset_clients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", black_hole)
+    reset_clients()
+    check = HealthCheck(settings(), *health_clients(), cache_seconds=0, deadline_seconds=0.2)
+    report = check.run()
+    assert report.indicators["userTable"] == {"status": "down", "message": "no answer within 0.2 s"}
+    assert report.indicators["syncFailureRate"]["status"] == "up"
+
+
+def test_an_unexpected_error_in_a_check_is_down_not_raised(aws: None) -> None:
+    dynamodb, cloudwatch = health_clients()
+    check = HealthCheck(settings(), dynamodb, cloudwatch, cache_seconds=0)
+    with Stubber(dynamodb) as stubber:
+        stubber.add_response("describe_table", {})  # valid per the API model, but no Table
+        report = check.run()
+    assert report.indicators["userTable"] == {"status": "down", "message": "check failed: KeyError"}
