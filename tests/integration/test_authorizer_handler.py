@@ -1,0 +1,531 @@
+"""The authorizer Lambda end to end on moto: three event formats, denials, compare-first sync, metrics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
+from tests.jwks_server import JwksServer
+from usersync.authorizer import Unauthorized
+from usersync.aws import dynamodb_client
+from usersync.models import SyncSource, UserRecord
+from usersync.repository import UserRepository
+from usersync_dev.apigw import (
+    http_api_authorizer_event,
+    method_arn,
+    rest_request_authorizer_event,
+    rest_token_authorizer_event,
+)
+from usersync_dev.clerk import SigningKey, mint_token, session_claims
+
+USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
+ISSUER = "https://clerk.example.test"
+ORIGIN = "http://localhost:3000"
+TABLE = "usersync-test-users"
+API_WILDCARD = "arn:aws:execute-api:us-east-1:123456789012:localapi01/prod/*/*"
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("ins_handler_key")
+
+
+def token(key: SigningKey, **overrides: Any) -> str:
+    claims = session_claims(
+        USER_ID, email="ada@example.com", first_name="Ada", last_name="Lovelace", issuer=ISSUER, azp=ORIGIN
+    )
+    claims.update(overrides)
+    return mint_token(key, {name: value for name, value in claims.items() if value is not None})
+
+
+def context_for(tok: str) -> dict[str, str]:
+    import jwt
+
+    claims = jwt.decode(tok, options={"verify_signature": False})
+    return {"userId": USER_ID, "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"} | {
+        "sessionId": claims["sid"]
+    }
+
+
+class CallCounter:
+    """Counts DynamoDB API calls the handler's client makes (botocore event hooks: AWS, not our code)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._client = dynamodb_client()
+        self._client.meta.events.register("before-call.dynamodb", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+class AuthorizerClient:
+    def __init__(self, loader: Callable[[str], ModuleType], context: FakeLambdaContext) -> None:
+        self._loader = loader
+        self.context = context
+        self.module = loader("authorizer")
+
+    def cold_start(self) -> None:
+        self.module = self._loader("authorizer")
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = self.module.lambda_handler(event, self.context)
+        return response
+
+    def http(self, tok: str | None, **kwargs: Any) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {tok}"} if tok is not None else {}
+        return self(http_api_authorizer_event("GET", "/me", headers=headers, **kwargs))
+
+
+@pytest.fixture
+def pem_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", ORIGIN)
+
+
+@pytest.fixture
+def authorizer(
+    users_table: str,
+    pem_env: None,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> AuthorizerClient:
+    return AuthorizerClient(function_loader, lambda_context)
+
+
+@pytest.fixture
+def calls(authorizer: AuthorizerClient) -> CallCounter:
+    return CallCounter()
+
+
+def stored(user_id: str = USER_ID) -> dict[str, Any] | None:
+    table = boto3.resource("dynamodb").Table(TABLE)
+    item: dict[str, Any] | None = table.get_item(Key={"userId": user_id}, ConsistentRead=True).get("Item")
+    return item
+
+
+def repository() -> UserRepository:
+    return UserRepository(dynamodb_client(), TABLE)
+
+
+# ------------------------------------------------------------------------------------ allowed
+
+
+def test_http_api_bearer_allows_with_the_exact_context(authorizer: AuthorizerClient, key: SigningKey) -> None:
+    tok = token(key)
+    assert authorizer.http(tok) == {"isAuthorized": True, "context": context_for(tok)}
+
+
+def test_http_api_session_cookie_allows(authorizer: AuthorizerClient, key: SigningKey) -> None:
+    tok = token(key, imageUrl="https://img.clerk.com/ada.png")
+    response = authorizer(
+        http_api_authorizer_event("GET", "/me", cookies=["theme=dark", f"__session={tok}", "__client_uat=1"])
+    )
+    assert response == {
+        "isAuthorized": True,
+        "context": context_for(tok) | {"imageUrl": "https://img.clerk.com/ada.png"},
+    }
+
+
+@pytest.mark.parametrize("header", ["bearer {}", "BEARER   {}  ", "  Bearer\t{}"])
+def test_bearer_scheme_is_case_insensitive_and_space_tolerant(
+    authorizer: AuthorizerClient, key: SigningKey, header: str
+) -> None:
+    tok = token(key)
+    event = http_api_authorizer_event("GET", "/me", headers={"Authorization": header.format(tok)})
+    assert authorizer(event)["isAuthorized"] is True
+
+
+def test_rest_token_event_gets_an_allow_policy_on_the_whole_api(
+    authorizer: AuthorizerClient, key: SigningKey
+) -> None:
+    tok = token(key)
+    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}", "GET", "/me")) == {
+        "principalId": USER_ID,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
+        },
+        "context": context_for(tok),
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}"}, id="authorization"),
+        pytest.param(lambda t: {"AUTHORIZATION": f"bearer {t}"}, id="upper-case-name"),
+        pytest.param(lambda t: {"Cookie": f"a=1; __session={t}; b=2"}, id="cookie"),
+        pytest.param(
+            lambda t: {"Authorization": "Basic dXNlcjpwYXNz", "cookie": f"__session={t}"}, id="fallback"
+        ),
+    ],
+)
+def test_rest_request_event_gets_an_allow_policy(
+    authorizer: AuthorizerClient, key: SigningKey, headers: Callable[[str], dict[str, str]]
+) -> None:
+    tok = token(key)
+    response = authorizer(rest_request_authorizer_event("POST", "/orders/42", headers=headers(tok)))
+    assert response == {
+        "principalId": USER_ID,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
+        },
+        "context": context_for(tok),
+    }
+
+
+def test_authorization_header_wins_over_the_cookie(authorizer: AuthorizerClient, key: SigningKey) -> None:
+    good, bad = token(key), token(key, iss="https://evil.example")
+    event = http_api_authorizer_event(
+        "GET", "/me", headers={"authorization": f"Bearer {good}"}, cookies=[f"__session={bad}"]
+    )
+    assert authorizer(event)["isAuthorized"] is True
+
+
+def test_allowed_from_jwks_including_a_rotated_key(
+    users_table: str,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> None:
+    rotated = SigningKey.generate("ins_rotated")
+    with JwksServer(key) as jwks:
+        monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
+        monkeypatch.setenv("CLERK_JWKS_URL", jwks.url)
+        monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+        client = AuthorizerClient(function_loader, lambda_context)
+        assert jwks.request_count == 0  # nothing fetched at cold start
+
+        first = token(key)
+        assert client.http(first) == {"isAuthorized": True, "context": context_for(first)}
+        jwks.serve_keys(key, rotated)
+        second = token(rotated)
+        assert client.http(second) == {"isAuthorized": True, "context": context_for(second)}
+        assert jwks.request_count == 2
+
+        jwks.down()
+        client.cold_start()  # a new container cannot fetch keys: fail closed
+        assert client.http(token(key)) == {"isAuthorized": False}
+
+
+# ------------------------------------------------------------------------------------ denied
+
+
+def forge_hs256(key: SigningKey) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = session_claims(USER_ID, issuer=ISSUER, azp=ORIGIN)
+    signing_input = (
+        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    )
+    return (
+        signing_input
+        + "."
+        + b64(hmac.new(key.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest())
+    )
+
+
+def alg_none() -> str:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = session_claims(USER_ID, issuer=ISSUER, azp=ORIGIN)
+    return b64(b'{"alg":"none","typ":"JWT"}') + "." + b64(json.dumps(claims).encode()) + "."
+
+
+OTHER_KEY = SigningKey.generate("ins_other")
+
+DENIED: list[tuple[str, Callable[[SigningKey], str | None], str]] = [
+    ("no token", lambda k: None, "no_token"),
+    ("garbage", lambda k: "garbage", "malformed"),
+    ("alg none", lambda k: alg_none(), "bad_algorithm"),
+    ("HS256 with public PEM", forge_hs256, "bad_algorithm"),
+    ("another RSA key", lambda k: token(OTHER_KEY), "bad_signature"),
+    (
+        "expired",
+        lambda k: token(k, iat=int(time.time()) - 120, nbf=int(time.time()) - 120, exp=int(time.time()) - 60),
+        "expired",
+    ),
+    ("nbf in future", lambda k: token(k, nbf=int(time.time()) + 60), "not_yet_valid"),
+    ("wrong iss", lambda k: token(k, iss="https://evil.example"), "wrong_issuer"),
+    ("azp not allowed", lambda k: token(k, azp="https://evil.example"), "wrong_azp"),
+    ("missing email", lambda k: token(k, email=None), "missing_email"),
+    ("missing sub", lambda k: token(k, sub=None), "missing_claim"),
+    ("missing exp", lambda k: token(k, exp=None), "missing_claim"),
+]
+
+
+@pytest.mark.parametrize(("make", "reason"), [(m, r) for _, m, r in DENIED], ids=[n for n, _, _ in DENIED])
+def test_denied_http_api(
+    authorizer: AuthorizerClient,
+    calls: CallCounter,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+    logs: LogCapture,
+    make: Callable[[SigningKey], str | None],
+    reason: str,
+) -> None:
+    tok = make(key)
+    assert authorizer.http(tok) == {"isAuthorized": False}
+
+    counts = metric_counts(capsys.readouterr().out, "authorizer")
+    assert counts == Counter({"AuthorizerDenied": 1})
+    denials = [r for r in logs.records if r.get("message") == "authorizer denied"]
+    assert [d["reason"] for d in denials] == [reason]
+    for part in (tok or "").split("."):
+        if len(part) > 8:  # no part of the token (header, claims, signature) is logged
+            assert part not in logs.text
+    assert calls.calls == Counter()  # a denied token never touches the table
+    assert stored() is None
+
+
+def test_denied_rest_without_a_caller_raises_unauthorized_and_still_counts(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str], logs: LogCapture
+) -> None:
+    with pytest.raises(Unauthorized, match=r"^Unauthorized$"):
+        authorizer(rest_token_authorizer_event(f"Bearer {token(OTHER_KEY)}"))
+    with pytest.raises(Unauthorized, match=r"^Unauthorized$"):
+        authorizer(rest_request_authorizer_event("GET", "/me", headers={}))
+
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"AuthorizerDenied": 2})
+    assert [r["reason"] for r in logs.records if r.get("message") == "authorizer denied"] == [
+        "bad_signature",
+        "no_token",
+    ]
+
+
+def test_soft_deleted_user_is_denied_in_every_format(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str], logs: LogCapture
+) -> None:
+    repository().save(UserRecord.tombstone(USER_ID, deleted_at=int(time.time() * 1000) - 5000))
+    tombstone = stored()
+
+    assert authorizer.http(token(key)) == {"isAuthorized": False}
+    assert authorizer(rest_token_authorizer_event(f"Bearer {token(key)}", "DELETE", "/me")) == {
+        "principalId": USER_ID,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": method_arn("DELETE", "/me")}
+            ],
+        },
+    }
+    assert stored() == tombstone  # never resurrected
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"AuthorizerDenied": 2})
+    denials = [r for r in logs.records if r.get("message") == "authorizer denied"]
+    assert [(d["reason"], d["userId"]) for d in denials] == [("user_deleted", USER_ID)] * 2
+
+
+# ------------------------------------------------------------------------------------ compare-first sync
+
+
+def test_first_request_writes_the_user_from_the_claims(
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iat = int(time.time()) - 1
+    authorizer.http(token(key, iat=iat, imageUrl="https://img.clerk.com/ada.png"))
+
+    item = stored()
+    assert item is not None
+    assert {k: v for k, v in item.items() if k != "syncedAt"} == {
+        "userId": USER_ID,
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "imageUrl": "https://img.clerk.com/ada.png",
+        "updatedAt": iat * 1000,
+        "source": "authorizer",
+    }
+    assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
+
+
+def test_identical_requests_perform_no_write(
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authorizer.http(token(key, iat=int(time.time()) - 2))
+    first = stored()
+    calls.reset()
+    capsys.readouterr()
+
+    assert authorizer.http(token(key))["isAuthorized"] is True  # a later token, same profile
+    assert calls.calls == Counter()  # served from the container cache: no read, no write
+
+    authorizer.cold_start()  # a new container: one read, still no write
+    assert authorizer.http(token(key))["isAuthorized"] is True
+    assert calls.calls == Counter({"GetItem": 1})
+    assert stored() == first
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter()  # a check is not an attempt
+
+
+def test_changed_name_is_written_and_created_at_is_kept(
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
+) -> None:
+    now = int(time.time())
+    webhook_record = UserRecord(
+        user_id=USER_ID,
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        created_at=1_700_000_000_000,
+        updated_at=(now - 3600) * 1000,
+        source=SyncSource.WEBHOOK,
+        last_event_id="msg_1",
+    )
+    repository().save(webhook_record)
+    calls.reset()
+    authorizer.http(token(key, iat=now - 10))
+    assert calls.calls["PutItem"] == 0
+
+    authorizer.http(token(key, iat=now, lastName="King"))
+    item = stored()
+    assert item is not None
+    assert (item["lastName"], item["updatedAt"], item["createdAt"], item["source"]) == (
+        "King",
+        now * 1000,
+        1_700_000_000_000,
+        "authorizer",
+    )
+    assert "lastEventId" not in item
+    assert calls.calls["PutItem"] == 1
+
+
+def test_token_older_than_the_stored_update_does_not_overwrite(
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = int(time.time())
+    repository().save(
+        UserRecord(
+            user_id=USER_ID,
+            email="new@example.com",
+            first_name="Ada",
+            updated_at=(now + 30) * 1000,  # the webhook wrote after this token was issued
+            source=SyncSource.WEBHOOK,
+        )
+    )
+    before = stored()
+    calls.reset()
+
+    assert authorizer.http(token(key, iat=now))["isAuthorized"] is True
+    assert stored() == before
+    assert calls.calls["PutItem"] == 0
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter()
+
+
+def test_deletion_after_caching_is_enforced_on_the_next_write(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = int(time.time())
+    authorizer.http(token(key, iat=now - 20))  # cached as live in this container
+    repository().save(UserRecord.tombstone(USER_ID, deleted_at=(now - 5) * 1000))
+    tombstone = stored()
+    capsys.readouterr()
+
+    assert authorizer.http(token(key, iat=now, firstName="Augusta")) == {"isAuthorized": False}
+    assert stored() == tombstone  # the conditional put refused to resurrect it
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter(
+        {"SyncAttempts": 1, "SyncStale": 1, "AuthorizerDenied": 1}
+    )
+
+
+def throttle(operation: str) -> Callable[..., Any]:
+    """A botocore hook answering `operation` as a throttled DynamoDB would (the AWS side, not our code)."""
+
+    class _Http:
+        status_code = 400
+
+    def hook(model: Any, **_: Any) -> Any:
+        if model.name == operation:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            return _Http(), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    return hook
+
+
+def test_put_failure_still_allows_and_emits_the_failure_metric(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dynamodb_client().meta.events.register_first("before-call.dynamodb", throttle("PutItem"))
+    tok = token(key)
+
+    assert authorizer.http(tok) == {"isAuthorized": True, "context": context_for(tok)}
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter(
+        {"SyncAttempts": 1, "SyncFailures": 1}
+    )
+    assert stored() is None
+
+
+def test_read_failure_falls_through_to_the_conditional_write(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str], logs: LogCapture
+) -> None:
+    dynamodb_client().meta.events.register_first("before-call.dynamodb", throttle("GetItem"))
+
+    assert authorizer.http(token(key))["isAuthorized"] is True
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
+    item = stored()
+    assert item is not None and item["email"] == "ada@example.com"
+    assert any(r["message"].startswith("stored user read failed") for r in logs.records)
+
+
+def test_table_gone_still_allows_and_emits_the_failure_metric(
+    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dynamodb_client().delete_table(TableName=TABLE)
+    assert authorizer.http(token(key))["isAuthorized"] is True
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter(
+        {"SyncAttempts": 1, "SyncFailures": 1}
+    )
+
+
+# ------------------------------------------------------------------------------------ cold start
+
+
+def test_importing_the_authorizer_does_not_import_the_webhook_verifier(key: SigningKey) -> None:
+    app_path = str(REPO_ROOT / "functions" / "authorizer" / "app.py")
+    watched = ("svix", "standardwebhooks", "usersync.webhooks", "jwt")
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('app', {app_path!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "assert callable(module.lambda_handler)\n"
+        f"print(sorted(m for m in {watched!r} if m in sys.modules))\n"
+    )
+    env = {
+        **os.environ,
+        "USERS_TABLE_NAME": TABLE,
+        "CLERK_JWT_KEY": key.public_pem(),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("CLERK_JWKS_URL", None)
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "['jwt']"
