@@ -147,26 +147,21 @@ def _invoke(args: argparse.Namespace) -> int:
     """Invoke functions/FN/app.py in this process. Against the running local stack's moto (same table,
     metrics forwarded to its CloudWatch, JWKS from its gateway) if there is one; otherwise against a
     fresh in-process moto holding the table, with the dev public key as CLERK_JWT_KEY."""
-    # Handler logs go to stderr so stdout is only the response: Powertools' Logger binds the stream
-    # current when it is created, so create it now, with stdout pointed at stderr.
-    from usersync_dev.server import cloudwatch_sink, use_local_aws
-
-    stack = running_stack()
-    use_local_aws(stack.moto_endpoint if stack else None)
-    with contextlib.redirect_stdout(sys.stderr):
-        importlib.import_module("usersync.observability")
-
     from moto import mock_aws
 
     from usersync_dev.runtime import (
         JWKS_PATH,
         LocalFunctions,
         TemplateValues,
+        function_environment,
         function_specs,
         local_parameters,
     )
+    from usersync_dev.server import cloudwatch_sink, use_local_aws
     from usersync_dev.template import create_users_table
 
+    stack = running_stack()
+    use_local_aws(stack.moto_endpoint if stack else None)
     event = json.loads(Path(args.event_file).read_text(encoding="utf-8"))
     secrets = dev_secrets()
     jwks_url = stack.gateway_url + JWKS_PATH if stack else None
@@ -182,6 +177,11 @@ def _invoke(args: argparse.Namespace) -> int:
         except KeyError as exc:
             print(f"usersync-dev: {exc.args[0]}", file=sys.stderr)
             return 2
+        # Handler logs go to stderr so stdout is only the response: Powertools' Logger binds the stream
+        # current when it is created, so create it now (in the function's environment: Metrics reads
+        # its namespace then too), with stdout pointed at stderr.
+        with function_environment(spec.environment), contextlib.redirect_stdout(sys.stderr):
+            importlib.import_module("usersync.observability")
         if stack is None:
             import boto3
 

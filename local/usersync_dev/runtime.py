@@ -309,7 +309,7 @@ class LocalLambdaContext:
 
 
 @contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """The function's environment for the duration of a load or an invocation (callers hold the lock)."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
@@ -372,7 +372,7 @@ class LocalFunctions:
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         spec = self.specs[logical_id]
-        with self._lock, _environment(spec.environment):
+        with self._lock, function_environment(spec.environment):
             handler = self._handlers.get(logical_id)
             if handler is None:
                 module = _import_handler_module(spec)

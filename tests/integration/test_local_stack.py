@@ -62,8 +62,10 @@ class RunningStack:
 
 
 def stack_environment(home: Path) -> dict[str, str]:
+    """A developer's shell: none of the AWS / Powertools / usersync variables conftest sets for pytest."""
+    configured = ("AWS_", "POWERTOOLS_", "USERS_TABLE", "CLERK_", "SYNC_", "LOG_LEVEL")
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith(configured)},
         STATE_DIR_ENV: str(home),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
