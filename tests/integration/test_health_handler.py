@@ -15,8 +15,16 @@ import pytest
 
 from tests.helpers import FakeLambdaContext, emitted_metrics
 from usersync.aws import health_clients
-from usersync_dev.apigw import http_api_event
-from usersync_dev.clerk import clerk_event, clerk_user, new_user_id, sign_delivery
+from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from usersync_dev.clerk import (
+    SigningKey,
+    clerk_event,
+    clerk_user,
+    mint_token,
+    new_user_id,
+    session_claims,
+    sign_delivery,
+)
 from usersync_dev.emf import forward_emf_lines
 
 NAMESPACE = "usersync-test"  # POWERTOOLS_METRICS_NAMESPACE in tests/conftest.py
@@ -324,4 +332,50 @@ def test_reads_back_exactly_what_the_webhook_emits(
 
     status, body = health.get()
     assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (22, 2, 0.091)
+    assert status == 503 and rate(body)["status"] == "down"
+
+
+def test_reads_back_exactly_what_the_authorizer_emits_together_with_the_webhook(
+    health: HealthEndpoint,
+    webhook_secret: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real tokens through the real authorizer (writes on first sight of a user), plus webhooks."""
+    key = SigningKey.generate("ins_health_key")
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    authorizer = function_loader("authorizer")
+    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-missing")  # every write of this one fails
+    broken_authorizer = function_loader("authorizer")
+    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-users")
+    webhook = function_loader("webhook")
+    capsys.readouterr()
+
+    def authorize(module: ModuleType) -> bool:
+        token = mint_token(key, session_claims(new_user_id(), email="ada@example.com"))
+        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        allowed: bool = module.lambda_handler(event, lambda_context)["isAuthorized"]
+        return allowed
+
+    # A failed sync never denies a valid token: the failure only shows in the metrics.
+    assert all(authorize(authorizer) for _ in range(12)) and all(
+        authorize(broken_authorizer) for _ in range(3)
+    )
+    for _ in range(5):
+        delivery = sign_delivery(webhook_secret, clerk_event("user.created", clerk_user(new_user_id())))
+        event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
+        assert webhook.lambda_handler(event, lambda_context)["statusCode"] == 200
+    stdout = capsys.readouterr().out
+
+    sync_metrics = [m for m in emitted_metrics(stdout) if m.name in ("SyncAttempts", "SyncFailures")]
+    assert {tuple(sorted(m.dimensions.items())) for m in sync_metrics} == {
+        (("Source", source), ("service", SERVICE)) for source in ("authorizer", "webhook")
+    }
+    forward_emf_lines(stdout, boto3.client("cloudwatch"))
+
+    status, body = health.get()
+    assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (20, 3, 0.15)
     assert status == 503 and rate(body)["status"] == "down"
