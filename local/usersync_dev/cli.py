@@ -196,7 +196,18 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    """`usersync_dev.reconcile_cmd`; with a local stack running (and no AWS endpoint chosen), against its
+    table: `CLERK_SECRET_KEY=sk_test_... usersync-dev reconcile --dry-run`."""
+    import os
+
+    stack = running_stack()
+    if stack is not None and not os.environ.get("AWS_ENDPOINT_URL"):
+        from usersync_dev.server import use_local_aws
+
+        use_local_aws(stack.moto_endpoint)
+        os.environ.setdefault("USERS_TABLE_NAME", stack.table_name)
     try:
+        # Imported late: it creates AWS clients and reads USERS_TABLE_NAME from the environment above.
         module = importlib.import_module("usersync_dev.reconcile_cmd")
     except ModuleNotFoundError:
         print("usersync-dev: reconcile is not available in this checkout", file=sys.stderr)
@@ -259,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["reconcile"]:
+        # Everything after `reconcile` belongs to it, options first included (argparse.REMAINDER in a
+        # subparser does not capture a leading `--option`).
+        return _reconcile(argparse.Namespace(rest=arguments[1:]))
+    args = build_parser().parse_args(arguments)
     result: int = args.run(args)
     return result
 

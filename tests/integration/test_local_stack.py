@@ -315,3 +315,20 @@ def test_invoke_without_a_stack_uses_an_in_process_moto(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(me.stdout)["statusCode"] == 404  # a fresh moto each time: nothing stored yet
+
+
+def test_reconcile_subcommand_delegates_to_the_reconcile_command(tmp_path: Path) -> None:
+    environment = stack_environment(tmp_path)
+    shown = subprocess.run(  # noqa: S603
+        [str(CLI), "reconcile", "--help"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "--dry-run" in shown.stdout and "CLERK_SECRET_KEY" in shown.stdout
+    refused = subprocess.run(  # noqa: S603
+        [str(CLI), "reconcile", "--table", "t"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0 and "CLERK_SECRET_KEY" in refused.stderr
