@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -159,7 +159,7 @@ class Gateway:
             [_template_rule(route, index) for index, route in enumerate(routes)], strict_slashes=False
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         started = time.perf_counter()
         response = self.dispatch(request)
@@ -168,7 +168,7 @@ class Gateway:
             f"{request.method} {request.full_path.rstrip('?')} {response.status_code} {elapsed_ms:.1f}ms",
             flush=True,
         )
-        return response(environ, start_response)  # type: ignore[no-any-return]
+        return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
         if request.method == "GET" and request.path == JWKS_PATH:
@@ -331,9 +331,9 @@ class LocalStack:
         write_stack_info(self.info, self.state_directory)
         return self.info
 
-    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.gateway is None:
-            return _json(503, {"message": "Service Unavailable"})(environ, start_response)  # type: ignore[no-any-return]
+            return _json(503, {"message": "Service Unavailable"})(environ, start_response)
         return self.gateway(environ, start_response)
 
     def stop(self) -> None:
