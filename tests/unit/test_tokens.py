@@ -170,6 +170,10 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ("empty token", lambda k, o: "", DenyReason.NO_TOKEN),
     ("garbage", lambda k, o: "not-a-jwt", DenyReason.MALFORMED),
     ("garbage with dots", lambda k, o: "abc.def.ghi", DenyReason.MALFORMED),
+    ("two segments", lambda k, o: ".".join(mint_token(k, claims()).split(".")[:2]), DenyReason.MALFORMED),
+    ("four segments", lambda k, o: mint_token(k, claims()) + ".x", DenyReason.MALFORMED),
+    ("header not an object", lambda k, o: b64url(b"[1]") + ".e30.c2ln", DenyReason.MALFORMED),
+    ("non-ascii", lambda k, o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
     (
         "alg none",
         lambda k, o: unsigned_token({"alg": "none", "typ": "JWT"}, claims()) + ".",

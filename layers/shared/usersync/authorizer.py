@@ -145,7 +145,9 @@ class Authorizer:
             count(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
             logger.exception("authorizer sync failed unexpectedly", extra={"userId": claims.sub})
             result = SyncResult.FAILED
-        logger.info(
+        # DEBUG: an INFO line per allowed request costs more than the verification; API Gateway's
+        # access log already records every call, denials are WARNING and every write is logged.
+        logger.debug(
             "authorizer allowed",
             extra={"userId": claims.sub, "sync": result.value, "eventFormat": request.format.value},
         )

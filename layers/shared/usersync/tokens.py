@@ -19,6 +19,8 @@ after 2 s. An unreachable JWKS denies (fail closed).
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -166,6 +168,23 @@ def load_public_key(pem: str) -> RSAPublicKey:
     return key
 
 
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to pick the key (`kid`) and refuse other algorithms early.
+
+    Hand-written instead of `jwt.get_unverified_header`: that validates every character of the whole
+    token (~100 µs for a Clerk token), and `jwt.decode` repeats the same work right after; the header
+    segment alone is all we need here. PyJWT still decodes and verifies the complete token.
+    """
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        raise MalformedTokenError(DenyReason.MALFORMED) from None
+    if not isinstance(header, dict) or token.count(".") != 2:
+        raise MalformedTokenError(DenyReason.MALFORMED)
+    return header
+
+
 class JwksKeySource:
     """Signing keys from a JWKS URL through one `PyJWKClient`, with our own unknown-kid rate limit.
 
@@ -268,10 +287,7 @@ class TokenVerifier:
             raise NoTokenError()
         if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
             raise MalformedTokenError(DenyReason.TOO_LARGE)
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise MalformedTokenError(DenyReason.MALFORMED) from None
+        header = unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise MalformedTokenError(DenyReason.BAD_ALGORITHM)
         payload = self._decode(token, self._key_for(header))
