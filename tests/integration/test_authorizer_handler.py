@@ -16,10 +16,12 @@ import pytest
 
 from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
 from tests.jwks_server import JwksServer
-from usersync.authorizer import Unauthorized
+from usersync.authorizer import Authorizer, Unauthorized
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.repository import UserRepository
+from usersync.sync import UserCache
+from usersync.tokens import TokenVerifier, load_public_key
 from usersync_dev.apigw import (
     http_api_authorizer_event,
     method_arn,
@@ -142,7 +144,7 @@ def test_http_api_session_cookie_allows(authorizer: AuthorizerClient, key: Signi
     }
 
 
-@pytest.mark.parametrize("header", ["bearer {}", "BEARER   {}  ", "  Bearer\t{}"])
+@pytest.mark.parametrize("header", ["bearer {}", "BEARER   {}  ", "  Bearer\t{}", "{}"])
 def test_bearer_scheme_is_case_insensitive_and_space_tolerant(
     authorizer: AuthorizerClient, key: SigningKey, header: str
 ) -> None:
@@ -189,6 +191,12 @@ def test_rest_request_event_gets_an_allow_policy(
         },
         "context": context_for(tok),
     }
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a.b.c extra", "Token {}"])
+def test_other_schemes_are_not_a_token(authorizer: AuthorizerClient, key: SigningKey, header: str) -> None:
+    event = http_api_authorizer_event("GET", "/me", headers={"Authorization": header.format(token(key))})
+    assert authorizer(event) == {"isAuthorized": False}
 
 
 def test_authorization_header_wins_over_the_cookie(authorizer: AuthorizerClient, key: SigningKey) -> None:
@@ -503,6 +511,47 @@ def test_table_gone_still_allows_and_emits_the_failure_metric(
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter(
         {"SyncAttempts": 1, "SyncFailures": 1}
     )
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_user_cache_expires_after_its_ttl_and_stays_bounded() -> None:
+    clock = ManualClock()
+    cache = UserCache(ttl_seconds=60, max_entries=2, clock=clock)
+    record = UserRecord(user_id=USER_ID, email="a@b.c", updated_at=1, source=SyncSource.AUTHORIZER)
+    cache.put(USER_ID, record)
+    cache.put("user_missing", None)
+
+    assert cache.get(USER_ID) == (True, record)
+    assert cache.get("user_missing") == (True, None)  # "not stored" is cached too
+    assert cache.get("user_other") == (False, None)
+
+    cache.put("user_third", None)  # full: the oldest entry goes
+    assert cache.get(USER_ID) == (False, None)
+
+    clock.now += 60
+    assert cache.get("user_third") == (False, None)
+
+
+def test_a_warm_container_rereads_after_the_cache_ttl(
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
+) -> None:
+    clock = ManualClock()
+    verifier = TokenVerifier(public_key=load_public_key(key.public_pem()), issuer=ISSUER)
+    # The handler's per-container Authorizer, rebuilt with a clock the test moves.
+    authorizer.module.authorizer = Authorizer(verifier, repository(), UserCache(ttl_seconds=60, clock=clock))
+    authorizer.http(token(key))
+    authorizer.http(token(key))
+    assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})
+    clock.now += 61
+    authorizer.http(token(key))
+    assert calls.calls == Counter({"GetItem": 2, "PutItem": 1})
 
 
 # ------------------------------------------------------------------------------------ cold start

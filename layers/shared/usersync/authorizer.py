@@ -54,12 +54,15 @@ class AuthorizerRequest:
 
 
 def bearer_token(value: Any) -> str | None:
-    """`Bearer <jwt>`: scheme case-insensitive, any whitespace around and between; else None."""
+    """`Bearer <jwt>` (scheme case-insensitive, any whitespace), or a bare JWT as some clients and REST
+    TOKEN identity sources send it (Clerk's SDK accepts both); any other scheme yields None."""
     if not isinstance(value, str):
         return None
     parts = value.split()
     if len(parts) == 2 and parts[0].lower() == "bearer":
         return parts[1]
+    if len(parts) == 1 and parts[0].count(".") == 2:
+        return parts[0]
     return None
 
 
