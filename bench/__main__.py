@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
         "quick": args.quick,
         "duration_seconds": round(duration, 1),
         "all_goals_met": all(goal.met for goal in goals if goal.goal != "info"),

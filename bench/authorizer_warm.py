@@ -87,7 +87,7 @@ def is_allowed(response: dict[str, Any]) -> bool:
     return bool(response.get("isAuthorized"))
 
 
-def run(*, rounds: int = 15, calls: int = 300) -> list[Goal]:
+def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     import httpx
     import jwt
     from clerk_backend_api.security import authenticate_request, verify_token

@@ -51,7 +51,7 @@ def _short_circuit_send(client: Any) -> None:
     client.meta.events.register("before-call.dynamodb.PutItem", respond)
 
 
-def run(*, rounds: int = 15, calls: int = 400) -> list[Goal]:
+def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     offline_env()
     from svix.webhooks import Webhook as SvixWebhook
 
