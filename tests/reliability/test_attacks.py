@@ -1,0 +1,413 @@
+"""Attack matrix: forged or replayed credentials are refused, change nothing, and leak nothing.
+
+Rows come from the OWASP JSON Web Token Cheat Sheet / RFC 8725 (alg `none`, RS256→HS256 key
+confusion, key material named in the header: `kid`, `jku`, `x5u`, `jwk`; missing claim checks;
+replay of expired tokens) and from Svix's manual-verification guide (signed content
+`id.timestamp.body`, 5-minute tolerance, `v1` only, space-separated signature list).
+Every row asserts: denied (401 / `isAuthorized: false`), the table unchanged, the denial logged with
+a reason, and neither the token, the signature nor the secret in the logs or on stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.helpers import FakeLambdaContext, LogCapture
+from tests.jwks_server import JwksServer
+from tests.reliability.support import REPORT, WebhookDriver, scan_all
+from usersync_dev.apigw import http_api_authorizer_event
+from usersync_dev.clerk import (
+    SignedDelivery,
+    SigningKey,
+    clerk_event,
+    clerk_user,
+    mint_token,
+    new_webhook_secret,
+    session_claims,
+    sign_delivery,
+)
+
+TABLE = "usersync-test-users"
+USER_ID = "user_2victimVICTIMvictim00000"
+ISSUER = "https://clerk.example.test"
+ORIGIN = "http://localhost:3000"
+T0 = 1_730_279_325_025
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _segments(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    """A session token that would be accepted, and would sync a changed profile, if it were genuine."""
+    claims = session_claims(
+        USER_ID, email="mallory@example.com", first_name="Mallory", issuer=ISSUER, azp=ORIGIN
+    )
+    claims.update(overrides)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+# ---------------------------------------------------------------- JWT attacks
+
+
+@dataclass(frozen=True)
+class Keys:
+    ours: SigningKey
+    attacker: SigningKey
+    attacker_jwks: JwksServer  # the attacker's key set, named in jku/x5u headers
+
+    @property
+    def attacker_jwks_url(self) -> str:
+        return self.attacker_jwks.url
+
+
+def alg_none(keys: Keys) -> str:
+    return _segments({"alg": "none", "typ": "JWT"}, _claims()) + "."
+
+
+def alg_none_capitalised(keys: Keys) -> str:
+    return _segments({"alg": "nOnE", "typ": "JWT", "kid": keys.ours.kid}, _claims()) + "."
+
+
+def hs256_with_public_key(keys: Keys) -> str:
+    # Hand-made: PyJWT refuses to sign HS256 with a PEM key (its own key-confusion guard), which is
+    # exactly what an attacker's tooling does not do.
+    signing_input = _segments({"alg": "HS256", "typ": "JWT", "kid": keys.ours.kid}, _claims())
+    mac = hmac.new(keys.ours.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(mac)}"
+
+
+def unknown_kid(keys: Keys) -> str:
+    return mint_token(keys.attacker, _claims(), headers={"kid": "ins_attacker_unknown"})
+
+
+def kid_path_traversal(keys: Keys) -> str:
+    return mint_token(keys.attacker, _claims(), headers={"kid": "../../../../dev/null"})
+
+
+def jku_to_attacker_jwks(keys: Keys) -> str:
+    return mint_token(keys.attacker, _claims(), headers={"jku": keys.attacker_jwks_url})
+
+
+def x5u_to_attacker(keys: Keys) -> str:
+    return mint_token(keys.attacker, _claims(), headers={"x5u": keys.attacker_jwks_url})
+
+
+def embedded_jwk(keys: Keys) -> str:
+    # CVE-2018-0114: a verifier that trusts the `jwk` in the header accepts any self-signed token.
+    return mint_token(keys.attacker, _claims(), headers={"jwk": keys.attacker.jwk()})
+
+
+def another_clerk_instance(keys: Keys) -> str:
+    # A genuine token of a different Clerk instance: valid signature by its own key, its own issuer.
+    return mint_token(keys.attacker, _claims(iss="https://clerk.other-app.test"))
+
+
+def our_key_foreign_issuer(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(iss="https://clerk.other-app.test"))
+
+
+def foreign_authorized_party(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(azp="https://evil.example"))
+
+
+def expired_one_second_beyond_leeway(keys: Keys) -> str:
+    now = int(time.time())
+    return mint_token(keys.ours, _claims(iat=now - 66, nbf=now - 70, exp=now - 6))  # leeway is 5 s
+
+
+def missing_exp(keys: Keys) -> str:
+    claims = _claims()
+    del claims["exp"]
+    return mint_token(keys.ours, claims)
+
+
+def not_yet_valid(keys: Keys) -> str:
+    now = int(time.time())
+    return mint_token(keys.ours, _claims(iat=now + 60, nbf=now + 60, exp=now + 120))
+
+
+def tampered_payload(keys: Keys) -> str:
+    genuine = mint_token(keys.ours, _claims(email="ada@example.com"))
+    header, _, signature = genuine.split(".")
+    forged = _b64(json.dumps(_claims(email="mallory@example.com")).encode())
+    return f"{header}.{forged}.{signature}"
+
+
+def signature_stripped(keys: Keys) -> str:
+    header, payload, _ = mint_token(keys.ours, _claims()).split(".")
+    return f"{header}.{payload}."
+
+
+def oversized(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(padding="A" * (9 * 1024)))  # validly signed, 9 KiB
+
+
+JWT_ATTACKS: dict[str, Callable[[Keys], str]] = {
+    "alg-none": alg_none,
+    "alg-none-mixed-case": alg_none_capitalised,
+    "alg-confusion-hs256-with-public-key": hs256_with_public_key,
+    "kid-unknown": unknown_kid,
+    "kid-path-traversal": kid_path_traversal,
+    "jku-attacker-jwks": jku_to_attacker_jwks,
+    "x5u-attacker-url": x5u_to_attacker,
+    "embedded-jwk": embedded_jwk,
+    "another-clerk-instance": another_clerk_instance,
+    "our-key-foreign-issuer": our_key_foreign_issuer,
+    "foreign-azp": foreign_authorized_party,
+    "expired-1s-beyond-leeway": expired_one_second_beyond_leeway,
+    "missing-exp": missing_exp,
+    "nbf-in-future": not_yet_valid,
+    "tampered-payload": tampered_payload,
+    "signature-stripped": signature_stripped,
+    "oversized-9kib": oversized,
+}
+
+
+@pytest.fixture(scope="module")
+def keys() -> Iterator[Keys]:
+    attacker = SigningKey.generate("ins_attacker")
+    with JwksServer(attacker) as attacker_jwks:
+        yield Keys(SigningKey.generate("ins_ours"), attacker, attacker_jwks)
+
+
+def _seed_victim() -> None:
+    """A stored user an accepted forgery would overwrite (older than any token, different profile)."""
+    from usersync.aws import dynamodb_client
+
+    dynamodb_client().put_item(
+        TableName=TABLE,
+        Item={
+            "userId": {"S": USER_ID},
+            "email": {"S": "ada@example.com"},
+            "firstName": {"S": "Ada"},
+            "updatedAt": {"N": str(T0)},
+            "createdAt": {"N": str(T0)},
+            "syncedAt": {"S": "2024-10-30T09:08:45.025Z"},
+            "source": {"S": "webhook"},
+        },
+    )
+
+
+class Authorizer:
+    def __init__(self, module: ModuleType, context: FakeLambdaContext) -> None:
+        self.module = module
+        self.context = context
+
+    def http(self, token: str) -> dict[str, Any]:
+        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        response: dict[str, Any] = self.module.lambda_handler(event, self.context)
+        return response
+
+
+@pytest.fixture(params=["pem", "jwks"])
+def authorizer(
+    request: pytest.FixtureRequest,
+    keys: Keys,
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> Iterator[Authorizer]:
+    """The real authorizer on moto, keyed by our PEM (networkless) or by our loopback JWKS."""
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", ORIGIN)
+    _seed_victim()
+    if request.param == "pem":
+        monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+        monkeypatch.setenv("CLERK_JWT_KEY", keys.ours.public_pem())
+        yield Authorizer(function_loader("authorizer"), lambda_context)
+        return
+    monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
+    with JwksServer(keys.ours) as ours:
+        monkeypatch.setenv("CLERK_JWKS_URL", ours.url)
+        yield Authorizer(function_loader("authorizer"), lambda_context)
+
+
+def test_control_genuine_token_is_allowed_and_syncs(authorizer: Authorizer, keys: Keys) -> None:
+    """The matrix below is meaningful only if the same setup accepts and writes a genuine token."""
+    before = scan_all(TABLE)
+    assert authorizer.http(mint_token(keys.ours, _claims()))["isAuthorized"] is True
+    after = scan_all(TABLE)
+    assert after != before and after[0]["email"] == "mallory@example.com"
+
+
+@pytest.mark.parametrize("attack", list(JWT_ATTACKS), ids=list(JWT_ATTACKS))
+def test_jwt_attack_is_denied_without_write_or_leak(
+    authorizer: Authorizer,
+    keys: Keys,
+    attack: str,
+    logs: LogCapture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["attacks tried"] += 1
+    token = JWT_ATTACKS[attack](keys)
+    before = scan_all(TABLE)
+
+    response = authorizer.http(token)
+
+    assert response == {"isAuthorized": False}
+    assert scan_all(TABLE) == before
+    denials = [record for record in logs.records if record["message"] == "authorizer denied"]
+    assert len(denials) == 1 and denials[0]["reason"], logs.text
+    stdout = capsys.readouterr().out
+    signature = token.rsplit(".", 1)[1]
+    for secret in (token, *([signature] if signature else []), keys.ours.private_pem().decode()):
+        assert secret not in logs.text and secret not in stdout
+    assert keys.attacker_jwks.request_count == 0  # URLs named in the header are never followed
+    REPORT["attacks denied"] += 1
+
+
+# ---------------------------------------------------------------- webhook attacks
+
+
+def _genuine(webhook: WebhookDriver, **kwargs: Any) -> SignedDelivery:
+    """A delivery the victim's instance really signed: an update that would change the user."""
+    data = clerk_user(
+        USER_ID, email="mallory@example.com", first_name="Mallory", created_at=T0, updated_at=T0 + 9
+    )
+    return webhook.sign(clerk_event("user.updated", data), **kwargs)
+
+
+def tampered_body(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook)
+    return genuine.body.replace(b"Mallory", b"Mallorx"), genuine.headers
+
+
+def replayed_old_timestamp(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook, timestamp=datetime.now(UTC) - timedelta(minutes=5, seconds=1))
+    return genuine.body, genuine.headers
+
+
+def timestamp_in_future(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook, timestamp=datetime.now(UTC) + timedelta(minutes=5, seconds=1))
+    return genuine.body, genuine.headers
+
+
+def signature_for_other_message_id(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook, message_id="msg_signed_for_this_one")
+    return genuine.body, {**genuine.headers, "svix-id": "msg_but_sent_as_this_one"}
+
+
+def empty_signature_list(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook)
+    return genuine.body, {**genuine.headers, "svix-signature": "   "}
+
+
+def unsupported_version(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    # The right HMAC, labelled v2: only `v1` entries may be trusted.
+    genuine = _genuine(webhook)
+    mac = genuine.headers["svix-signature"].split(",", 1)[1]
+    return genuine.body, {**genuine.headers, "svix-signature": f"v2,{mac}"}
+
+
+def version_prefix_missing(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook)
+    return genuine.body, {
+        **genuine.headers,
+        "svix-signature": genuine.headers["svix-signature"].split(",")[1],
+    }
+
+
+def wrong_secret(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    forged = sign_delivery(new_webhook_secret(), json.loads(_genuine(webhook).body))
+    return forged.body, forged.headers
+
+
+def duplicated_mixed_case_headers(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    # Genuine lower-case headers for one body, mixed-case copies from another genuine delivery,
+    # and a third (tampered) body: whichever copy a parser picks, nothing matches the body sent.
+    first, second = _genuine(webhook), _genuine(webhook)
+    headers = {**first.headers, **{name.title(): value for name, value in second.headers.items()}}
+    headers["SVIX-SIGNATURE"] = first.headers["svix-signature"]
+    return first.body.replace(b"Mallory", b"Mallorx"), headers
+
+
+def mixed_header_families(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    # svix-id/-timestamp of one delivery, webhook-signature (Standard Webhooks name) of another.
+    first, second = _genuine(webhook), _genuine(webhook)
+    headers = {name: value for name, value in first.headers.items() if name != "svix-signature"}
+    headers["webhook-signature"] = second.headers["svix-signature"]
+    return first.body, headers
+
+
+def missing_signature_header(webhook: WebhookDriver) -> tuple[bytes, dict[str, str]]:
+    genuine = _genuine(webhook)
+    return genuine.body, {name: value for name, value in genuine.headers.items() if name != "svix-signature"}
+
+
+WEBHOOK_ATTACKS: dict[str, Callable[[WebhookDriver], tuple[bytes, dict[str, str]]]] = {
+    "tampered-body": tampered_body,
+    "replay-old-timestamp-5m1s": replayed_old_timestamp,
+    "timestamp-future-5m1s": timestamp_in_future,
+    "signature-for-other-svix-id": signature_for_other_message_id,
+    "empty-signature-list": empty_signature_list,
+    "unsupported-version-v2": unsupported_version,
+    "signature-without-version": version_prefix_missing,
+    "wrong-secret": wrong_secret,
+    "duplicated-mixed-case-headers": duplicated_mixed_case_headers,
+    "mixed-svix-and-webhook-headers": mixed_header_families,
+    "missing-signature-header": missing_signature_header,
+}
+
+
+@pytest.fixture
+def seeded_webhook(webhook: WebhookDriver) -> WebhookDriver:
+    _seed_victim()
+    return webhook
+
+
+def test_control_genuine_delivery_is_applied(seeded_webhook: WebhookDriver) -> None:
+    before = scan_all(TABLE)
+    assert seeded_webhook.post(_genuine(seeded_webhook)).status == 200
+    after = scan_all(TABLE)
+    assert after != before and after[0]["firstName"] == "Mallory"
+
+
+@pytest.mark.parametrize("fmt", ["http", "rest"])
+@pytest.mark.parametrize("attack", list(WEBHOOK_ATTACKS), ids=list(WEBHOOK_ATTACKS))
+def test_webhook_attack_is_401_without_write_or_leak(
+    seeded_webhook: WebhookDriver,
+    attack: str,
+    fmt: str,
+    logs: LogCapture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["attacks tried"] += 1
+    body, headers = WEBHOOK_ATTACKS[attack](seeded_webhook)
+    before = scan_all(TABLE)
+
+    response = seeded_webhook.post(SignedDelivery(body, headers, ""), headers=headers, fmt=fmt)
+
+    assert response.status == 401, response.body
+    assert response.body["status"] == "rejected" and response.body["message"]
+    assert scan_all(TABLE) == before
+    rejections = [record for record in logs.records if record["message"] == "webhook rejected"]
+    assert len(rejections) == 1 and rejections[0]["reason"], logs.text
+    stdout = capsys.readouterr().out
+    signatures = {
+        part
+        for name, value in headers.items()
+        if name.lower().endswith("-signature")
+        for entry in value.split()
+        for part in (entry, entry.partition(",")[2])
+        if len(part) > 8
+    }
+    for secret in (*signatures, seeded_webhook.secret, seeded_webhook.secret.removeprefix("whsec_")):
+        assert secret not in logs.text and secret not in stdout
+    REPORT["attacks denied"] += 1
