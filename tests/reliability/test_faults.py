@@ -1,0 +1,378 @@
+"""Faults outside our code: DynamoDB errors and outages, CloudWatch down or hanging, JWKS down or slow.
+
+AWS errors are injected with botocore's Stubber on the very client the handler uses
+(`usersync.aws.dynamodb_client()` / `health_clients()` are cached per container): the Stubber stands
+in for AWS, our code runs unchanged. Outages are real sockets on 127.0.0.1: a closed port (refused)
+or a listener that never answers (hangs). Expected: the webhook answers 5xx so Svix retries and
+counts a failure, nothing is written; the authorizer still allows a valid token and counts the
+failure; /health answers 503 with a message; an unreachable JWKS denies, a cached key keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from tests.helpers import FakeLambdaContext, LogCapture, metric_counts
+from tests.jwks_server import JwksServer
+from tests.reliability.support import REPORT, WebhookDriver, check_http_response, scan_all
+from usersync.aws import dynamodb_client, health_clients, reset_clients
+from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
+
+TABLE = "usersync-test-users"
+USER_ID = "user_2faultFAULTfault000000000"
+ISSUER = "https://clerk.example.test"
+T0 = 1_730_279_325_025
+
+# Error codes DynamoDB returns for capacity and service trouble, with their HTTP status.
+DYNAMODB_ERRORS = [
+    ("ProvisionedThroughputExceededException", 400),
+    ("ThrottlingException", 400),
+    ("RequestLimitExceeded", 400),
+    ("InternalServerError", 500),
+    ("ServiceUnavailable", 503),
+]
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def hanging_endpoint() -> Iterator[str]:
+    """A listener that accepts TCP connections and never answers: the client must time out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _update(updated_at: int = T0 + 5) -> dict[str, Any]:
+    return clerk_event("user.updated", clerk_user(USER_ID, created_at=T0, updated_at=updated_at))
+
+
+def _seed(webhook: WebhookDriver) -> None:
+    response = webhook.deliver(
+        "msg_seed", clerk_event("user.created", clerk_user(USER_ID, created_at=T0, updated_at=T0))
+    )
+    assert response.status == 200
+
+
+# ---------------------------------------------------------------- webhook
+
+
+@pytest.mark.parametrize(("code", "http_status"), DYNAMODB_ERRORS)
+def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
+    webhook: WebhookDriver,
+    code: str,
+    http_status: int,
+    capsys: pytest.CaptureFixture[str],
+    logs: LogCapture,
+) -> None:
+    REPORT["faults injected"] += 1
+    _seed(webhook)
+    before = scan_all(TABLE)
+    capsys.readouterr()
+    delivery = webhook.sign(_update())
+
+    with Stubber(dynamodb_client()) as aws:
+        aws.add_client_error("put_item", service_error_code=code, http_status_code=http_status)
+        response = webhook.post(delivery)
+        aws.assert_no_pending_responses()
+
+    assert 500 <= response.status <= 599 and response.body["status"] == "error"
+    counts = metric_counts(capsys.readouterr().out, "webhook")
+    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert scan_all(TABLE) == before
+    errors = [record for record in logs.records if record["level"] == "ERROR"]
+    assert errors and errors[0]["errorCode"] == code
+    assert delivery.headers["svix-signature"] not in logs.text and webhook.secret not in logs.text
+    # Svix retries: once the table is back, the same delivery is applied.
+    assert webhook.post(webhook.sign(delivery.body, message_id=delivery.message_id)).body == {
+        "status": "applied"
+    }
+    REPORT["faults handled"] += 1
+
+
+def test_webhook_table_unreachable_is_5xx_and_failure_counted(
+    webhook_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["faults injected"] += 1
+    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")  # refused
+    reset_clients()
+    try:
+        webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+        capsys.readouterr()
+        response = webhook.post(webhook.sign(_update()))
+    finally:
+        reset_clients()
+    assert 500 <= response.status <= 599 and response.body["status"] == "error"
+    counts = metric_counts(capsys.readouterr().out, "webhook")
+    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    REPORT["faults handled"] += 1
+
+
+def test_aws_clients_fail_fast() -> None:
+    """A hanging table must end in a 5xx well inside Lambda/API Gateway limits (29 s), not in a
+    timeout: short connect/read timeouts and bounded attempts (a benchmark, not a test, times it)."""
+    reset_clients()
+    try:
+        for client, max_connect, max_read, max_attempts in (
+            (dynamodb_client(), 1, 2, 3),
+            (health_clients()[0], 1, 1, 2),
+            (health_clients()[1], 1, 1, 2),
+        ):
+            config = client.meta.config
+            assert config.connect_timeout <= max_connect and config.read_timeout <= max_read
+            assert config.retries["total_max_attempts"] <= max_attempts
+    finally:
+        reset_clients()
+
+
+# ---------------------------------------------------------------- authorizer
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("ins_fault_key")
+
+
+def _token(key: SigningKey, **overrides: Any) -> str:
+    claims = session_claims(USER_ID, email="ada@example.com", first_name="Ada", issuer=ISSUER) | overrides
+    return mint_token(key, claims)
+
+
+def _authorize(module: ModuleType, context: FakeLambdaContext, token: str) -> dict[str, Any]:
+    event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+    response: dict[str, Any] = module.lambda_handler(event, context)
+    return response
+
+
+@pytest.fixture
+def pem_authorizer(
+    key: SigningKey,
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+) -> ModuleType:
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    return function_loader("authorizer")
+
+
+@pytest.mark.parametrize(("code", "http_status"), DYNAMODB_ERRORS)
+def test_authorizer_table_error_still_allows_and_counts_failure(
+    pem_authorizer: ModuleType,
+    key: SigningKey,
+    code: str,
+    http_status: int,
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["faults injected"] += 1
+    capsys.readouterr()
+    with Stubber(dynamodb_client()) as aws:
+        aws.add_client_error("get_item", service_error_code=code, http_status_code=http_status)
+        aws.add_client_error("put_item", service_error_code=code, http_status_code=http_status)
+        response = _authorize(pem_authorizer, lambda_context, _token(key))
+        aws.assert_no_pending_responses()
+    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
+    counts = metric_counts(capsys.readouterr().out, "authorizer")
+    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert scan_all(TABLE) == []
+    REPORT["faults handled"] += 1
+
+
+def test_authorizer_table_unreachable_still_allows_and_counts_failure(
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["faults injected"] += 1
+    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")
+    reset_clients()
+    try:
+        module = function_loader("authorizer")
+        capsys.readouterr()
+        response = _authorize(module, lambda_context, _token(key))
+    finally:
+        reset_clients()
+    assert response["isAuthorized"] is True
+    assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 1
+    REPORT["faults handled"] += 1
+
+
+@pytest.fixture
+def jwks_authorizer(
+    key: SigningKey,
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+) -> Iterator[tuple[ModuleType, JwksServer]]:
+    monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    with JwksServer(key) as server:
+        monkeypatch.setenv("CLERK_JWKS_URL", server.url)
+        yield function_loader("authorizer"), server
+
+
+def _denied_reason(logs: LogCapture) -> str:
+    denials = [record for record in logs.records if record["message"] == "authorizer denied"]
+    assert len(denials) == 1, logs.text
+    reason: str = denials[0]["reason"]
+    return reason
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["down", "http-503", "not-json", "slow-beyond-timeout"],
+)
+def test_jwks_unavailable_at_cold_start_denies(
+    jwks_authorizer: tuple[ModuleType, JwksServer],
+    key: SigningKey,
+    fault: str,
+    lambda_context: FakeLambdaContext,
+    logs: LogCapture,
+) -> None:
+    REPORT["faults injected"] += 1
+    module, server = jwks_authorizer
+    if fault == "down":
+        server.down()
+    elif fault == "http-503":
+        server.fail(503)
+    elif fault == "not-json":
+        server.serve_body(b"<html>maintenance</html>")
+    else:
+        server.slow(3.0)  # the authorizer's JWKS fetch gives up after 2 s
+    token = _token(key)
+    assert _authorize(module, lambda_context, token) == {"isAuthorized": False}
+    assert _denied_reason(logs) == "jwks_unavailable"
+    assert token not in logs.text
+    REPORT["faults handled"] += 1
+
+
+@pytest.mark.parametrize("fault", ["down", "slow-beyond-timeout"])
+def test_cached_jwks_key_keeps_working_when_endpoint_fails(
+    jwks_authorizer: tuple[ModuleType, JwksServer],
+    key: SigningKey,
+    fault: str,
+    lambda_context: FakeLambdaContext,
+) -> None:
+    REPORT["faults injected"] += 1
+    module, server = jwks_authorizer
+    assert _authorize(module, lambda_context, _token(key))["isAuthorized"] is True
+    fetched = server.request_count
+    server.down() if fault == "down" else server.slow(3.0)
+    for _ in range(3):
+        assert _authorize(module, lambda_context, _token(key))["isAuthorized"] is True
+    assert server.request_count == fetched  # served from the cached key set
+    REPORT["faults handled"] += 1
+
+
+# ---------------------------------------------------------------- health
+
+
+@pytest.fixture
+def health(
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> Callable[[], tuple[int, dict[str, Any]]]:
+    monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")
+
+    def get() -> tuple[int, dict[str, Any]]:
+        module = function_loader("health")
+        response = check_http_response(
+            module.lambda_handler(http_api_event("GET", "/health"), lambda_context)
+        )
+        return response.status, response.body
+
+    return get
+
+
+def _assert_sync_rate_down(status: int, body: dict[str, Any]) -> None:
+    assert status == 503 and body["status"] == "error"
+    down = body["error"]["syncFailureRate"]
+    assert down["status"] == "down" and isinstance(down["message"], str) and down["message"]
+    assert body["details"]["userTable"] == {"status": "up"}
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status"), [("InternalServiceError", 500), ("Throttling", 400), ("ServiceUnavailable", 503)]
+)
+def test_health_cloudwatch_error_is_503_with_message(
+    health: Callable[[], tuple[int, dict[str, Any]]], code: str, http_status: int
+) -> None:
+    REPORT["faults injected"] += 1
+    with Stubber(health_clients()[1]) as aws:
+        aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
+        status, body = health()
+    _assert_sync_rate_down(status, body)
+    assert code in body["error"]["syncFailureRate"]["message"]
+    REPORT["faults handled"] += 1
+
+
+@pytest.mark.parametrize("outage", ["refused", "hanging"])
+def test_health_cloudwatch_outage_still_answers_503(
+    health: Callable[[], tuple[int, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    hanging_endpoint: str,
+    outage: str,
+) -> None:
+    REPORT["faults injected"] += 1
+    endpoint = f"http://127.0.0.1:{unused_port()}" if outage == "refused" else hanging_endpoint
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint)
+    reset_clients()
+    try:
+        status, body = health()
+    finally:
+        reset_clients()
+    _assert_sync_rate_down(status, body)
+    REPORT["faults handled"] += 1
+
+
+def test_hanging_table_makes_webhook_answer_5xx(
+    webhook_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+    hanging_endpoint: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> None:
+    """A table that accepts connections and never answers: read timeouts, bounded retries, 5xx."""
+    REPORT["faults injected"] += 1
+    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", hanging_endpoint)
+    reset_clients()
+    try:
+        webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+        response = webhook.post(webhook.sign(_update()))
+    finally:
+        reset_clients()
+    assert 500 <= response.status <= 599
+    assert json.loads(response.raw["body"])["status"] == "error"
+    REPORT["faults handled"] += 1
