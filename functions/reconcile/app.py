@@ -36,6 +36,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     dry_run = isinstance(event, dict) and event.get("dryRun") is True
     clerk = ClerkUsersClient(secret_key(settings), settings.clerk_api_url)
     report = reconcile(
-        clerk, dynamodb_client(), settings.users_table_name, dry_run=dry_run, prune=settings.prune
+        clerk,
+        dynamodb_client(),
+        settings.users_table_name,
+        dry_run=dry_run,
+        prune=settings.prune,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     return report.counts()

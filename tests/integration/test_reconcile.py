@@ -447,6 +447,23 @@ def test_a_wrong_secret_key_fails_at_once_without_retrying(runner: Runner, clerk
     assert items() == {}
 
 
+def test_the_run_stops_cleanly_before_the_lambda_timeout(
+    runner: Runner, clerk: FakeClerk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 250 users and a Lambda whose time runs short after the first page
+    clerk.add_users(250)
+    left = iter([30.0])  # asked before each page after the first
+    # When reconciliation runs, then it stops with a clear error after the first page, not killed mid-way
+    with pytest.raises(ReconcileError, match="stopped after 100 users") as raised:
+        runner.run(remaining_seconds=lambda: next(left))
+    assert raised.value.report is not None and raised.value.report.created == 100
+    assert len(clerk.list_requests()) == 2 and len(items()) == 100
+    assert metric_counts(flushed_metrics(capsys), "reconcile")["ReconcileFailed"] == 1
+    # And the next run finishes the job, writing only the users it did not reach
+    report = runner.run()
+    assert (report.created, report.unchanged) == (150, 100)
+
+
 # ---------------------------------------------------------------- the Lambda and the CLI
 
 
