@@ -1,0 +1,281 @@
+"""Bad input: whatever API Gateway (or a misconfigured integration) hands a handler, it answers.
+
+Hypothesis generates events with missing or wrongly typed fields (no requestContext, null or
+non-string bodies, invalid base64, huge strings, unicode incl. lone surrogates, non-dict events),
+arbitrary headers, validly signed webhook bodies with drifting field types, and validly signed
+tokens with drifting claims. Every handler must return a well-formed response: proxy handlers an
+int statusCode and a JSON object body; the authorizer a simple response or an IAM policy (or the
+`Unauthorized` error that API Gateway maps to 401). Never another exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.helpers import FakeLambdaContext
+from tests.reliability.support import REPORT, WebhookDriver, budget, check_http_response
+from usersync_dev.apigw import http_api_event, method_arn
+from usersync_dev.clerk import SigningKey, clerk_user, session_claims
+
+ISSUER = "https://clerk.example.test"
+
+texts = st.text(max_size=40) | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3)
+huge = st.integers(250 * 1024, 300 * 1024).map(lambda n: "é" * (n // 2))  # > 256 KiB in UTF-8, fewer chars
+scalars = st.none() | st.booleans() | st.integers() | st.integers(10**30, 10**60) | st.floats() | texts
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+HEADER_NAMES = [
+    "svix-id",
+    "Svix-Timestamp",
+    "SVIX-SIGNATURE",
+    "webhook-id",
+    "webhook-signature",
+    "authorization",
+    "Authorization",
+    "cookie",
+    "content-type",
+]
+header_maps = st.dictionaries(st.sampled_from(HEADER_NAMES) | texts, texts | json_values, max_size=6)
+bodies = (
+    st.none()
+    | texts
+    | huge
+    | st.binary(max_size=200).map(lambda raw: base64.b64encode(raw).decode())
+    | st.just("***not base64***")
+    | json_values.map(json.dumps)
+    | json_values
+)
+tokens = (
+    texts
+    | st.builds(lambda a, b, c: f"Bearer {a}.{b}.{c}", texts, texts, texts)
+    | st.builds(lambda raw: "Bearer " + base64.urlsafe_b64encode(raw).decode(), st.binary(max_size=64))
+    | st.just("Bearer " + "A" * 10_000)
+)
+request_contexts = json_values | st.fixed_dictionaries(
+    {},
+    optional={
+        "http": json_values
+        | st.fixed_dictionaries({"method": texts | json_values, "path": texts | json_values}),
+        "authorizer": json_values
+        | st.fixed_dictionaries(
+            {"lambda": json_values | st.fixed_dictionaries({"userId": texts | json_values})}
+        )
+        | st.fixed_dictionaries({"userId": texts | json_values}),
+    },
+)
+dict_events = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.sampled_from(["2.0", "1.0"]) | json_values,
+        "type": st.sampled_from(["TOKEN", "REQUEST"]) | json_values,
+        "headers": header_maps | json_values,
+        "multiValueHeaders": json_values,
+        "cookies": st.lists(texts | json_values, max_size=3) | json_values,
+        "body": bodies,
+        "isBase64Encoded": st.booleans() | json_values,
+        "requestContext": request_contexts,
+        "rawPath": texts | json_values,
+        "httpMethod": texts | json_values,
+        "authorizationToken": tokens | json_values,
+        "methodArn": st.just(method_arn("GET", "/me")) | texts | json_values,
+        "routeArn": texts | json_values,
+        "identitySource": json_values,
+    },
+)
+events = dict_events | json_values
+
+
+def _fuzz(name: str, examples: int, strategy: st.SearchStrategy[Any], check: Callable[[Any], None]) -> None:
+    count = 0
+
+    @budget(examples)
+    @given(strategy)
+    def run(value: Any) -> None:
+        nonlocal count
+        count += 1
+        check(value)
+
+    run()
+    REPORT["fuzz examples"] += count
+    REPORT[f"fuzz examples ({name})"] += count
+    assert count >= examples
+
+
+# ---------------------------------------------------------------- webhook
+
+
+def test_webhook_answers_any_event(webhook: WebhookDriver) -> None:
+    def check(event: Any) -> None:
+        response = webhook.invoke(event)
+        assert response.status in {400, 401, 413}, (response.status, response.body)
+
+    _fuzz("webhook events", 250, events, check)
+
+
+user_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": texts | json_values,
+        "first_name": texts | json_values,
+        "email_addresses": json_values
+        | st.lists(st.fixed_dictionaries({"id": texts | json_values, "email_address": texts | json_values})),
+        "primary_email_address_id": texts | json_values,
+        "image_url": texts | json_values,
+        "created_at": json_values,
+        "updated_at": json_values,
+    },
+)
+signed_payloads = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["user.created", "user.updated", "user.deleted", "session.created"])
+        | json_values,
+        "data": user_data | json_values,
+    },
+    optional={"timestamp": json_values, "object": json_values},
+)
+
+
+def test_webhook_answers_any_validly_signed_body(webhook: WebhookDriver) -> None:
+    """Signed by the real secret, so the parser and the table write see the drifting shapes."""
+
+    def check(payload: Any) -> None:
+        if isinstance(payload.get("data"), dict) and "id" in payload["data"]:
+            payload["data"] = {**clerk_user("user_fuzz", updated_at=1), **payload["data"]}
+        body = json.dumps(payload).encode("utf-8", "surrogatepass")
+        response = webhook.post(webhook.sign(body))
+        assert response.status in {200, 400}, (response.status, response.body, payload)
+
+    _fuzz("signed webhook bodies", 250, signed_payloads, check)
+
+
+# ---------------------------------------------------------------- authorizer
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("ins_fuzz_key")
+
+
+@pytest.fixture
+def authorizer(
+    key: SigningKey,
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+) -> ModuleType:
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    return function_loader("authorizer")
+
+
+def check_authorizer_response(module: ModuleType, event: Any, context: FakeLambdaContext) -> dict[str, Any]:
+    try:
+        response = module.lambda_handler(event, context)
+    except Exception as exc:
+        # API Gateway's REST contract for 401 is exactly this error; anything else is a 500.
+        assert type(exc).__name__ == "Unauthorized" and str(exc) == "Unauthorized", repr(exc)
+        return {"unauthorized": True}
+    assert isinstance(response, dict)
+    if "isAuthorized" in response:
+        assert isinstance(response["isAuthorized"], bool)
+        context_values = response.get("context", {})
+        assert isinstance(context_values, dict) and all(isinstance(v, str) for v in context_values.values())
+    else:
+        assert isinstance(response["principalId"], str) and response["principalId"]
+        (statement,) = response["policyDocument"]["Statement"]
+        assert statement["Effect"] in {"Allow", "Deny"} and isinstance(statement["Resource"], str)
+    json.dumps(response)  # what API Gateway receives must serialise
+    return response
+
+
+def test_authorizer_answers_any_event(authorizer: ModuleType, lambda_context: FakeLambdaContext) -> None:
+    def check(event: Any) -> None:
+        response = check_authorizer_response(authorizer, event, lambda_context)
+        assert response.get("isAuthorized") is not True  # nothing here carries a valid token
+
+    _fuzz("authorizer events", 300, events, check)
+
+
+claim_values = json_values | texts
+drifting_claims = st.fixed_dictionaries(
+    {},
+    optional={
+        "email": claim_values,
+        "firstName": claim_values,
+        "lastName": claim_values,
+        "imageUrl": claim_values,
+        "sid": claim_values,
+        "sub": claim_values,
+        "iat": st.integers(-(10**12), 10**15) | json_values,
+    },
+)
+
+
+def test_authorizer_answers_any_validly_signed_claims(
+    authorizer: ModuleType, key: SigningKey, lambda_context: FakeLambdaContext
+) -> None:
+    """Signed by the trusted key: claim validation and the table sync see drifting types and sizes."""
+
+    def check(overrides: dict[str, Any]) -> None:
+        claims = session_claims("user_fuzz", issuer=ISSUER) | overrides
+        try:  # the key object, not its PEM: re-parsing an RSA private key per example is slow
+            token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+        except (TypeError, ValueError):  # PyJWT cannot encode it: nobody can send it
+            return
+        event = http_api_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        check_authorizer_response(authorizer, {**event, "type": "REQUEST"}, lambda_context)
+
+    _fuzz("signed token claims", 200, drifting_claims, check)
+
+
+# ---------------------------------------------------------------- health and /me
+
+
+def test_health_answers_any_event(
+    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> None:
+    module = function_loader("health")
+
+    def check(event: Any) -> None:
+        response = check_http_response(module.lambda_handler(event, lambda_context))
+        assert response.status in {200, 503}
+
+    _fuzz("health events", 60, events, check)
+
+
+def test_me_answers_any_event(
+    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> None:
+    module = function_loader("me")
+
+    def check(event: Any) -> None:
+        response = check_http_response(module.lambda_handler(event, lambda_context))
+        assert response.status in {200, 401, 404}
+
+    _fuzz("me events", 200, events, check)
+
+
+@pytest.mark.parametrize("event", [None, [], "GET /me", 42], ids=["null", "list", "string", "number"])
+def test_me_answers_a_non_object_event(
+    users_table: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    event: Any,
+) -> None:
+    """The minimal case hypothesis found: /me must answer 401, not raise, when the event is no object."""
+    response = check_http_response(function_loader("me").lambda_handler(event, lambda_context))
+    assert response.status == 401
