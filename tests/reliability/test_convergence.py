@@ -12,11 +12,14 @@ ids and remove their items afterwards.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,14 +27,18 @@ from hypothesis import strategies as st
 from tests.reliability.support import REPORT, WebhookDriver, budget, read_item, without_synced_at
 from usersync.aws import dynamodb_client
 from usersync.observability import logger
-from usersync_dev.clerk import clerk_event, clerk_user, deleted_user
+from usersync_dev.apigw import http_api_authorizer_event
+from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, deleted_user, session_claims
 
 TABLE = "usersync-test-users"
 T_MIN = 1_700_000_000_000  # epoch ms, Nov 2023
 T_MAX = T_MIN + 10**9
 IN_ORDER_EXAMPLES = 150
 SINGLE_USER_EXAMPLES = 1400
-MULTI_USER_EXAMPLES = 600
+MULTI_USER_EXAMPLES = 450
+MIXED_EXAMPLES = 300
+ISSUER = "https://clerk.example.test"
+PROFILE_FIELDS = ("email", "firstName", "lastName", "imageUrl")
 
 # Unicode names exercise the JSON/DynamoDB round trip; "" and None must both mean "absent".
 names = st.one_of(st.none(), st.just(""), st.text(st.characters(codec="utf-8"), min_size=1, max_size=12))
@@ -226,3 +233,145 @@ def test_any_order_with_redeliveries_converges_to_in_order_item(
     converges()
     REPORT["convergence examples"] += examples
     assert examples >= minimum
+
+
+# ---------------------------------------------------------------- webhook + authorizer
+
+
+@dataclass(frozen=True)
+class TokenSync:
+    user: int  # index of the user in the scenario
+    iat_offset_ms: int  # position on the same time line as the webhook times (T_MIN + offset)
+    profile: Profile
+
+
+TOKEN_SPAN = T_MAX - T_MIN + 10**7  # up to the latest possible delete
+token_syncs = st.builds(
+    TokenSync,
+    user=st.integers(0, 1),
+    # Hypothesis favours small integers: half the draws come from the newest stretch of the time line
+    # so that tokens newer than every webhook write (which may then legitimately win) are common.
+    iat_offset_ms=st.integers(0, TOKEN_SPAN) | st.integers(T_MAX - T_MIN - 10**6, TOKEN_SPAN),
+    profile=profiles.filter(lambda profile: profile.email is not None),
+)
+
+
+@st.composite
+def mixed_scenarios(draw: st.DrawFn) -> tuple[list[History], list[TokenSync], list[int]]:
+    """Webhook histories for 1-2 users plus authorizer syncs; schedule indices past the webhook
+    events' count are token syncs."""
+    users = draw(st.lists(histories(), min_size=1, max_size=2))
+    tokens = draw(st.lists(token_syncs, min_size=1, max_size=4))
+    tokens = [TokenSync(t.user % len(users), t.iat_offset_ms, t.profile) for t in tokens]
+    event_count = sum(len(h.times) + (h.deleted_at is not None) for h in users)
+    webhook_schedule = draw(schedules(event_count))
+    return (
+        users,
+        tokens,
+        draw(st.permutations(webhook_schedule + [event_count + i for i in range(len(tokens))])),
+    )
+
+
+@pytest.fixture
+def authorizer(
+    users_table: str, monkeypatch: pytest.MonkeyPatch, function_loader: Callable[[str], ModuleType]
+) -> tuple[ModuleType, SigningKey]:
+    key = SigningKey.generate("ins_convergence")
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    return function_loader("authorizer"), key
+
+
+def _shifted(history: History, delta: int) -> History:
+    deleted_at = None if history.deleted_at is None else history.deleted_at + delta
+    return History([t + delta for t in history.times], history.profiles, deleted_at)
+
+
+def check_mixed(
+    webhook: WebhookDriver,
+    authorizer: tuple[ModuleType, SigningKey],
+    users: list[History],
+    tokens: list[TokenSync],
+    schedule: list[int],
+) -> None:
+    module, key = authorizer
+    # Tokens must be valid now, so the whole time line ends in the recent past (iat never ahead).
+    delta = (int(time.time()) - 60) * 1000 - (T_MIN + TOKEN_SPAN)
+    user_ids, per_user = _build([_shifted(history, delta) for history in users])
+    events = [event for user_events in per_user for event in user_events]
+    for index in schedule:
+        if index < len(events):
+            _apply(webhook, events[index])
+            continue
+        sync = tokens[index - len(events)]
+        iat = (T_MIN + delta + sync.iat_offset_ms) // 1000
+        claims = session_claims(
+            user_ids[sync.user],
+            email=sync.profile.email,
+            first_name=sync.profile.first_name,
+            last_name=sync.profile.last_name,
+            image_url=sync.profile.image_url,
+            issuer=ISSUER,
+            issued_at=iat,
+            lifetime_seconds=int(time.time()) - iat + 600,
+        )
+        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        response = module.lambda_handler(event, webhook.context)
+        assert isinstance(response["isAuthorized"], bool)
+        REPORT["authorizer syncs mixed into convergence"] += 1
+
+    stored = _stored_then_forget(user_ids)
+    for position, (user_id, user_events) in enumerate(zip(user_ids, per_user, strict=True)):
+        final, webhook_item = stored[user_id], user_events[-1].expected_item
+        assert final is not None
+        if users[position].deleted_at is not None:
+            assert final == webhook_item  # the tombstone: no token resurrects it
+            continue
+        # A token never replaces a newer webhook write: the item is the webhook's newest update
+        # unless a token issued later than it carried a different profile and was written.
+        assert final["updatedAt"] >= webhook_item["updatedAt"]
+        if final["source"] == "webhook":
+            assert final == webhook_item
+            continue
+        written_by = [
+            sync
+            for sync in tokens
+            if sync.user == position
+            and ((T_MIN + delta + sync.iat_offset_ms) // 1000) * 1000 == final["updatedAt"]
+        ]
+        stored_profile = {name: final[name] for name in PROFILE_FIELDS if name in final}
+        token_profiles = [
+            _present(
+                email=sync.profile.email,
+                firstName=sync.profile.first_name,
+                lastName=sync.profile.last_name,
+                imageUrl=sync.profile.image_url,
+            )
+            for sync in written_by
+        ]
+        # Two tokens issued in the same second may carry different profiles: either may win.
+        assert stored_profile in token_profiles, (final, token_profiles)
+        assert final["updatedAt"] > webhook_item["updatedAt"] and "lastEventId" not in final
+        REPORT["mixed examples where a later token's profile won"] += 1
+
+
+@pytest.mark.usefixtures("quiet_logs")
+def test_authorizer_syncs_never_overwrite_newer_webhook_writes_nor_resurrect(
+    webhook: WebhookDriver, authorizer: tuple[ModuleType, SigningKey]
+) -> None:
+    examples = 0
+
+    @budget(MIXED_EXAMPLES)
+    @given(mixed_scenarios())
+    def converges(scenario: tuple[list[History], list[TokenSync], list[int]]) -> None:
+        nonlocal examples
+        examples += 1
+        check_mixed(webhook, authorizer, *scenario)
+
+    converges()
+    REPORT["convergence examples"] += examples
+    REPORT["convergence examples with authorizer syncs"] += examples
+    assert examples >= MIXED_EXAMPLES
