@@ -124,6 +124,8 @@ def test_webhook_answers_any_event(webhook: WebhookDriver) -> None:
     _fuzz("webhook events", 250, events, check)
 
 
+# Integers DynamoDB cannot store exactly (more than 38 significant digits), negative, or huge.
+odd_times = st.integers(10**38 + 1, 10**60).filter(lambda n: n % 10 != 0) | st.integers(-(10**20), -1)
 user_data = st.fixed_dictionaries(
     {},
     optional={
@@ -133,8 +135,8 @@ user_data = st.fixed_dictionaries(
         | st.lists(st.fixed_dictionaries({"id": texts | json_values, "email_address": texts | json_values})),
         "primary_email_address_id": texts | json_values,
         "image_url": texts | json_values,
-        "created_at": json_values,
-        "updated_at": json_values,
+        "created_at": json_values | odd_times,
+        "updated_at": json_values | odd_times,
     },
 )
 signed_payloads = st.fixed_dictionaries(
@@ -143,7 +145,7 @@ signed_payloads = st.fixed_dictionaries(
         | json_values,
         "data": user_data | json_values,
     },
-    optional={"timestamp": json_values, "object": json_values},
+    optional={"timestamp": json_values | odd_times, "object": json_values},
 )
 
 
@@ -158,6 +160,27 @@ def test_webhook_answers_any_validly_signed_body(webhook: WebhookDriver) -> None
         assert response.status in {200, 400}, (response.status, response.body, payload)
 
     _fuzz("signed webhook bodies", 250, signed_payloads, check)
+
+
+@pytest.mark.parametrize("field", ["updated_at", "created_at", "timestamp"])
+@pytest.mark.parametrize("value", [10**40 + 1, -1], ids=["41-digits", "negative"])
+def test_webhook_time_out_of_range_is_400_not_a_crash(webhook: WebhookDriver, field: str, value: int) -> None:
+    """Found by the fuzz: DynamoDB numbers hold 38 significant digits, boto3's serializer raises on
+    more. A signed event with such a time must be a 400 (Svix stops retrying), never an exception."""
+    event_type = "user.deleted" if field == "timestamp" else "user.updated"
+    data = clerk_user("user_range", created_at=1, updated_at=2) | (
+        {field: value} if field != "timestamp" else {}
+    )
+    if field == "timestamp":
+        data = {"id": "user_range", "object": "user", "deleted": True}
+    payload = {
+        "type": event_type,
+        "data": data,
+        "object": "event",
+        "timestamp": value if field == "timestamp" else 1,
+    }
+    response = webhook.post(webhook.sign(json.dumps(payload).encode()))
+    assert response.status == 400 and field in response.body["message"]
 
 
 # ---------------------------------------------------------------- authorizer
@@ -240,6 +263,24 @@ def test_authorizer_answers_any_validly_signed_claims(
         check_authorizer_response(authorizer, {**event, "type": "REQUEST"}, lambda_context)
 
     _fuzz("signed token claims", 200, drifting_claims, check)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{"version": "2.0", "cookies": True}, {"version": "2.0", "cookies": 7}, {"headers": {"cookie": None}}],
+    ids=["cookies-bool", "cookies-int", "cookie-header-null"],
+)
+def test_authorizer_answers_non_list_cookies(
+    authorizer: ModuleType, lambda_context: FakeLambdaContext, event: dict[str, Any]
+) -> None:
+    """Minimal case hypothesis found: `cookies` that is not a list must deny, not raise TypeError."""
+    assert check_authorizer_response(authorizer, event, lambda_context) == {"isAuthorized": False}
+
+
+@pytest.mark.parametrize("cookies", [True, 7], ids=["bool", "int"])
+def test_webhook_answers_non_list_cookies(webhook: WebhookDriver, cookies: Any) -> None:
+    event = http_api_event("POST", "/webhooks/clerk", body="{}") | {"cookies": cookies}
+    assert webhook.invoke(event).status == 401
 
 
 # ---------------------------------------------------------------- health and /me

@@ -91,7 +91,9 @@ def parse_proxy_event(event: Any) -> HttpRequest:
     http = context.get("http")
     if isinstance(http, Mapping):  # payload 2.0
         method, path = http.get("method"), event.get("rawPath") or http.get("path")
-        cookie_values = [c for c in event.get("cookies") or [] if isinstance(c, str)]
+        raw_cookies = event.get("cookies")
+        raw_cookies = raw_cookies if isinstance(raw_cookies, list) else []  # API Gateway sends a list
+        cookie_values = [c for c in raw_cookies if isinstance(c, str)]
     else:  # payload 1.0 (REST)
         method, path = event.get("httpMethod"), event.get("path")
         cookie_values = [headers["cookie"]] if "cookie" in headers else []
