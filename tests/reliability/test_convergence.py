@@ -34,7 +34,7 @@ TABLE = "usersync-test-users"
 T_MIN = 1_700_000_000_000  # epoch ms, Nov 2023
 T_MAX = T_MIN + 10**9
 IN_ORDER_EXAMPLES = 150
-SINGLE_USER_EXAMPLES = 1400
+SINGLE_USER_EXAMPLES = 1300
 MULTI_USER_EXAMPLES = 450
 MIXED_EXAMPLES = 300
 ISSUER = "https://clerk.example.test"
@@ -354,8 +354,9 @@ def check_mixed(
         ]
         # Two tokens issued in the same second may carry different profiles: either may win.
         assert stored_profile in token_profiles, (final, token_profiles)
-        assert final["updatedAt"] > webhook_item["updatedAt"] and "lastEventId" not in final
-        REPORT["mixed examples where a later token's profile won"] += 1
+        # Equal times are a tie (the token's iat is whole seconds): whichever landed first stays.
+        assert final["updatedAt"] >= webhook_item["updatedAt"] and "lastEventId" not in final
+        REPORT["mixed examples where a token's profile won (newer or tied)"] += 1
 
 
 @pytest.mark.usefixtures("quiet_logs")
