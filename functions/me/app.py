@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usersync.aws import dynamodb_client
 from usersync.http import json_response
 from usersync.models import UserRecord
-from usersync.observability import logger, tracer
+from usersync.observability import logger
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import TableSettings
 
@@ -20,8 +20,10 @@ settings = TableSettings.from_env()
 repository = UserRepository(dynamodb_client(), settings.users_table_name)
 
 
-def caller_id(event: Mapping[str, Any]) -> str | None:
+def caller_id(event: Any) -> str | None:
     """HTTP API puts Lambda authorizer context under `authorizer.lambda`; REST directly under `authorizer`."""
+    if not isinstance(event, Mapping):
+        return None
     context = event.get("requestContext")
     authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
     if not isinstance(authorizer, Mapping):
@@ -48,7 +50,6 @@ def profile(record: UserRecord) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     user_id = caller_id(event)
     if user_id is None:  # only reachable if the route is wired without the authorizer

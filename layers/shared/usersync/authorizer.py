@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from usersync.http import parse_cookies
+from usersync.http import event_cookies, lower_headers
 from usersync.metrics import SyncMetric, count
 from usersync.models import SyncSource
 from usersync.observability import logger
@@ -66,12 +66,6 @@ def bearer_token(value: Any) -> str | None:
     return None
 
 
-def _lower_headers(raw: Any) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(name).lower(): value for name, value in raw.items() if isinstance(value, str)}
-
-
 def parse_event(event: Any) -> AuthorizerRequest:
     """The token (Authorization header first, then the `__session` cookie) and the event format."""
     if not isinstance(event, Mapping):
@@ -81,14 +75,16 @@ def parse_event(event: Any) -> AuthorizerRequest:
         return AuthorizerRequest(
             EventFormat.REST_TOKEN, bearer_token(event.get("authorizationToken")), method_arn
         )
-    headers = _lower_headers(event.get("headers"))
+    headers = lower_headers(event.get("headers"))
     if event.get("version") == "2.0":
         fmt = EventFormat.HTTP_API
-        cookies = [value for value in event.get("cookies") or [] if isinstance(value, str)]
     else:
         fmt = EventFormat.REST_REQUEST if method_arn else EventFormat.HTTP_API
-        cookies = [headers["cookie"]] if "cookie" in headers else []
-    token = bearer_token(headers.get("authorization")) or parse_cookies(cookies).get(SESSION_COOKIE) or None
+    token = (
+        bearer_token(headers.get("authorization"))
+        or event_cookies(event, headers).get(SESSION_COOKIE)
+        or None
+    )
     return AuthorizerRequest(fmt, token, method_arn)
 
 

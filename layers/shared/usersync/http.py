@@ -38,14 +38,13 @@ class HttpRequest:
         return self.headers.get(name.lower())
 
 
-def _lower_headers(event: Mapping[str, Any]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    raw = event.get("headers")
-    if isinstance(raw, Mapping):
-        for name, value in raw.items():
-            if isinstance(name, str) and isinstance(value, str):
-                headers[name.lower()] = value
-    return headers
+def lower_headers(raw: Any) -> dict[str, str]:
+    """Header names lower-cased (HTTP names are case-insensitive); non-string entries dropped."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        name.lower(): value for name, value in raw.items() if isinstance(name, str) and isinstance(value, str)
+    }
 
 
 def parse_cookies(values: list[str]) -> dict[str, str]:
@@ -57,6 +56,17 @@ def parse_cookies(values: list[str]) -> dict[str, str]:
             if sep and name and name not in cookies:
                 cookies[name] = cookie_value.strip()
     return cookies
+
+
+def event_cookies(event: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, str]:
+    """Cookies of an HTTP API 2.0 event (its `cookies` list) or a REST event (its `Cookie` header).
+
+    Anything but a list of strings in `cookies` is ignored: API Gateway only ever sends a list.
+    """
+    raw = event.get("cookies")
+    if isinstance(raw, list):
+        return parse_cookies([value for value in raw if isinstance(value, str)])
+    return parse_cookies([headers["cookie"]] if "cookie" in headers else [])
 
 
 def _body_bytes(event: Mapping[str, Any]) -> bytes:
@@ -85,24 +95,20 @@ def parse_proxy_event(event: Any) -> HttpRequest:
     """Normalise an HTTP API 2.0 or REST 1.0 proxy event; raises BadRequestError if it is neither."""
     if not isinstance(event, Mapping):
         raise BadRequestError("event is not an object")
-    headers = _lower_headers(event)
+    headers = lower_headers(event.get("headers"))
     context = event.get("requestContext")
     context = context if isinstance(context, Mapping) else {}
     http = context.get("http")
     if isinstance(http, Mapping):  # payload 2.0
         method, path = http.get("method"), event.get("rawPath") or http.get("path")
-        raw_cookies = event.get("cookies")
-        raw_cookies = raw_cookies if isinstance(raw_cookies, list) else []  # API Gateway sends a list
-        cookie_values = [c for c in raw_cookies if isinstance(c, str)]
     else:  # payload 1.0 (REST)
         method, path = event.get("httpMethod"), event.get("path")
-        cookie_values = [headers["cookie"]] if "cookie" in headers else []
     return HttpRequest(
         method=method.upper() if isinstance(method, str) else "",
         path=path if isinstance(path, str) else "",
         headers=headers,
         body=_body_bytes(event),
-        cookies=parse_cookies(cookie_values),
+        cookies=event_cookies(event, headers),
     )
 
 
