@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.authorizer import Authorizer
 from usersync.aws import dynamodb_client
-from usersync.observability import logger, metrics, tracer
+from usersync.observability import logger, metrics
 from usersync.repository import UserRepository
 from usersync.settings import AuthorizerSettings
 from usersync.sync import UserCache
@@ -26,6 +26,5 @@ authorizer = Authorizer(
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return authorizer.handle(event)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usersync.aws import health_clients
 from usersync.health import HealthCheck
 from usersync.http import json_response
-from usersync.observability import logger, tracer
+from usersync.observability import logger
 from usersync.settings import HealthSettings
 
 settings = HealthSettings.from_env()
@@ -15,7 +15,6 @@ health_check = HealthCheck(settings, *health_clients(), cache_seconds=settings.c
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = health_check.run()
     response = json_response(200 if report.healthy else 503, report.to_dict())

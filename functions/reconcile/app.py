@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
-from usersync.observability import logger, metrics, tracer
+from usersync.observability import logger, metrics
 from usersync.reconcile import ClerkUsersClient, reconcile
 from usersync.settings import ReconcileSettings
 
@@ -30,7 +30,6 @@ def secret_key(config: ReconcileSettings) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
     dry_run = isinstance(event, dict) and event.get("dryRun") is True

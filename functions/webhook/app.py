@@ -8,7 +8,7 @@ from usersync.aws import dynamodb_client
 from usersync.http import BadRequestError, PayloadTooLargeError, json_response, parse_proxy_event
 from usersync.metrics import SyncMetric, count
 from usersync.models import SyncSource
-from usersync.observability import logger, metrics, tracer
+from usersync.observability import logger, metrics
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import WebhookSettings
 from usersync.webhooks import PayloadError, SignatureError, WebhookError, process_webhook, signing_secret
@@ -26,7 +26,6 @@ _REJECTION_STATUS: dict[type[Exception], int] = {
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         result = process_webhook(parse_proxy_event(event), signing_secret(settings), repository)
