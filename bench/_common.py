@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import os
 import statistics
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +41,6 @@ def offline_env() -> None:
     for name in _UNSAFE_ENV:
         os.environ.pop(name, None)
     os.environ.update(BASE_ENV)
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py afresh, as a Lambda cold start does (module-level code runs)."""
-    module_name = f"bench_function_{name}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS_DIR / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def function_exists(name: str) -> bool:

@@ -25,11 +25,11 @@ from bench._common import (
     Goal,
     LambdaContext,
     interleaved,
-    load_function,
     median_ratio,
     offline_env,
     quiet_stdout,
 )
+from usersync_dev.handlers import load_function
 
 GOAL_FLOOR_RATIO = 1.3
 GOAL_PEER_RATIO = 1.0

@@ -22,7 +22,8 @@ import time
 import uuid
 from typing import Any
 
-from bench._common import DynamoCallCounter, Goal, LambdaContext, load_function, offline_env, quiet_stdout
+from bench._common import DynamoCallCounter, Goal, LambdaContext, offline_env, quiet_stdout
+from usersync_dev.handlers import load_function
 
 OURS_TABLE = "usersync-bench-ours"
 NAIVE_TABLE = "usersync-bench-naive"

@@ -19,12 +19,12 @@ from bench._common import (
     Goal,
     LambdaContext,
     interleaved,
-    load_function,
     median_ratio,
     offline_env,
     quiet_stdout,
     time_per_call_us,
 )
+from usersync_dev.handlers import load_function
 
 GOAL_RATIO = 1.5
 TABLE_NAME = "usersync-bench-users"

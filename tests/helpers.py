@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
-import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from usersync_dev.handlers import load_function
+
+__all__ = ["load_function"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py afresh, as a cold start does (module-level code runs again)."""
-    module_name = f"usersync_function_{name}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS_DIR / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass

@@ -7,11 +7,9 @@ Shared by the local stack (`usersync-dev serve`) and `usersync-dev invoke`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 import re
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, REGION, DevSecrets
+from usersync_dev.handlers import import_handler
 from usersync_dev.template import REPO_ROOT, template
 
 ACCOUNT_ID = "123456789012"
@@ -324,15 +323,10 @@ def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
 
 
 def _import_handler_module(spec: FunctionSpec) -> ModuleType:
-    """Import the handler file afresh under its own module name, as tests/helpers.load_function does."""
-    module_name = f"usersync_local_{spec.name}_{uuid.uuid4().hex[:8]}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, spec.handler_path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise TemplateError(f"cannot load {spec.handler_path}")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module
-    loader_spec.loader.exec_module(module)
-    return module
+    try:
+        return import_handler(spec.handler_path, f"usersync_local_{spec.name}")
+    except ImportError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 MetricsSink = Callable[[str], int]
