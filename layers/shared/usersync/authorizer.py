@@ -144,12 +144,13 @@ class Authorizer:
             count(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
             logger.exception("authorizer sync failed unexpectedly", extra={"userId": claims.sub})
             result = SyncResult.FAILED
-        # DEBUG: an INFO line per allowed request costs more than the verification; API Gateway's
-        # access log already records every call, denials are WARNING and every write is logged.
-        logger.debug(
-            "authorizer allowed",
-            extra={"userId": claims.sub, "sync": result.value, "eventFormat": request.format.value},
-        )
+        # An INFO line per allowed request would cost more than the verification: API Gateway's
+        # access log already records every call. Writes are INFO, denials WARNING, failures ERROR.
+        extra = {"userId": claims.sub, "sync": result.value, "eventFormat": request.format.value}
+        if result is SyncResult.WRITTEN:
+            logger.info("authorizer allowed and synced the user", extra=extra)
+        else:
+            logger.debug("authorizer allowed", extra=extra)
         return allow_response(request, claims)
 
     def _deny(

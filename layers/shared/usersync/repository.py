@@ -7,11 +7,10 @@ Everything else fails the condition and is reported as stale or duplicate, which
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from usersync.models import UserRecord
@@ -29,9 +28,6 @@ TOMBSTONE_CONDITION = (
     "attribute_not_exists(userId) OR attribute_not_exists(deletedAt) OR deletedAt > :deletedAt"
 )
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
 
 class WriteOutcome(StrEnum):
     APPLIED = "applied"
@@ -48,15 +44,29 @@ class RepositoryError(Exception):
         self.code = code
 
 
-def _to_item(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(value) for name, value in attributes.items()}
+# Hand-written rather than boto3's TypeSerializer/TypeDeserializer: the table holds only strings and
+# integers, and these two small functions avoid importing boto3 and cost a fraction per call.
+def _to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            item[name] = {"S": value}
+        elif isinstance(value, int) and not isinstance(value, bool):
+            item[name] = {"N": str(value)}
+        else:
+            raise TypeError(f"attribute {name} must be a string or an integer")
+    return item
 
 
-def _from_item(item: dict[str, Any]) -> UserRecord:
-    plain = {name: _deserializer.deserialize(value) for name, value in item.items()}
-    return UserRecord.model_validate(
-        {name: int(value) if isinstance(value, Decimal) else value for name, value in plain.items()}
-    )
+def _from_item(item: Mapping[str, Any]) -> UserRecord:
+    """Strings and integers back from their DynamoDB form; attributes of other types are ignored."""
+    plain: dict[str, str | int] = {}
+    for name, value in item.items():
+        if "S" in value:
+            plain[name] = value["S"]
+        elif "N" in value:
+            plain[name] = int(value["N"])
+    return UserRecord.model_validate(plain)
 
 
 def _error_code(exc: Exception) -> str:

@@ -34,7 +34,8 @@ def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
         raise
     if outcome is not WriteOutcome.APPLIED:
         count(SyncMetric.STALE, record.source)
-    logger.info(
+    # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
+    logger.debug(
         "user write",
         extra={"userId": record.user_id, "source": record.source.value, "outcome": outcome.value},
     )
