@@ -1,8 +1,9 @@
 """The SAM CLI accepts the template (`sam validate --lint`) and `sam build` ships only runtime code.
 
-Runs when aws-sam-cli is installed (`make cfn-lint` puts it in .venv/sam-cli). Offline, without AWS
-credentials: the build copies the project to a temporary directory and empties its requirements files,
-because resolving the layer's arm64 wheels needs PyPI (that part is `make build`, checked by hand).
+Needs aws-sam-cli (`make cfn-lint` puts it in .venv/sam-cli; a missing CLI fails, never skips).
+Offline, without AWS credentials: the build copies the project to a temporary directory and empties
+its requirements files, because resolving the layer's arm64 wheels needs PyPI (that part is
+`make build`, checked by hand).
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ def _python312_dir() -> Path | None:
 
 
 SAM = _sam()
-requires_sam = pytest.mark.skipif(SAM is None, reason="aws-sam-cli not installed (make cfn-lint installs it)")
+
+
+@pytest.fixture(autouse=True)
+def _sam_is_installed() -> None:
+    # Never skipped: `make test` installs the SAM CLI (its cfn-lint target) before pytest runs.
+    assert SAM is not None, "aws-sam-cli not found: run `make cfn-lint` (installs it in .venv/sam-cli)"
 
 
 def _sam_env(tmp_path: Path) -> dict[str, str]:
@@ -69,14 +75,12 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
-@requires_sam
 def test_sam_validate_lint_passes_without_credentials(tmp_path: Path) -> None:
     result = _run(["validate", "--lint"], REPO_ROOT, _sam_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
 
 
-@requires_sam
 def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
     broken = tmp_path / "template.yaml"
     text = (REPO_ROOT / "template.yaml").read_text(encoding="utf-8")
@@ -90,11 +94,9 @@ def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
     assert "PAY_AS_YOU_GO" in result.stdout + result.stderr
 
 
-@requires_sam
 def test_sam_build_ships_the_package_in_the_layer_and_no_dev_code(tmp_path: Path) -> None:
     python312 = _python312_dir()
-    if python312 is None:
-        pytest.skip("sam build of a python3.12 function needs python3.12 on PATH (or --use-container)")
+    assert python312 is not None, "sam build of a python3.12 function needs python3.12 on PATH"
     project = tmp_path / "project"
     project.mkdir()
     for name in ("template.yaml", "samconfig.toml"):

@@ -214,8 +214,7 @@ def test_health_turns_503_once_sync_failures_cross_the_threshold(tmp_path: Path)
 
 
 def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("the printed examples use curl")
+    assert shutil.which("curl") is not None, "the printed examples use curl"
     with local_stack(tmp_path) as stack:
         banner = stack.banner()
         start = next(i for i, line in enumerate(banner) if line.startswith("Try it"))
