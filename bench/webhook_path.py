@@ -104,7 +104,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
         "verify_signature": lambda: verify_signature(request.body, request.headers, secret),
         "parse_event (json + pydantic envelope)": lambda: parse_event(request.body),
         "record_for (pydantic user + record)": lambda: record_for(parsed, message),
-        "PutItem params (TypeSerializer)": lambda: _to_item(record.to_attributes()),
+        "PutItem params (item codec)": lambda: _to_item(record.to_attributes()),
         "one logger.info line": lambda: logger.info("bench", extra={"userId": record.user_id}),
         "write_user (metrics + log + save on stub)": lambda: write_user(stub_repository, record),
     }
@@ -150,7 +150,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
         ),
         Goal(
             "webhook in-process",
-            "full lambda_handler (Powertools logger/metrics/tracer, stub client) / floor",
+            "full lambda_handler (Powertools logger/metrics, stub client) / floor",
             ratios["handler"],
             "info",
             None,
