@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Clerk times are epoch milliseconds; 10**15 is the year 33658. Anything outside is not a Clerk time
+# (and past 38 digits DynamoDB cannot store it): rejecting it at parse time makes a webhook a 400,
+# which Svix does not retry, instead of a write that fails on every retry.
+EpochMs = Annotated[int, Field(ge=0, lt=10**15)]
 
 
 class SyncSource(StrEnum):
@@ -39,8 +44,8 @@ class ClerkUser(_Lenient):
     image_url: str | None = None
     email_addresses: list[ClerkEmailAddress] = Field(default_factory=list)
     primary_email_address_id: str | None = None
-    created_at: int | None = None
-    updated_at: int
+    created_at: EpochMs | None = None
+    updated_at: EpochMs
 
     @property
     def primary_email(self) -> str | None:
@@ -65,7 +70,7 @@ class ClerkEvent(_Lenient):
 
     type: str
     data: dict[str, Any]
-    timestamp: int | None = None
+    timestamp: EpochMs | None = None
     object: Literal["event"] | None = None
 
 

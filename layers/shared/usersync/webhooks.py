@@ -126,28 +126,14 @@ def _summarise(exc: ValidationError) -> str:
     )
 
 
-# Clerk times are epoch milliseconds; 10**15 is the year 33658. Anything outside is not a Clerk time,
-# and past 38 significant digits DynamoDB cannot store it (boto3's serializer raises): reject it as a
-# 400, which Svix does not retry, instead of failing the write on every retry.
-MAX_EPOCH_MS = 10**15
-
-
-def _check_epoch_ms(value: int | None, name: str) -> None:
-    if value is not None and not 0 <= value < MAX_EPOCH_MS:
-        raise PayloadError(f"{name}: not an epoch-millisecond time")
-
-
 def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
     """The table item an event asks for, or None for event types we do not handle."""
     try:
         if event.type in USER_UPSERT_EVENTS:
             user = ClerkUser.model_validate(event.data)
-            _check_epoch_ms(user.created_at, "created_at")
-            _check_epoch_ms(user.updated_at, "updated_at")
             return UserRecord.from_clerk_user(user, source=SyncSource.WEBHOOK, event_id=message.message_id)
         if event.type == USER_DELETED_EVENT:
             deleted = ClerkDeletedUser.model_validate(event.data)
-            _check_epoch_ms(event.timestamp, "timestamp")
             # No updated_at on deletes: order them by the envelope timestamp (ms), else the signed
             # svix timestamp.
             deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
