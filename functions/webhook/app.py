@@ -11,7 +11,14 @@ from usersync.models import SyncSource
 from usersync.observability import logger, metrics
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import WebhookSettings
-from usersync.webhooks import PayloadError, SignatureError, WebhookError, process_webhook, signing_secret
+from usersync.webhooks import (
+    PayloadError,
+    SecretUnavailableError,
+    SignatureError,
+    WebhookError,
+    process_webhook,
+    signing_secret,
+)
 
 settings = WebhookSettings.from_env()
 repository = UserRepository(dynamodb_client(), settings.users_table_name)
@@ -35,6 +42,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         count(SyncMetric.WEBHOOK_REJECTED, SyncSource.WEBHOOK)
         logger.warning("webhook rejected", extra={"statusCode": status_code, "reason": reason})
         return json_response(status_code, {"status": "rejected", "message": reason})
+    except SecretUnavailableError as exc:
+        # Without the secret nothing can be verified: 503 so Svix retries later; nothing is lost.
+        logger.error("webhook signing secret unavailable", extra={"errorType": str(exc)})
+        return json_response(503, {"status": "error", "message": "signing secret unavailable"})
     except RepositoryError as exc:
         # Svix retries any non-2xx: throttling is a 503, anything else a 500. Nothing is lost.
         status_code = 503 if "Throttl" in exc.code or "Throughput" in exc.code else 500

@@ -434,3 +434,41 @@ def test_metrics_emitted_with_source_dimension(
     assert [m.name for m in sync_metrics] == ["SyncAttempts"]
     assert sync_metrics[0].dimensions == {"service": "usersync", "Source": "webhook"}
     assert sync_metrics[0].namespace == "usersync-test"
+
+
+# ---------------------------------------------------------------- secret from Secrets Manager (as deployed)
+
+
+@pytest.fixture
+def secret_arn_webhook(
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> tuple[WebhookClient, str]:
+    secret = new_webhook_secret()
+    arn = boto3.client("secretsmanager").create_secret(Name="usersync/test/webhook", SecretString=secret)[
+        "ARN"
+    ]
+    monkeypatch.delenv("CLERK_WEBHOOK_SIGNING_SECRET", raising=False)
+    monkeypatch.setenv("CLERK_WEBHOOK_SECRET_ARN", arn)
+    return WebhookClient(function_loader("webhook"), secret, lambda_context), arn
+
+
+def test_secret_is_read_from_secrets_manager(secret_arn_webhook: tuple[WebhookClient, str]) -> None:
+    webhook, _ = secret_arn_webhook
+    assert webhook.send(created()) == (200, {"status": "applied"})
+    # a delivery signed with another secret is still refused
+    assert webhook.post(sign_delivery(new_webhook_secret(), updated(T0 + 1)))[0] == 401
+
+
+def test_unreadable_secret_is_503_so_svix_retries(
+    secret_arn_webhook: tuple[WebhookClient, str], logs: LogCapture
+) -> None:
+    webhook, arn = secret_arn_webhook
+    boto3.client("secretsmanager").delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    status, body = webhook.send(created())
+    assert status == 503 and body["status"] == "error"
+    assert stored() is None
+    assert any(record["message"] == "webhook signing secret unavailable" for record in logs.records)
+    assert webhook.secret not in logs.text

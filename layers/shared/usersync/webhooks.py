@@ -46,6 +46,10 @@ class PayloadError(WebhookError):
     """A verified body that is not JSON or lacks the fields its event type needs."""
 
 
+class SecretUnavailableError(Exception):
+    """The signing secret could not be read from Secrets Manager: retryable, never a rejection."""
+
+
 class WebhookStatus(StrEnum):
     APPLIED = "applied"
     IGNORED_STALE = "ignored-stale"
@@ -164,5 +168,8 @@ def signing_secret(settings: WebhookSettings) -> str:
     from aws_lambda_powertools.utilities.parameters import get_secret
 
     assert settings.webhook_secret_arn is not None  # guaranteed by WebhookSettings
-    secret = get_secret(settings.webhook_secret_arn, max_age=SECRET_CACHE_SECONDS)
+    try:
+        secret = get_secret(settings.webhook_secret_arn, max_age=SECRET_CACHE_SECONDS)
+    except Exception as exc:  # GetParameterError wraps every SDK failure; the cause names the AWS error
+        raise SecretUnavailableError(type(exc.__cause__ or exc).__name__) from exc
     return secret.decode() if isinstance(secret, bytes) else str(secret)
