@@ -118,22 +118,61 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
 
 def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     queries = sync_metric_queries(settings(POWERTOOLS_SERVICE_NAME="svc", POWERTOOLS_METRICS_NAMESPACE="ns"))
-    assert len(queries) == 4 and len({query["Id"] for query in queries}) == 4
-    seen = set()
+    assert len(queries) == 8 and len({query["Id"] for query in queries}) == 8
+    seen: dict[tuple[str, str], list[list[str]]] = {}
     for query in queries:
         assert "Expression" not in query
         stat = query["MetricStat"]
         assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "ns"
         dimensions = stat["Metric"]["Dimensions"]
-        assert [d["Name"] for d in dimensions] == sorted((d["Name"] for d in dimensions), key=str.casefold)
         by_name = {d["Name"]: d["Value"] for d in dimensions}
         assert set(by_name) == {"service", "Source"} and by_name["service"] == "svc"
-        seen.add((stat["Metric"]["MetricName"], by_name["Source"]))
+        seen.setdefault((stat["Metric"]["MetricName"], by_name["Source"]), []).append(
+            [d["Name"] for d in dimensions]
+        )
+    # every (metric, source) pair once in each order of its two dimensions
     assert seen == {
-        (metric, source)
+        (metric, source): [["service", "Source"], ["Source", "service"]]
         for metric in ("SyncAttempts", "SyncFailures")
         for source in ("webhook", "authorizer")
     }
+
+
+def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) -> None:
+    cloudwatch = boto3.client("cloudwatch")
+    for dimensions in (
+        [{"Name": "service", "Value": "usersync"}, {"Name": "Source", "Value": "webhook"}],
+        [{"Name": "Source", "Value": "authorizer"}, {"Name": "service", "Value": "usersync"}],  # EMF order
+    ):
+        cloudwatch.put_metric_data(
+            Namespace="usersync-unit",
+            MetricData=[
+                {"MetricName": "SyncAttempts", "Value": 7, "Dimensions": dimensions},
+                {"MetricName": "SyncFailures", "Value": 1, "Dimensions": dimensions},
+            ],
+        )
+    assert read_sync_counts(cloudwatch, settings(), datetime.now(UTC)) == SyncCounts(attempts=14, failures=2)
+
+
+def test_cloudwatch_answering_both_orders_alike_is_not_double_counted(aws: None) -> None:
+    # On AWS dimensions are a set: both orders return the same series, which must count once.
+    cloudwatch = boto3.client("cloudwatch")
+    queries = sync_metric_queries(settings())
+    values = {"SyncAttempts": [30.0, 20.0], "SyncFailures": [2.0]}
+    results = [
+        {
+            "Id": query["Id"],
+            "Label": query["Id"],
+            "StatusCode": "Complete",
+            "Timestamps": [datetime.now(UTC)] * len(values[query["MetricStat"]["Metric"]["MetricName"]]),
+            "Values": values[query["MetricStat"]["Metric"]["MetricName"]],
+        }
+        for query in queries
+    ]
+    with Stubber(cloudwatch) as stubber:
+        stubber.add_response("get_metric_data", {"MetricDataResults": results})
+        counts = read_sync_counts(cloudwatch, settings(), datetime.now(UTC))
+    assert counts == SyncCounts(attempts=100, failures=4)  # 50 + 50 and 2 + 2 over the two sources
 
 
 def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) -> None:

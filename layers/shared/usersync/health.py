@@ -83,8 +83,20 @@ def check_user_table(client: DynamoDBClient, table_name: str) -> Indicator:
 # ---------------------------------------------------------------- syncFailureRate
 
 
-def _query_id(metric: SyncMetric, source: SyncSource) -> str:
-    return f"{'attempts' if metric is SyncMetric.ATTEMPTS else 'failures'}{source.value.capitalize()}"
+# The two orders the dimension pair can be listed in: ours (case-insensitive by name) and the one
+# Powertools writes in its EMF documents. CloudWatch treats dimensions as a set, so on AWS both
+# queries return the same series and the larger (equal) one is used; moto, the test double of the
+# tests and the local stack, compares them as an ordered list, so it only matches the order the
+# datapoints were put in. Asking for both and taking the larger is exact on AWS and on moto alike.
+_DIMENSION_ORDERS: tuple[tuple[str, str], ...] = (
+    (SERVICE_DIMENSION, SOURCE_DIMENSION),
+    (SOURCE_DIMENSION, SERVICE_DIMENSION),
+)
+
+
+def _query_id(metric: SyncMetric, source: SyncSource, order: int = 0) -> str:
+    name = "attempts" if metric is SyncMetric.ATTEMPTS else "failures"
+    return f"{name}{source.value.capitalize()}{'' if order == 0 else f'Order{order}'}"
 
 
 def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef]:
@@ -93,29 +105,29 @@ def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef
     The dimension set is exactly what Powertools emits, `{service, Source}`: CloudWatch matches a
     metric only on its full dimension set, so leaving `service` out would match nothing.
     """
+    values = {SERVICE_DIMENSION: settings.service_name}
     queries: list[MetricDataQueryTypeDef] = []
     for metric in (SyncMetric.ATTEMPTS, SyncMetric.FAILURES):
         for source in SYNC_SOURCES:
-            queries.append(
-                {
-                    "Id": _query_id(metric, source),
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": settings.metrics_namespace,
-                            "MetricName": metric.value,
-                            # Listed in canonical order (case-insensitive by name): CloudWatch treats
-                            # them as a set, moto and the local EMF forwarder compare them in order.
-                            "Dimensions": [
-                                {"Name": SERVICE_DIMENSION, "Value": settings.service_name},
-                                {"Name": SOURCE_DIMENSION, "Value": source.value},
-                            ],
+            for order, names in enumerate(_DIMENSION_ORDERS):
+                dimension_values = {**values, SOURCE_DIMENSION: source.value}
+                queries.append(
+                    {
+                        "Id": _query_id(metric, source, order),
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": settings.metrics_namespace,
+                                "MetricName": metric.value,
+                                "Dimensions": [
+                                    {"Name": name, "Value": dimension_values[name]} for name in names
+                                ],
+                            },
+                            "Period": PERIOD_SECONDS,
+                            "Stat": "Sum",
                         },
-                        "Period": PERIOD_SECONDS,
-                        "Stat": "Sum",
-                    },
-                    "ReturnData": True,
-                }
-            )
+                        "ReturnData": True,
+                    }
+                )
     return queries
 
 
@@ -136,9 +148,19 @@ def read_sync_counts(client: CloudWatchClient, settings: HealthSettings, now: da
         MetricDataQueries=sync_metric_queries(settings), StartTime=start, EndTime=end
     )
     totals = {result["Id"]: sum(result.get("Values", [])) for result in response["MetricDataResults"]}
-    attempts = sum(totals.get(_query_id(SyncMetric.ATTEMPTS, source), 0.0) for source in SYNC_SOURCES)
-    failures = sum(totals.get(_query_id(SyncMetric.FAILURES, source), 0.0) for source in SYNC_SOURCES)
-    return SyncCounts(attempts=round(attempts), failures=round(failures))
+
+    def total(metric: SyncMetric) -> int:
+        return round(
+            sum(
+                max(
+                    totals.get(_query_id(metric, source, order), 0.0)
+                    for order in range(len(_DIMENSION_ORDERS))
+                )
+                for source in SYNC_SOURCES
+            )
+        )
+
+    return SyncCounts(attempts=total(SyncMetric.ATTEMPTS), failures=total(SyncMetric.FAILURES))
 
 
 def evaluate_failure_rate(counts: SyncCounts, settings: HealthSettings) -> Indicator:
