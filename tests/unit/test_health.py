@@ -154,6 +154,39 @@ def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) ->
     assert read_sync_counts(cloudwatch, settings(), datetime.now(UTC)) == SyncCounts(attempts=14, failures=2)
 
 
+def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given metrics emitted by Powertools with no POWERTOOLS_SERVICE_NAME (no `service` dimension)
+    from aws_lambda_powertools import Metrics
+
+    from tests.helpers import emitted_metrics
+
+    monkeypatch.delenv("POWERTOOLS_SERVICE_NAME")
+    unnamed = Metrics(namespace="usersync-unit")
+    unnamed.add_dimension(name="Source", value="webhook")
+    unnamed.add_metric(name="SyncAttempts", unit="Count", value=9)
+    unnamed.flush_metrics()
+    (emitted,) = emitted_metrics(capsys.readouterr().out)
+    assert emitted.dimensions == {"Source": "webhook"}
+    cloudwatch = boto3.client("cloudwatch")
+    cloudwatch.put_metric_data(
+        Namespace=emitted.namespace,
+        MetricData=[
+            {
+                "MetricName": emitted.name,
+                "Value": emitted.value,
+                "Dimensions": [{"Name": name, "Value": value} for name, value in emitted.dimensions.items()],
+            }
+        ],
+    )
+    # When the check runs without a service name either, Then it reads them back
+    unnamed_settings = HealthSettings.from_env(
+        {"USERS_TABLE_NAME": TABLE, "POWERTOOLS_METRICS_NAMESPACE": "usersync-unit"}
+    )
+    assert read_sync_counts(cloudwatch, unnamed_settings, datetime.now(UTC)) == SyncCounts(9, 0)
+
+
 def test_cloudwatch_answering_both_orders_alike_is_not_double_counted(aws: None) -> None:
     # On AWS dimensions are a set: both orders return the same series, which must count once.
     cloudwatch = boto3.client("cloudwatch")

@@ -62,6 +62,10 @@ def test_health_defaults_and_validation() -> None:
         HealthSettings.from_env({**base, "SYNC_FAILURE_THRESHOLD": "lots"})
     with pytest.raises(ConfigurationError, match="POWERTOOLS_METRICS_NAMESPACE"):
         HealthSettings.from_env({"USERS_TABLE_NAME": "t", "POWERTOOLS_SERVICE_NAME": "svc"})
+    assert (
+        HealthSettings.from_env({"USERS_TABLE_NAME": "t", "POWERTOOLS_METRICS_NAMESPACE": "ns"}).service_name
+        is None
+    )
 
 
 def test_health_needs_no_clerk_secret() -> None:

@@ -88,7 +88,7 @@ def check_user_table(client: DynamoDBClient, table_name: str) -> Indicator:
 # queries return the same series and the larger (equal) one is used; moto, the test double of the
 # tests and the local stack, compares them as an ordered list, so it only matches the order the
 # datapoints were put in. Asking for both and taking the larger is exact on AWS and on moto alike.
-_DIMENSION_ORDERS: tuple[tuple[str, str], ...] = (
+_DIMENSION_ORDERS: tuple[tuple[str, ...], ...] = (
     (SERVICE_DIMENSION, SOURCE_DIMENSION),
     (SOURCE_DIMENSION, SERVICE_DIMENSION),
 )
@@ -102,15 +102,19 @@ def _query_id(metric: SyncMetric, source: SyncSource, order: int = 0) -> str:
 def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef]:
     """Plain MetricStat queries (no SEARCH, no Metrics Insights) for attempts and failures per source.
 
-    The dimension set is exactly what Powertools emits, `{service, Source}`: CloudWatch matches a
-    metric only on its full dimension set, so leaving `service` out would match nothing.
+    The dimension set is exactly what Powertools emits, `{service, Source}` (`{Source}` when no
+    service name is set): CloudWatch matches a metric only on its full dimension set, so leaving
+    `service` out would match nothing.
     """
-    values = {SERVICE_DIMENSION: settings.service_name}
+    # Without a service name Powertools adds no `service` dimension: then `Source` is the whole set.
+    orders = _DIMENSION_ORDERS if settings.service_name else ((SOURCE_DIMENSION,),)
     queries: list[MetricDataQueryTypeDef] = []
     for metric in (SyncMetric.ATTEMPTS, SyncMetric.FAILURES):
         for source in SYNC_SOURCES:
-            for order, names in enumerate(_DIMENSION_ORDERS):
-                dimension_values = {**values, SOURCE_DIMENSION: source.value}
+            dimension_values = {SOURCE_DIMENSION: source.value}
+            if settings.service_name:
+                dimension_values[SERVICE_DIMENSION] = settings.service_name
+            for order, names in enumerate(orders):
                 queries.append(
                     {
                         "Id": _query_id(metric, source, order),

@@ -117,6 +117,7 @@ class HealthSettings(TableSettings):
     window_minutes: int = Field(default=15, ge=1, le=1440, alias="SYNC_WINDOW_MINUTES")
     min_attempts: int = Field(default=20, ge=0, alias="SYNC_MIN_ATTEMPTS")
     metrics_namespace: NonEmptyStr = Field(alias="POWERTOOLS_METRICS_NAMESPACE")
-    service_name: NonEmptyStr = Field(alias="POWERTOOLS_SERVICE_NAME")
+    # Unset, Powertools emits no `service` dimension at all, and the check then queries `{Source}` only.
+    service_name: str | None = Field(default=None, alias="POWERTOOLS_SERVICE_NAME")
     # Per-container cache of the /health answer, so a monitoring storm does not hammer CloudWatch.
     cache_seconds: float = Field(default=5, ge=0, le=300, alias="HEALTH_CACHE_SECONDS")
