@@ -60,8 +60,7 @@ def test_health_defaults_and_validation() -> None:
     assert (settings.failure_threshold, settings.window_minutes, settings.min_attempts) == (0.05, 15, 20)
     with pytest.raises(ConfigurationError, match="SYNC_FAILURE_THRESHOLD"):
         HealthSettings.from_env({**base, "SYNC_FAILURE_THRESHOLD": "lots"})
-    with pytest.raises(ConfigurationError, match="POWERTOOLS_METRICS_NAMESPACE"):
-        HealthSettings.from_env({"USERS_TABLE_NAME": "t", "POWERTOOLS_SERVICE_NAME": "svc"})
+    assert HealthSettings.from_env({"USERS_TABLE_NAME": "t"}).metrics_namespace == "usersync"
     assert (
         HealthSettings.from_env({"USERS_TABLE_NAME": "t", "POWERTOOLS_METRICS_NAMESPACE": "ns"}).service_name
         is None

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
+# Used by every function when POWERTOOLS_METRICS_NAMESPACE is unset (Powertools has no default and
+# would refuse to flush), so emitters and the health check always agree on one namespace.
+DEFAULT_METRICS_NAMESPACE = "usersync"
+
 
 class ConfigurationError(RuntimeError):
     """The environment does not configure this function; the message names the variable."""
@@ -116,7 +120,9 @@ class HealthSettings(TableSettings):
     failure_threshold: float = Field(default=0.05, ge=0, le=1, alias="SYNC_FAILURE_THRESHOLD")
     window_minutes: int = Field(default=15, ge=1, le=1440, alias="SYNC_WINDOW_MINUTES")
     min_attempts: int = Field(default=20, ge=0, alias="SYNC_MIN_ATTEMPTS")
-    metrics_namespace: NonEmptyStr = Field(alias="POWERTOOLS_METRICS_NAMESPACE")
+    metrics_namespace: NonEmptyStr = Field(
+        default=DEFAULT_METRICS_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE"
+    )
     # Unset, Powertools emits no `service` dimension at all, and the check then queries `{Source}` only.
     service_name: str | None = Field(default=None, alias="POWERTOOLS_SERVICE_NAME")
     # Per-container cache of the /health answer, so a monitoring storm does not hammer CloudWatch.
