@@ -47,17 +47,6 @@ def function_exists(name: str) -> bool:
     return (FUNCTIONS_DIR / name / "app.py").is_file()
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "usersync-bench"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:usersync-bench"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 5000
-
-
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
     """Send fd 1 to /dev/null: handlers log JSON and print EMF on every call (we time that cost,
@@ -156,3 +145,10 @@ def fmt(value: float | None, unit: str) -> str:
     if unit in {"calls", "count"}:
         return f"{value:g}"
     return f"{value:.1f} {unit}".strip()
+
+
+def lambda_context() -> Any:
+    """The handlers' own stand-in context; imported late, after `offline_env()` set the environment."""
+    from usersync.observability import StandInContext
+
+    return StandInContext(function_name="usersync-bench")

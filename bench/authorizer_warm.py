@@ -23,8 +23,8 @@ from typing import Any
 from bench._common import (
     DynamoCallCounter,
     Goal,
-    LambdaContext,
     interleaved,
+    lambda_context,
     median_ratio,
     offline_env,
     quiet_stdout,
@@ -107,7 +107,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
         )
         token = mint_token(setup.key, claims)
         event = bearer_event(token)
-        context = LambdaContext()
+        context = lambda_context()
         public_key = load_pem_public_key(setup.pem.encode())
         verify_options = VerifyTokenOptions(jwt_key=setup.pem, authorized_parties=[AZP])
         request = httpx.Request(

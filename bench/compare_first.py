@@ -13,7 +13,7 @@ import math
 import time
 from collections import Counter
 
-from bench._common import Goal, LambdaContext, quiet_stdout
+from bench._common import Goal, lambda_context, quiet_stdout
 from bench.authorizer_warm import AZP, ISSUER, authorizer_app, bearer_event, is_allowed
 
 DEFAULT_TTL_SECONDS = 60.0
@@ -49,7 +49,7 @@ def run(*, calls: int = 1000, users: int = 10, tokens_per_user: int = 5) -> list
         # The cache TTL the container was built with (read, not assumed, when the app exposes it).
         cache = getattr(getattr(setup.app, "authorizer", None), "_cache", None)
         ttl = float(getattr(cache, "ttl_seconds", DEFAULT_TTL_SECONDS))
-        context = LambdaContext()
+        context = lambda_context()
         setup.counter.reset()
         per_user_puts: Counter[str] = Counter()
         allowed = 0

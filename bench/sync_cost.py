@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any
 
-from bench._common import DynamoCallCounter, Goal, LambdaContext, offline_env, quiet_stdout
+from bench._common import DynamoCallCounter, Goal, lambda_context, offline_env, quiet_stdout
 from usersync_dev.handlers import load_function
 
 OURS_TABLE = "usersync-bench-ours"
@@ -141,7 +141,7 @@ def run(*, events: int = 1000, rounds: int = 3, seed: int = 8) -> list[Goal]:
         app = load_function("webhook")
         naive = _naive_handler(client, secret)
         counter = DynamoCallCounter(client)
-        context = LambdaContext()
+        context = lambda_context()
         rng = random.Random(seed)
         users = max(1, events // 4)
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "naive": []}

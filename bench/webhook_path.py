@@ -17,8 +17,8 @@ from typing import Any
 
 from bench._common import (
     Goal,
-    LambdaContext,
     interleaved,
+    lambda_context,
     median_ratio,
     offline_env,
     quiet_stdout,
@@ -77,7 +77,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
 
     delivery = sign_delivery(secret, clerk_event("user.created", clerk_user(new_user_id())))
     event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-    context = LambdaContext()
+    context = lambda_context()
     svix_webhook = SvixWebhook(secret)
 
     def floor() -> None:

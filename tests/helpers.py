@@ -5,29 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from usersync.observability import StandInContext as FakeLambdaContext
 from usersync_dev.handlers import load_function
 
-__all__ = ["load_function"]
+__all__ = ["FakeLambdaContext", "load_function"]  # the one Lambda-context stand-in, and the loader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "usersync-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:usersync-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 5000
 
 
 @dataclass(frozen=True)
