@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
 from usersync.http import BadRequestError, PayloadTooLargeError, json_response, parse_proxy_event
-from usersync.metrics import SyncMetric, count
+from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
 from usersync.observability import accepts_missing_context, logger, metrics
 from usersync.repository import RepositoryError, UserRepository
@@ -40,7 +40,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except (WebhookError, BadRequestError, PayloadTooLargeError) as exc:
         status_code = _REJECTION_STATUS[type(exc)]
         reason = exc.reason if isinstance(exc, WebhookError) else str(exc)
-        count(SyncMetric.WEBHOOK_REJECTED, SyncSource.WEBHOOK)
+        emit_metric(SyncMetric.WEBHOOK_REJECTED, SyncSource.WEBHOOK)
         logger.warning("webhook rejected", extra={"statusCode": status_code, "reason": reason})
         return json_response(status_code, {"status": "rejected", "message": reason})
     except SecretUnavailableError as exc:

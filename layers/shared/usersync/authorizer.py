@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from usersync.http import event_cookies, lower_headers
-from usersync.metrics import SyncMetric, count
+from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
 from usersync.observability import logger
 from usersync.repository import UserRepository
@@ -141,7 +141,7 @@ class Authorizer:
         except Exception:
             # Anything unexpected in the sync (a malformed stored item, a bug) must not lock out a
             # caller whose token is valid: count it as a failure so /health and the alarm see it.
-            count(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
+            emit_metric(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
             logger.exception("authorizer sync failed unexpectedly", extra={"userId": claims.sub})
             result = SyncResult.FAILED
         # An INFO line per allowed request would cost more than the verification: API Gateway's
@@ -156,7 +156,7 @@ class Authorizer:
     def _deny(
         self, request: AuthorizerRequest, reason: DenyReason, *, user_id: str | None = None
     ) -> dict[str, Any]:
-        count(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
+        emit_metric(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
         extra = {"reason": reason.value, "eventFormat": request.format.value}
         if user_id is not None:  # only a verified subject is logged; an unverified one proves nothing
             extra["userId"] = user_id

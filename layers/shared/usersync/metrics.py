@@ -31,7 +31,7 @@ class SyncMetric(StrEnum):
     RECONCILE_FAILED = "ReconcileFailed"
 
 
-def count(metric: SyncMetric, source: SyncSource, value: int = 1) -> None:
+def emit_metric(metric: SyncMetric, source: SyncSource, value: int = 1) -> None:
     """Add `value` (1) to `metric` for `source`; flushed as EMF when the handler returns.
 
     The dimension is set per call, not as a default, so handlers that share one process (the local

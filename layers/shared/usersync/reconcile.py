@@ -33,7 +33,7 @@ import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from usersync.metrics import SyncMetric, count
+from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import ClerkUser, SyncSource, UserRecord
 from usersync.observability import logger
 from usersync.repository import RepositoryError, UserRepository, WriteOutcome
@@ -305,7 +305,7 @@ def reconcile(
             _prune(run, clerk, now_ms)
     except (ReconcileError, RepositoryError) as exc:
         if not dry_run:
-            count(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
+            emit_metric(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
         logger.error("reconcile failed", extra={"error": str(exc), "reconcile": report.counts()})
         raise ReconcileError(f"reconcile failed: {exc}", report) from exc
     if not dry_run:
@@ -315,7 +315,7 @@ def reconcile(
             (SyncMetric.RECONCILE_UNCHANGED, report.unchanged),
             (SyncMetric.RECONCILE_PRUNED, report.pruned),
         ):
-            count(metric, SyncSource.RECONCILE, value)
+            emit_metric(metric, SyncSource.RECONCILE, value)
     logger.info("reconcile finished", extra={"reconcile": report.counts()})
     return report
 

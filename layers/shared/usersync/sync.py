@@ -15,25 +15,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from usersync.metrics import SyncMetric, count
+from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource, UserRecord
 from usersync.observability import logger
 from usersync.repository import RepositoryError, UserRepository, WriteOutcome
 
 
 def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
-    count(SyncMetric.ATTEMPTS, record.source)
+    emit_metric(SyncMetric.ATTEMPTS, record.source)
     try:
         outcome = repository.save(record)
     except RepositoryError as exc:
-        count(SyncMetric.FAILURES, record.source)
+        emit_metric(SyncMetric.FAILURES, record.source)
         logger.error(
             "user write failed",
             extra={"userId": record.user_id, "source": record.source.value, "errorCode": exc.code},
         )
         raise
     if outcome is not WriteOutcome.APPLIED:
-        count(SyncMetric.STALE, record.source)
+        emit_metric(SyncMetric.STALE, record.source)
     # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
     logger.debug(
         "user write",
