@@ -95,6 +95,7 @@ def test_valid_token_from_pem_yields_the_claims(key: SigningKey) -> None:
         imageUrl="https://img.clerk.com/ada.png",
         sid=payload["sid"],
         iat=payload["iat"],
+        v=2,
     )
     assert verified.context() == {
         "userId": USER_ID,

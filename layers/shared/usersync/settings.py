@@ -87,6 +87,8 @@ class AuthorizerSettings(TableSettings):
     jwks_url: str | None = Field(default=None, alias="CLERK_JWKS_URL")
     issuer: str | None = Field(default=None, alias="CLERK_ISSUER")
     authorized_parties: tuple[str, ...] = Field(default=(), alias="CLERK_AUTHORIZED_PARTIES")
+    # Clerk's SDKs treat a pending session (`sts: "pending"`, an unfinished session task) as signed out.
+    allow_pending_sessions: bool = Field(default=False, alias="CLERK_ALLOW_PENDING_SESSIONS")
 
     _split_parties = field_validator("authorized_parties", mode="before")(_split_csv)
 

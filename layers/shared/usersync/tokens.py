@@ -8,8 +8,14 @@ Checks, in order: size (> 8 KiB is rejected before any decoding), header `alg` =
 and HS256-with-the-public-key fail before a key is looked up), signature, `exp`/`nbf`/`iat` with one
 5 s leeway, `exp`/`iat`/`sub` required, `iss` when CLERK_ISSUER is set, `azp` when
 CLERK_AUTHORIZED_PARTIES is set (a token without `azp` is then denied too), then the claims model
-(`email` required). Key material named in the token header (`jku`, `x5u`, `jwk`, `x5c`) is never
-used: only `kid` is read, as a lookup name into the configured JWKS.
+(`email` required, a malformed `o` or `act` refused), then the session status (`sts: "pending"` is
+signed out unless CLERK_ALLOW_PENDING_SESSIONS). Key material named in the token header (`jku`, `x5u`,
+`jwk`, `x5c`) is never used: only `kid` is read, as a lookup name into the configured JWKS.
+
+Session token v1 and v2 are both read, the way Clerk's JS SDK reads them (`jwtPayloadParser`): a
+token with `"v": 2` takes its organization from `o` (`rol` gains the `org:` prefix), any other from
+`org_id`/`org_slug`/`org_role`. Organization permissions (`per`, `fpm`, `fea`, `org_permissions`) are
+deliberately not decoded: Clerk changed their encoding in 2025 and says to use an SDK for them.
 
 JWKS caching: the key set is cached for 5 minutes; a `kid` not in the cached set forces one refetch,
 at most once per 60 s per container (a flood of forged kids cannot turn into a flood of fetches; the
@@ -30,7 +36,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from usersync.models import SyncSource, UserRecord
 from usersync.settings import AuthorizerSettings, ConfigurationError
@@ -63,6 +69,7 @@ class DenyReason(StrEnum):
     MISSING_EMAIL = "missing_email"
     INVALID_CLAIMS = "invalid_claims"
     USER_DELETED = "user_deleted"
+    SESSION_PENDING = "session_pending"
 
 
 class TokenError(Exception):
@@ -98,14 +105,69 @@ class ClaimsError(TokenError):
     """Signed by our key but not acceptable now or here (expired, wrong issuer/azp, missing claims)."""
 
 
-def _blank_to_none(value: Any) -> Any:
+class PendingSessionError(ClaimsError):
+    """A genuine token of a session with an unfinished task: signed out, as Clerk's SDKs treat it.
+
+    Carries the verified `user_id` so the denial can name who was turned away.
+    """
+
+    reason = DenyReason.SESSION_PENDING
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__()
+        self.user_id = user_id
+
+
+SESSION_PENDING = "pending"
+V2 = 2
+ORG_ROLE_PREFIX = "org:"
+_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role")
+
+
+def _empty_string_as_absent(value: Any) -> Any:
+    """Clerk renders a claim shortcode with no value as "" (or null): both mean the claim is absent."""
     return None if value == "" else value
 
 
-class SessionClaims(BaseModel):
-    """The claims usersync reads: Clerk defaults (`sub`, `sid`, `iat`) plus the custom profile claims.
+class OrganizationClaim(BaseModel):
+    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys)."""
 
-    Clerk renders a shortcode with no value as an empty string or null; both mean absent.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1)
+    slg: str | None = None
+    rol: str | None = None
+
+    _blanks = field_validator("slg", "rol", mode="before")(_empty_string_as_absent)
+
+
+class ActorClaim(BaseModel):
+    """`act`: present while someone (`sub`, usually a dashboard admin) impersonates the user."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sub: str = Field(min_length=1)
+
+
+class ActiveOrganization(BaseModel):
+    """The organization the session acts in, normalised as Clerk's SDKs report it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    slug: str | None = None
+    role: str | None = None  # always `org:`-prefixed
+
+
+def _org_role(role: str | None) -> str | None:
+    if role is None:
+        return None
+    return role if role.startswith(ORG_ROLE_PREFIX) else ORG_ROLE_PREFIX + role
+
+
+class SessionClaims(BaseModel):
+    """The claims usersync reads: Clerk defaults (`sub`, `sid`, `iat`, `v`, `sts`, `o`, `act`, v1's
+    `org_*`) plus the custom profile claims. Every other claim is ignored.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
@@ -117,8 +179,48 @@ class SessionClaims(BaseModel):
     image_url: str | None = Field(default=None, alias="imageUrl")
     sid: str | None = None
     iat: int
+    v: int | None = Field(default=None, strict=True)  # Clerk writes 2; "2" or true is not a version
+    sts: str | None = None
+    o: OrganizationClaim | None = None
+    act: ActorClaim | None = None
+    org_id: str | None = None
+    org_slug: str | None = None
+    org_role: str | None = None
 
-    _blanks = field_validator("first_name", "last_name", "image_url", "sid", mode="before")(_blank_to_none)
+    _blanks = field_validator(
+        "first_name", "last_name", "image_url", "sid", "sts", "org_id", "org_slug", "org_role", mode="before"
+    )(_empty_string_as_absent)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _organization_claims_of_this_version(cls, data: Any) -> Any:
+        """Read only the organization claims of the token's version, as Clerk's JS SDK does: in a v2
+        token `org_*` are someone's custom claims, in a v1 token `o` is."""
+        if not isinstance(data, Mapping):
+            return data
+        ignored = _V1_ORG_CLAIMS if data.get("v") == V2 else ("o",)
+        return {name: value for name, value in data.items() if name not in ignored}
+
+    @property
+    def session_pending(self) -> bool:
+        """`sts: "pending"`: the session has a task to finish (choose-organization, reset-password).
+        No `sts` (v1, or an instance that has not opted in) means active."""
+        return self.sts == SESSION_PENDING
+
+    @property
+    def organization(self) -> ActiveOrganization | None:
+        if self.v == V2:
+            if self.o is None:
+                return None
+            # Clerk's SDK: `orgRole = "org:" + o.rol`; v2 strips the prefix to keep tokens small.
+            return ActiveOrganization(id=self.o.id, slug=self.o.slg, role=_org_role(self.o.rol))
+        if self.org_id is None:
+            return None
+        return ActiveOrganization(id=self.org_id, slug=self.org_slug, role=_org_role(self.org_role))
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.act.sub if self.act is not None else None
 
     def to_record(self) -> UserRecord:
         """The user as the token describes it, ordered by the token's issue time (ms)."""
@@ -133,7 +235,11 @@ class SessionClaims(BaseModel):
         )
 
     def context(self) -> dict[str, str]:
-        """API Gateway authorizer context: strings only; absent optional claims are omitted."""
+        """API Gateway authorizer context: strings only; absent optional claims are omitted.
+
+        Without an active organization none of `orgId`, `orgSlug`, `orgRole` is present.
+        """
+        organization = self.organization
         values = {
             "userId": self.sub,
             "email": self.email,
@@ -141,6 +247,10 @@ class SessionClaims(BaseModel):
             "lastName": self.last_name,
             "imageUrl": self.image_url,
             "sessionId": self.sid,
+            "orgId": organization.id if organization else None,
+            "orgSlug": organization.slug if organization else None,
+            "orgRole": organization.role if organization else None,
+            "actorId": self.actor_id,
         }
         return {name: value for name, value in values.items() if value is not None}
 
@@ -256,6 +366,7 @@ class TokenVerifier:
         jwks: JwksKeySource | None = None,
         issuer: str | None = None,
         authorized_parties: tuple[str, ...] = (),
+        allow_pending_sessions: bool = False,
     ) -> None:
         if public_key is None and jwks is None:
             raise ConfigurationError(
@@ -265,21 +376,23 @@ class TokenVerifier:
         self._jwks = jwks
         self._issuer = issuer
         self._authorized_parties = frozenset(authorized_parties)
+        self._allow_pending_sessions = allow_pending_sessions
 
     @classmethod
     def from_settings(cls, settings: AuthorizerSettings) -> TokenVerifier:
+        checks: dict[str, Any] = {
+            "issuer": settings.issuer,
+            "authorized_parties": settings.authorized_parties,
+            "allow_pending_sessions": settings.allow_pending_sessions,
+        }
         if settings.jwt_key:
-            return cls(
-                public_key=load_public_key(settings.jwt_key),
-                issuer=settings.issuer,
-                authorized_parties=settings.authorized_parties,
-            )
+            return cls(public_key=load_public_key(settings.jwt_key), **checks)
         assert settings.jwks_url is not None  # guaranteed by AuthorizerSettings
         try:
             jwks = JwksKeySource(settings.jwks_url)
         except jwt.PyJWKClientError:
             raise ConfigurationError("CLERK_JWKS_URL must be an http(s) URL") from None
-        return cls(jwks=jwks, issuer=settings.issuer, authorized_parties=settings.authorized_parties)
+        return cls(jwks=jwks, **checks)
 
     def verify(self, token: str | None) -> SessionClaims:
         """Return the token's claims or raise a `TokenError` carrying the reason."""
@@ -292,7 +405,10 @@ class TokenVerifier:
             raise MalformedTokenError(DenyReason.BAD_ALGORITHM)
         payload = self._decode(token, self._key_for(header))
         self._check_azp(payload)
-        return parse_claims(payload)
+        claims = parse_claims(payload)
+        if claims.session_pending and not self._allow_pending_sessions:
+            raise PendingSessionError(claims.sub)
+        return claims
 
     def _key_for(self, header: Mapping[str, Any]) -> RSAPublicKey:
         if self._public_key is not None:
@@ -322,8 +438,7 @@ class TokenVerifier:
         except jwt.MissingRequiredClaimError as exc:
             reason = DenyReason.WRONG_ISSUER if exc.claim == "iss" else DenyReason.MISSING_CLAIM
             raise ClaimsError(reason) from None
-        except jwt.InvalidAlgorithmError:
-            raise MalformedTokenError(DenyReason.BAD_ALGORITHM) from None
+        # No InvalidAlgorithmError branch: `verify` refused every header `alg` but RS256 before this.
         except jwt.PyJWTError as exc:
             for error_type, reason in _CLAIM_ERRORS:
                 if isinstance(exc, error_type):
