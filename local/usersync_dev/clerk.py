@@ -182,8 +182,20 @@ def session_claims(
     azp: str | None = "http://localhost:3000",
     lifetime_seconds: int = 60,
     issued_at: int | None = None,
+    org_id: str | None = None,
+    org_slug: str | None = None,
+    org_role: str = "org:member",
+    pending: bool = False,
+    actor: str | None = None,
+    version: int = 2,
 ) -> dict[str, Any]:
-    """Clerk v2 session-token claims plus the custom profile claims usersync reads."""
+    """Clerk session-token claims (v2 by default, `version=1` the deprecated shape) plus the custom
+    profile claims usersync reads.
+
+    `org_id` makes an organization active: v2 writes it as `o` (`rol` without the `org:` prefix),
+    v1 as `org_id`/`org_slug`/`org_role`. `pending` sets `sts: "pending"` (an unfinished session
+    task), `actor` the impersonator's user id in `act`.
+    """
     iat = issued_at if issued_at is not None else int(time.time())
     claims: dict[str, Any] = {
         "sub": user_id,
@@ -192,12 +204,28 @@ def session_claims(
         "iat": iat,
         "nbf": iat - 10,
         "exp": iat + lifetime_seconds,
-        "jti": uuid.uuid4().hex[:20],
-        "v": 2,
         "fva": [0, -1],
     }
+    if version == 2:
+        claims.update({"jti": uuid.uuid4().hex[:20], "v": 2, "pla": "u:free", "sts": "active"})
+    if pending:
+        claims["sts"] = "pending"
     if azp is not None:
         claims["azp"] = azp
+    if org_id is not None:
+        role = org_role if org_role.startswith("org:") else f"org:{org_role}"
+        if version == 2:
+            claims["o"] = {"id": org_id, "rol": role.removeprefix("org:")} | (
+                {"slg": org_slug} if org_slug else {}
+            )
+        else:
+            claims.update({"org_id": org_id, "org_role": role} | ({"org_slug": org_slug} if org_slug else {}))
+    if actor is not None:
+        claims["act"] = {
+            "iss": "https://dashboard.clerk.com",
+            "sid": f"sess_{uuid.uuid4().hex[:24]}",
+            "sub": actor,
+        }
     optional = {"email": email, "firstName": first_name, "lastName": last_name, "imageUrl": image_url}
     claims.update({name: value for name, value in optional.items() if value is not None})
     return claims

@@ -2,6 +2,7 @@
 
     usersync-dev serve [--port 3000] [--host 127.0.0.1] [--parameter-overrides K=V ...]
     usersync-dev token --sub ID --email E [--first-name F] [--last-name L] [--image-url U]
+                       [--org-id O [--org-slug S] [--org-role R]] [--pending] [--actor ID] [--v1]
     usersync-dev webhook {created,updated,deleted} --user-id ID [--email E] [--first-name F]
                          [--url URL] [--print]
     usersync-dev events [--out DIR]
@@ -66,6 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from usersync_dev.clerk import mint_token, session_claims
 
+    if (args.org_slug or args.org_role != "org:member") and not args.org_id:
+        print("usersync-dev token: --org-slug and --org-role need --org-id", file=sys.stderr)
+        return 2
     claims = session_claims(
         args.sub,
         email=args.email,
@@ -75,6 +79,12 @@ def _token(args: argparse.Namespace) -> int:
         issuer=DEV_ISSUER,
         azp=DEV_AUTHORIZED_PARTY,
         lifetime_seconds=args.lifetime,
+        org_id=args.org_id,
+        org_slug=args.org_slug,
+        org_role=args.org_role,
+        pending=args.pending,
+        actor=args.actor,
+        version=1 if args.v1 else 2,
     )
     print(mint_token(dev_secrets().signing_key, claims))
     return 0
@@ -241,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--last-name")
     token.add_argument("--image-url")
     token.add_argument("--lifetime", type=int, default=60, help="seconds (Clerk's session tokens: 60)")
+    token.add_argument("--org-id", help="make an organization active (org_...)")
+    token.add_argument("--org-slug", help="its slug (with --org-id)")
+    token.add_argument(
+        "--org-role", default="org:member", help="role in it, with or without `org:` (default org:member)"
+    )
+    token.add_argument(
+        "--pending", action="store_true", help='sts: "pending", a session with an unfinished task (denied)'
+    )
+    token.add_argument("--actor", metavar="USER_ID", help="an impersonation token: act.sub is this user")
+    token.add_argument("--v1", action="store_true", help="the deprecated v1 shape (org_id/org_slug/org_role)")
     token.set_defaults(run=_token)
 
     webhook = commands.add_parser("webhook", help="sign a Clerk user event with the dev secret and POST it")

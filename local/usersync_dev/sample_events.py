@@ -28,6 +28,8 @@ from usersync_dev.template import REPO_ROOT
 EVENTS_DIR = REPO_ROOT / "events"
 SAMPLE_USER_ID = "user_2dev0ada0lovelace0000000"
 SAMPLE_EMAIL = "ada@example.com"
+SAMPLE_ORG_ID = "org_2dev0analytical0engines00"
+SAMPLE_ORG_SLUG = "analytical-engines"
 
 
 def _route(code_dir: str) -> Route:
@@ -41,7 +43,13 @@ def _route(code_dir: str) -> Route:
     raise LookupError(f"no HttpApi route for functions/{code_dir} in template.yaml")
 
 
-def session_token(secrets: DevSecrets, lifetime_seconds: int = 60) -> str:
+def session_token(secrets: DevSecrets, lifetime_seconds: int = 60, *, with_organization: bool = False) -> str:
+    """A v2 session token for the sample user; `with_organization` makes SAMPLE_ORG_ID active (admin)."""
+    organization: dict[str, Any] = (
+        {"org_id": SAMPLE_ORG_ID, "org_slug": SAMPLE_ORG_SLUG, "org_role": "org:admin"}
+        if with_organization
+        else {}
+    )
     claims = session_claims(
         SAMPLE_USER_ID,
         email=SAMPLE_EMAIL,
@@ -50,6 +58,7 @@ def session_token(secrets: DevSecrets, lifetime_seconds: int = 60) -> str:
         issuer=DEV_ISSUER,
         azp=DEV_AUTHORIZED_PARTY,
         lifetime_seconds=lifetime_seconds,
+        **organization,
     )
     return mint_token(secrets.signing_key, claims)
 
@@ -81,6 +90,9 @@ def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
     )
     http_authorizer = apigw.http_api_authorizer_event(me.method, me.path, headers=bearer)
     http_authorizer["routeKey"] = http_authorizer["requestContext"]["routeKey"] = me.route_key
+    org_bearer = bearer | {"authorization": f"Bearer {session_token(secrets, with_organization=True)}"}
+    org_authorizer = apigw.http_api_authorizer_event(me.method, me.path, headers=org_bearer)
+    org_authorizer["routeKey"] = org_authorizer["requestContext"]["routeKey"] = me.route_key
     return {
         "webhook-user-created.json": _webhook(
             webhook,
@@ -99,6 +111,8 @@ def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
             webhook, secrets.webhook_secret, clerk_event("user.deleted", deleted_user(SAMPLE_USER_ID))
         ),
         "authorizer-http-request.json": http_authorizer,
+        # A v2 token with an active organization (`o`): the allow carries orgId, orgSlug, orgRole.
+        "authorizer-http-request-organization.json": org_authorizer,
         "authorizer-rest-token.json": apigw.rest_token_authorizer_event(
             f"Bearer {token}", me.method, me.path
         ),

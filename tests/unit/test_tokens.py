@@ -12,6 +12,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from tests.jwks_server import JwksServer
 from usersync.settings import AuthorizerSettings, ConfigurationError
@@ -23,6 +25,7 @@ from usersync.tokens import (
     TokenError,
     TokenVerifier,
     load_public_key,
+    parse_claims,
 )
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 
@@ -96,6 +99,7 @@ def test_valid_token_from_pem_yields_the_claims(key: SigningKey) -> None:
         sid=payload["sid"],
         iat=payload["iat"],
         v=2,
+        sts="active",
     )
     assert verified.context() == {
         "userId": USER_ID,
@@ -377,3 +381,264 @@ def test_error_messages_never_contain_the_token(key: SigningKey, other_key: Sign
         pem_verifier(key).verify(token)
     assert str(caught.value) == "bad_signature"
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# ---------------------------------------------------------------------------------------- session token v2
+
+
+def clerk_docs_v2_example(**overrides: Any) -> dict[str, Any]:
+    """Clerk's documented v2 claims, each with the example value of its docs row (clerk-docs
+    `guides/sessions/session-tokens`: `o`, `act` and all), plus the custom profile claims the README
+    configures; times are moved to now so the token is current, and `sts` is left out (active)."""
+    now = now_s()
+    example: dict[str, Any] = {
+        "azp": "https://example.com",
+        "exp": now + 60,
+        "fva": [7, -1],
+        "iat": now,
+        "iss": "https://clerk.your-site.com",
+        "jti": "1234567890",
+        "nbf": now - 5,
+        "sid": "sess_123",
+        "sub": "user_123",
+        "v": 2,
+        "pla": "u:free,o:pro",
+        "fea": "o:dashboard,o:impersonation",
+        "o": {"id": "org_123", "slg": "org-slug", "rol": "admin", "per": "read,manage", "fpm": "3,2"},
+        "act": {"iss": "https://dashboard.clerk.com", "sid": "sess_456", "sub": "user_456"},
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+    }
+    example.update(overrides)
+    return {name: value for name, value in example.items() if value is not None}
+
+
+def clerk_docs_v1_example(**overrides: Any) -> dict[str, Any]:
+    """The same session in Clerk's documented v1 shape: no `v`, flat `org_*` claims (role prefixed)."""
+    example = clerk_docs_v2_example(v=None, jti=None, pla=None, fea=None, o=None)
+    example.update(
+        {
+            "org_id": "org_123",
+            "org_permissions": ["org:admin:example_permission", "org:member:example_permission"],
+            "org_slug": "org-slug",
+            "org_role": "org:admin",
+        }
+    )
+    example.update(overrides)
+    return {name: value for name, value in example.items() if value is not None}
+
+
+DOCS_CONTEXT = {
+    "userId": "user_123",
+    "email": "ada@example.com",
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "sessionId": "sess_123",
+    "orgId": "org_123",
+    "orgSlug": "org-slug",
+    "orgRole": "org:admin",
+    "actorId": "user_456",
+}
+ORG_KEYS = {"orgId", "orgSlug", "orgRole"}
+
+
+def docs_verifier(key: SigningKey, **kwargs: Any) -> TokenVerifier:
+    return pem_verifier(
+        key, issuer="https://clerk.your-site.com", authorized_parties=("https://example.com",), **kwargs
+    )
+
+
+@pytest.mark.parametrize("example", [clerk_docs_v2_example, clerk_docs_v1_example], ids=["v2", "v1"])
+def test_clerk_documented_tokens_give_exactly_the_contract_context(
+    key: SigningKey, example: Callable[..., dict[str, Any]]
+) -> None:
+    context = docs_verifier(key).verify(mint_token(key, example())).context()
+
+    assert context == DOCS_CONTEXT
+    assert all(isinstance(value, str) for value in context.values())
+
+
+@pytest.mark.parametrize("example", [clerk_docs_v2_example, clerk_docs_v1_example], ids=["v2", "v1"])
+def test_no_active_organization_gives_none_of_the_organization_keys(
+    key: SigningKey, example: Callable[..., dict[str, Any]]
+) -> None:
+    payload = example(o=None, org_id=None, org_slug=None, org_role=None, org_permissions=None, act=None)
+    context = docs_verifier(key).verify(mint_token(key, payload)).context()
+
+    assert context == {
+        name: value for name, value in DOCS_CONTEXT.items() if name not in ORG_KEYS | {"actorId"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param(clerk_docs_v2_example(o={"id": "org_1"}), {"orgId": "org_1"}, id="v2-id-only"),
+        pytest.param(clerk_docs_v2_example(o=None), {}, id="v2-o-null"),
+        pytest.param(
+            clerk_docs_v2_example(o={"id": "org_1", "slg": "", "rol": "org:admin"}),
+            {"orgId": "org_1", "orgRole": "org:admin"},
+            id="v2-blank-slug-prefixed-role-not-doubled",
+        ),
+        pytest.param(
+            clerk_docs_v1_example(org_role="basic_member"),
+            {"orgId": "org_123", "orgSlug": "org-slug", "orgRole": "org:basic_member"},
+            id="v1-unprefixed-role-gains-the-prefix",
+        ),
+        pytest.param(clerk_docs_v1_example(org_id=None), {}, id="v1-slug-and-role-without-id"),
+        # Clerk's SDK reads `o` in a v2 token and `org_*` otherwise: a custom claim named like the
+        # other version's never grants an organization or a role.
+        pytest.param(
+            clerk_docs_v2_example(o=None, org_id="org_evil", org_role="org:admin"), {}, id="v2-ignores-org_*"
+        ),
+        pytest.param(
+            clerk_docs_v1_example(org_id=None, o={"id": "org_evil", "rol": "admin"}), {}, id="v1-ignores-o"
+        ),
+        pytest.param(clerk_docs_v1_example(org_id=None, o="anything"), {}, id="v1-ignores-malformed-o"),
+    ],
+)
+def test_organization_claims_are_normalised_as_clerks_sdk_reports_them(
+    key: SigningKey, payload: dict[str, Any], expected: dict[str, str]
+) -> None:
+    context = docs_verifier(key).verify(mint_token(key, payload)).context()
+    assert {name: value for name, value in context.items() if name in ORG_KEYS} == expected
+
+
+def test_actor_claim_gives_actor_id_and_nothing_else_of_it(key: SigningKey) -> None:
+    payload = clerk_docs_v2_example(o=None, act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"})
+    context = docs_verifier(key).verify(mint_token(key, payload)).context()
+    assert context["actorId"] == "user_admin" and context["userId"] == "user_123"
+    assert context["sessionId"] == "sess_123"  # the impersonated session, not act.sid
+
+
+MALFORMED = [
+    pytest.param({"o": "org_123"}, id="o-a-string"),
+    pytest.param({"o": ["org_123"]}, id="o-a-list"),
+    pytest.param({"o": {}}, id="o-without-id"),
+    pytest.param({"o": {"id": ""}}, id="o-empty-id"),
+    pytest.param({"o": {"id": 123}}, id="o-id-a-number"),
+    pytest.param({"o": {"id": "org_1", "rol": ["admin"]}}, id="o-role-a-list"),
+    pytest.param({"o": {"id": "org_1", "slg": {"x": 1}}}, id="o-slug-an-object"),
+    pytest.param({"act": "user_456"}, id="act-a-string"),
+    pytest.param({"act": {}}, id="act-without-sub"),
+    pytest.param({"act": {"sub": 456}}, id="act-sub-a-number"),
+    pytest.param({"sts": 1}, id="sts-a-number"),
+    pytest.param({"v": "2"}, id="v-a-string"),
+    pytest.param({"v": True}, id="v-a-boolean"),
+]
+
+
+@pytest.mark.parametrize("overrides", MALFORMED)
+def test_malformed_v2_claims_deny_with_invalid_claims(key: SigningKey, overrides: dict[str, Any]) -> None:
+    token = mint_token(key, clerk_docs_v2_example(**overrides))
+    assert reason_of(docs_verifier(key), token) is DenyReason.INVALID_CLAIMS
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"org_id": 123}, id="org_id-a-number"),
+        pytest.param({"org_role": ["org:admin"]}, id="org_role-a-list"),
+        pytest.param({"act": ["user_456"]}, id="act-a-list"),
+    ],
+)
+def test_malformed_v1_claims_deny_with_invalid_claims(key: SigningKey, overrides: dict[str, Any]) -> None:
+    token = mint_token(key, clerk_docs_v1_example(**overrides))
+    assert reason_of(docs_verifier(key), token) is DenyReason.INVALID_CLAIMS
+
+
+def test_pending_session_is_signed_out_unless_allowed(key: SigningKey) -> None:
+    pending = mint_token(key, clerk_docs_v2_example(sts="pending"))  # the docs' own `sts` example
+
+    with pytest.raises(TokenError) as caught:
+        docs_verifier(key).verify(pending)
+    assert caught.value.reason is DenyReason.SESSION_PENDING
+    assert str(caught.value) == "session_pending"
+
+    allowed = docs_verifier(key, allow_pending_sessions=True).verify(pending)
+    assert allowed.session_pending and allowed.context() == DOCS_CONTEXT
+
+
+@pytest.mark.parametrize("status", [None, "active", ""], ids=["no-sts", "active", "blank"])
+def test_a_session_without_pending_status_is_active(key: SigningKey, status: str | None) -> None:
+    payload = clerk_docs_v2_example()
+    if status is not None:
+        payload["sts"] = status
+    verified = docs_verifier(key).verify(mint_token(key, payload))
+    assert not verified.session_pending and verified.context() == DOCS_CONTEXT
+
+
+def test_signature_and_claim_checks_come_before_the_session_status(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    """A pending status is only believed from a token that is otherwise valid."""
+    assert reason_of(docs_verifier(key), mint_token(other_key, clerk_docs_v2_example(sts="pending"))) is (
+        DenyReason.BAD_SIGNATURE
+    )
+    assert reason_of(docs_verifier(key), mint_token(key, clerk_docs_v2_example(sts="pending", o="x"))) is (
+        DenyReason.INVALID_CLAIMS
+    )
+
+
+def test_organization_claims_never_reach_the_user_record(key: SigningKey) -> None:
+    with_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example()))
+    without_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example(o=None, act=None)))
+    assert with_org.to_record() == without_org.to_record()
+
+
+@pytest.mark.parametrize(
+    ("environment", "allowed"),
+    [
+        ({}, False),
+        ({"CLERK_ALLOW_PENDING_SESSIONS": "true"}, True),
+        ({"CLERK_ALLOW_PENDING_SESSIONS": "false"}, False),
+    ],
+)
+def test_settings_decide_whether_pending_sessions_pass(
+    key: SigningKey, environment: dict[str, str], allowed: bool
+) -> None:
+    settings = AuthorizerSettings.from_env(
+        {"USERS_TABLE_NAME": "t", "CLERK_JWT_KEY": key.public_pem(), **environment}
+    )
+    verifier = TokenVerifier.from_settings(settings)
+    pending = mint_token(key, claims(sts="pending"))
+    if allowed:
+        assert verifier.verify(pending).sub == USER_ID
+    else:
+        assert reason_of(verifier, pending) is DenyReason.SESSION_PENDING
+
+
+def test_an_unreadable_pending_setting_fails_the_cold_start_naming_it(key: SigningKey) -> None:
+    with pytest.raises(ConfigurationError, match="CLERK_ALLOW_PENDING_SESSIONS"):
+        AuthorizerSettings.from_env(
+            {
+                "USERS_TABLE_NAME": "t",
+                "CLERK_JWT_KEY": key.public_pem(),
+                "CLERK_ALLOW_PENDING_SESSIONS": "maybe",
+            }
+        )
+
+
+_CLAIM_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(org_id=_CLAIM_TEXT, slug=_CLAIM_TEXT, role=_CLAIM_TEXT, actor=st.none() | _CLAIM_TEXT)
+def test_v1_and_v2_of_one_session_give_the_same_string_context(
+    org_id: str, slug: str, role: str, actor: str | None
+) -> None:
+    """What Clerk's own parser test asserts (`jwtPayloadParser`), for any organization values."""
+    bare = role.removeprefix("org:")
+    assume(bare and not bare.startswith("org:"))  # Clerk role keys are `org:<key>`, the key never empty
+    act = {"sub": actor} if actor is not None else None
+    v2 = parse_claims(clerk_docs_v2_example(o={"id": org_id, "slg": slug, "rol": bare}, act=act))
+    v1 = parse_claims(clerk_docs_v1_example(org_id=org_id, org_slug=slug, org_role=f"org:{bare}", act=act))
+
+    assert v2.context() == v1.context()
+    context = v2.context()
+    assert all(isinstance(value, str) for value in context.values())
+    assert context["orgId"] == org_id and context["orgRole"].startswith("org:")
+    assert context.get("actorId") == actor
