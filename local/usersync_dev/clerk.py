@@ -231,6 +231,46 @@ def session_claims(
     return claims
 
 
+def clerk_documented_claims(version: int, now: int, **overrides: Any) -> dict[str, Any]:
+    """Clerk's documented session-token claims, each with the example value of its docs row
+    (clerk-docs `guides/sessions/session-tokens`, "Version 2" / "Version 1" tabs: `o`, `org_*` and
+    `act` included), plus the custom profile claims the README configures. Times are moved to `now`
+    so the token is current; `sts` is left out (a session without it is active). An override of
+    None removes that claim.
+    """
+    claims: dict[str, Any] = {
+        "azp": "https://example.com",
+        "exp": now + 60,
+        "fva": [7, -1],
+        "iat": now,
+        "iss": "https://clerk.your-site.com",
+        "nbf": now - 5,
+        "sid": "sess_123",
+        "sub": "user_123",
+        "act": {"iss": "https://dashboard.clerk.com", "sid": "sess_456", "sub": "user_456"},
+        "email": "ada@example.com",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+    }
+    if version == 2:
+        claims |= {
+            "jti": "1234567890",
+            "v": 2,
+            "pla": "u:free,o:pro",
+            "fea": "o:dashboard,o:impersonation",
+            "o": {"id": "org_123", "slg": "org-slug", "rol": "admin", "per": "read,manage", "fpm": "3,2"},
+        }
+    else:
+        claims |= {
+            "org_id": "org_123",
+            "org_permissions": ["org:admin:example_permission", "org:member:example_permission"],
+            "org_slug": "org-slug",
+            "org_role": "org:admin",
+        }
+    claims.update(overrides)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
 def mint_token(key: SigningKey, claims: dict[str, Any], *, headers: dict[str, Any] | None = None) -> str:
     return jwt.encode(
         claims, key.private_pem(), algorithm="RS256", headers={"kid": key.kid, **(headers or {})}

@@ -28,7 +28,9 @@ from usersync_dev.apigw import (
     rest_request_authorizer_event,
     rest_token_authorizer_event,
 )
-from usersync_dev.clerk import SigningKey, mint_token, session_claims
+from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token, session_claims
+from usersync_dev.devstate import DevSecrets
+from usersync_dev.runtime import TemplateValues, function_specs, local_parameters
 
 USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
 ISSUER = "https://clerk.example.test"
@@ -545,13 +547,205 @@ def test_a_warm_container_rereads_after_the_cache_ttl(
     clock = ManualClock()
     verifier = TokenVerifier(public_key=load_public_key(key.public_pem()), issuer=ISSUER)
     # The handler's per-container Authorizer, rebuilt with a clock the test moves.
-    authorizer.module.authorizer = Authorizer(verifier, repository(), UserCache(ttl_seconds=60, clock=clock))
+    authorizer.module.__dict__["authorizer"] = Authorizer(
+        verifier, repository(), UserCache(ttl_seconds=60, clock=clock)
+    )
     authorizer.http(token(key))
     authorizer.http(token(key))
     assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})
     clock.now += 61
     authorizer.http(token(key))
     assert calls.calls == Counter({"GetItem": 2, "PutItem": 1})
+
+
+# ------------------------------------------------------------------------------------ session token v2
+
+DOCS_CONTEXT = {
+    "userId": "user_123",
+    "email": "ada@example.com",
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "sessionId": "sess_123",
+    "orgId": "org_123",
+    "orgSlug": "org-slug",
+    "orgRole": "org:admin",
+    "actorId": "user_456",
+}
+DOCS_ISSUER, DOCS_ORIGIN = "https://clerk.your-site.com", "https://example.com"
+
+
+def documented(key: SigningKey, version: int, **overrides: Any) -> str:
+    return mint_token(key, clerk_documented_claims(version, int(time.time()), **overrides))
+
+
+@pytest.fixture
+def docs_env(pem_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issuer and origin of Clerk's documented example (the authorizer checks both)."""
+    monkeypatch.setenv("CLERK_ISSUER", DOCS_ISSUER)
+    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", DOCS_ORIGIN)
+
+
+def allow_policy(principal: str, context: dict[str, str]) -> dict[str, Any]:
+    return {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
+        },
+        "context": context,
+    }
+
+
+@pytest.mark.parametrize("version", [2, 1], ids=["v2", "v1"])
+def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_in_every_format(
+    docs_env: None, authorizer: AuthorizerClient, key: SigningKey, version: int
+) -> None:
+    tok = documented(key, version)
+    assert authorizer.http(tok) == {"isAuthorized": True, "context": DOCS_CONTEXT}
+    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}")) == allow_policy("user_123", DOCS_CONTEXT)
+    rest_request = rest_request_authorizer_event("GET", "/me", headers={"Cookie": f"__session={tok}"})
+    assert authorizer(rest_request) == allow_policy("user_123", DOCS_CONTEXT)
+
+
+def pending_in_each_format(tok: str) -> list[dict[str, Any]]:
+    """The same token in the three event formats the authorizer accepts."""
+    return [
+        http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {tok}"}),
+        rest_token_authorizer_event(f"Bearer {tok}"),
+        rest_request_authorizer_event("GET", "/me", headers={"Authorization": f"Bearer {tok}"}),
+    ]
+
+
+def answer(authorizer: AuthorizerClient, event: dict[str, Any]) -> dict[str, Any] | str:
+    """The authorizer's response, or "401" when it raises `Unauthorized` (REST's 401)."""
+    try:
+        return authorizer(event)
+    except Unauthorized:
+        return "401"
+
+
+def test_pending_session_is_denied_in_every_format_logged_and_counted(
+    docs_env: None,
+    authorizer: AuthorizerClient,
+    calls: CallCounter,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+    logs: LogCapture,
+) -> None:
+    tok = documented(key, 2, sts="pending")
+    answers = [answer(authorizer, event) for event in pending_in_each_format(tok)]
+
+    # Signed out, as Clerk's SDKs treat a pending session: HTTP API 403, REST 401 like no token.
+    assert answers == [{"isAuthorized": False}, "401", "401"]
+    denials = [r for r in logs.records if r.get("message") == "authorizer denied"]
+    assert [(d["reason"], d["userId"], d["eventFormat"]) for d in denials] == [
+        ("session_pending", "user_123", "http-api"),
+        ("session_pending", "user_123", "rest-token"),
+        ("session_pending", "user_123", "rest-request"),
+    ]
+    assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"AuthorizerDenied": 3})
+    assert calls.calls == Counter() and stored("user_123") is None  # no sync for a signed-out session
+    assert tok.split(".")[1] not in logs.text
+
+
+def test_pending_sessions_pass_when_the_template_parameter_allows_them(
+    docs_env: None,
+    users_table: str,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> None:
+    secrets = DevSecrets(signing_key=key, webhook_secret="whsec_unused")
+
+    def authorizer_environment(overrides: dict[str, str]) -> dict[str, str]:
+        values = TemplateValues(local_parameters(secrets, jwks_url=None, overrides=overrides))
+        return function_specs(values, secrets)["AuthorizerFunction"].environment
+
+    assert authorizer_environment({})["CLERK_ALLOW_PENDING_SESSIONS"] == "false"
+    # ClerkAllowPendingSessions=true in template.yaml reaches the function as this variable:
+    allowed = authorizer_environment({"ClerkAllowPendingSessions": "true"})["CLERK_ALLOW_PENDING_SESSIONS"]
+    monkeypatch.setenv("CLERK_ALLOW_PENDING_SESSIONS", allowed)
+    client = AuthorizerClient(function_loader, lambda_context)
+
+    tok = documented(key, 2, sts="pending")
+    answers = [answer(client, event) for event in pending_in_each_format(tok)]
+    assert answers == [
+        {"isAuthorized": True, "context": DOCS_CONTEXT},
+        allow_policy("user_123", DOCS_CONTEXT),
+        allow_policy("user_123", DOCS_CONTEXT),
+    ]
+    item = stored("user_123")
+    assert item is not None and item["email"] == "ada@example.com"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"o": "org_123"}, id="o-a-string"),
+        pytest.param({"o": {"slg": "org-slug", "rol": "admin"}}, id="o-without-id"),
+        pytest.param({"act": {"iss": "https://dashboard.clerk.com"}}, id="act-without-sub"),
+    ],
+)
+def test_malformed_organization_or_actor_claims_deny_with_invalid_claims(
+    docs_env: None,
+    authorizer: AuthorizerClient,
+    key: SigningKey,
+    logs: LogCapture,
+    overrides: dict[str, Any],
+) -> None:
+    assert authorizer.http(documented(key, 2, **overrides)) == {"isAuthorized": False}
+    with pytest.raises(Unauthorized):
+        authorizer(rest_token_authorizer_event(f"Bearer {documented(key, 2, **overrides)}"))
+    denials = [r for r in logs.records if r.get("message") == "authorizer denied"]
+    assert [d["reason"] for d in denials] == ["invalid_claims"] * 2
+    assert stored("user_123") is None
+
+
+def test_organization_claims_are_not_written_and_switching_organization_costs_no_write(
+    docs_env: None, authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
+) -> None:
+    iat = int(time.time()) - 2
+    authorizer.http(mint_token(key, clerk_documented_claims(2, iat)))
+    item = stored("user_123")
+    assert item is not None
+    assert set(item) == {"userId", "email", "firstName", "lastName", "updatedAt", "syncedAt", "source"}
+    calls.reset()
+
+    # The same user, now in another organization, impersonated by nobody: the profile is unchanged.
+    other_org = documented(key, 2, o={"id": "org_999", "slg": "other", "rol": "member"}, act=None)
+    authorizer.cold_start()  # even with a fresh container (one read), nothing is written
+    assert authorizer.http(other_org)["context"]["orgId"] == "org_999"
+    assert calls.calls == Counter({"GetItem": 1})
+    assert stored("user_123") == item
+
+
+def test_the_sample_organization_event_is_allowed_with_the_organization(
+    users_table: str,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> None:
+    """`make events` writes authorizer-http-request-organization.json: a v2 token with `o`."""
+    from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER
+    from usersync_dev.sample_events import sample_events
+
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", DEV_ISSUER)
+    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", DEV_AUTHORIZED_PARTY)
+    events = sample_events(DevSecrets(signing_key=key, webhook_secret="whsec_unused"))
+    client = AuthorizerClient(function_loader, lambda_context)
+
+    response = client(events["authorizer-http-request-organization.json"])
+    assert response["isAuthorized"] is True
+    assert {name: response["context"][name] for name in ("orgId", "orgSlug", "orgRole")} == {
+        "orgId": "org_2dev0analytical0engines00",
+        "orgSlug": "analytical-engines",
+        "orgRole": "org:admin",
+    }
+    assert "orgId" not in client(events["authorizer-http-request.json"])["context"]
 
 
 # ------------------------------------------------------------------------------------ cold start

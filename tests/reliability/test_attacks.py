@@ -2,7 +2,9 @@
 
 Rows come from the OWASP JSON Web Token Cheat Sheet / RFC 8725 (alg `none`, RS256→HS256 key
 confusion, key material named in the header: `kid`, `jku`, `x5u`, `jwk`; missing claim checks;
-replay of expired tokens) and from Svix's manual-verification guide (signed content
+replay of expired tokens), from Clerk's session token v2 (a pending session is signed out; malformed
+or tampered `o`/`act` claims never grant an organization, a role or an actor) and from Svix's
+manual-verification guide (signed content
 `id.timestamp.body`, 5-minute tolerance, `v1` only, space-separated signature list).
 Every row asserts: denied (401 / `isAuthorized: false`), the table unchanged, the denial logged with
 a reason, and neither the token, the signature nor the secret in the logs or on stdout.
@@ -158,6 +160,39 @@ def oversized(keys: Keys) -> str:
     return mint_token(keys.ours, _claims(padding="A" * (9 * 1024)))  # validly signed, 9 KiB
 
 
+def pending_session(keys: Keys) -> str:
+    # Genuine, but the session has an unfinished task (e.g. choose-organization): Clerk's SDKs treat it
+    # as signed out, so it must neither pass nor sync the profile it carries.
+    return mint_token(keys.ours, _claims(sts="pending", o={"id": "org_victim", "rol": "admin"}))
+
+
+def org_claim_not_an_object(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(o="org_victim:admin"))
+
+
+def org_claim_without_id(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(o={"slg": "victim-inc", "rol": "admin"}))
+
+
+def actor_claim_not_an_object(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(act=["user_admin"]))
+
+
+def org_role_escalated_by_tampering(keys: Keys) -> str:
+    # A genuine member token whose payload is rewritten to claim the admin role in the organization.
+    genuine = mint_token(keys.ours, _claims(o={"id": "org_victim", "rol": "member"}))
+    header, _, signature = genuine.split(".")
+    forged = _b64(json.dumps(_claims(o={"id": "org_victim", "rol": "admin"})).encode())
+    return f"{header}.{forged}.{signature}"
+
+
+def impersonation_removed_by_tampering(keys: Keys) -> str:
+    # An impersonation token with `act` stripped, to act as the user without the audit trail.
+    genuine = mint_token(keys.ours, _claims(act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"}))
+    header, _, signature = genuine.split(".")
+    return f"{header}.{_b64(json.dumps(_claims()).encode())}.{signature}"
+
+
 # A token signed by a key we do not trust: with a PEM the signature fails, with a JWKS the kid is
 # unknown (after one rate-limited refetch). Either way the attacker's key is never used.
 FOREIGN_KEY = {"bad_signature", "unknown_key"}
@@ -181,6 +216,12 @@ JWT_ATTACKS: dict[str, tuple[Callable[[Keys], str], set[str]]] = {
     "tampered-payload": (tampered_payload, {"bad_signature"}),
     "signature-stripped": (signature_stripped, {"bad_signature", "malformed"}),
     "oversized-9kib": (oversized, {"too_large"}),
+    "v2-pending-session": (pending_session, {"session_pending"}),
+    "v2-org-claim-not-an-object": (org_claim_not_an_object, {"invalid_claims"}),
+    "v2-org-claim-without-id": (org_claim_without_id, {"invalid_claims"}),
+    "v2-actor-claim-not-an-object": (actor_claim_not_an_object, {"invalid_claims"}),
+    "v2-org-role-escalated-by-tampering": (org_role_escalated_by_tampering, {"bad_signature"}),
+    "v2-impersonation-stripped-by-tampering": (impersonation_removed_by_tampering, {"bad_signature"}),
 }
 
 
