@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -605,3 +606,68 @@ def test_v1_and_v2_of_one_session_give_the_same_string_context(
     assert all(isinstance(value, str) for value in context.values())
     assert context["orgId"] == org_id and context["orgRole"].startswith("org:")
     assert context.get("actorId") == actor
+
+
+# ---------------------------------------------------------------------------------------- usersync-dev token
+
+
+@pytest.fixture
+def dev_cli_verifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
+    """The verifier the local stack builds: the dev key (created under tmp_path), issuer and origin."""
+    from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, STATE_DIR_ENV, dev_secrets
+
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    key = dev_secrets().signing_key
+    return TokenVerifier(
+        public_key=load_public_key(key.public_pem()),
+        issuer=DEV_ISSUER,
+        authorized_parties=(DEV_AUTHORIZED_PARTY,),
+    )
+
+
+def dev_cli_token(capsys: pytest.CaptureFixture[str], *options: str) -> str:
+    from usersync_dev.cli import main
+
+    capsys.readouterr()
+    assert main(["token", "--sub", USER_ID, "--email", "ada@example.com", *options]) == 0
+    return capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("version", [[], ["--v1"]], ids=["v2", "v1"])
+def test_dev_cli_mints_organization_and_actor_tokens_the_authorizer_reads(
+    dev_cli_verifier: TokenVerifier, capsys: pytest.CaptureFixture[str], version: list[str]
+) -> None:
+    options = ["--org-id", "org_1", "--org-slug", "acme", "--org-role", "admin", "--actor", "user_admin"]
+    tok = dev_cli_token(capsys, *options, *version)
+
+    payload = jwt.decode(tok, options={"verify_signature": False})
+    if version:
+        assert "v" not in payload and "o" not in payload and payload["org_role"] == "org:admin"
+    else:
+        assert payload["v"] == 2 and payload["o"] == {"id": "org_1", "slg": "acme", "rol": "admin"}
+    assert dev_cli_verifier.verify(tok).context() == {
+        "userId": USER_ID,
+        "email": "ada@example.com",
+        "sessionId": payload["sid"],
+        "orgId": "org_1",
+        "orgSlug": "acme",
+        "orgRole": "org:admin",
+        "actorId": "user_admin",
+    }
+
+
+def test_dev_cli_pending_token_is_denied(
+    dev_cli_verifier: TokenVerifier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert reason_of(dev_cli_verifier, dev_cli_token(capsys, "--pending")) is DenyReason.SESSION_PENDING
+    assert "orgId" not in dev_cli_verifier.verify(dev_cli_token(capsys)).context()
+
+
+def test_dev_cli_refuses_organization_details_without_an_organization(
+    dev_cli_verifier: TokenVerifier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from usersync_dev.cli import main
+
+    assert main(["token", "--sub", USER_ID, "--email", "a@b.c", "--org-slug", "acme"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--org-id" in captured.err
