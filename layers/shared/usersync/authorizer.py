@@ -16,9 +16,6 @@ Context values are strings; `userId` and `email` are always present, `firstName`
 `imageUrl`, `sessionId`, `orgId`, `orgSlug`, `orgRole` and `actorId` only when the token carries
 them (API Gateway needs no placeholder for an absent key).
 
-The event and response shapes are hand-written dicts, not Powertools' `APIGatewayAuthorizer*` data
-classes: importing those costs 17.4 ms median cold (fresh processes, n=15, on top of the authorizer's
-own imports; over our 15 ms budget) for three dict lookups and two response shapes.
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ from usersync.sync import SyncResult, UserCache, UserDeletedError, sync_from_tok
 from usersync.tokens import DenyReason, PendingSessionError, SessionClaims, TokenError, TokenVerifier
 
 SESSION_COOKIE = "__session"
+# Plain dicts, not Powertools' APIGatewayAuthorizer* data classes: +39 modules, 17.4 ms median cold import.
 
 
 class EventFormat(StrEnum):
