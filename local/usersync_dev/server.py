@@ -404,8 +404,7 @@ def banner(stack: LocalStack) -> str:
         "  2. Mint a 60-second session token for that user and call the protected route with it:",
         f"    TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
-        "  2b. The same with a v2 token acting in an organization (the route's authorizer context gets",
-        "      orgId, orgSlug, orgRole=org:admin; --pending is denied, --actor adds actorId, --v1 is v1):",
+        "  2b. The same, acting in an organization (the authorizer adds orgId, orgSlug, orgRole):",
         f"    TOKEN=$({command} token --sub {user} --email {email} --org-id org_2dev0analytical0engines00"
         " --org-slug analytical-engines --org-role admin)",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
