@@ -380,19 +380,23 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: AuthorizerSettings) -> TokenVerifier:
-        checks: dict[str, Any] = {
-            "issuer": settings.issuer,
-            "authorized_parties": settings.authorized_parties,
-            "allow_pending_sessions": settings.allow_pending_sessions,
-        }
+        public_key: RSAPublicKey | None = None
+        jwks: JwksKeySource | None = None
         if settings.jwt_key:
-            return cls(public_key=load_public_key(settings.jwt_key), **checks)
-        assert settings.jwks_url is not None  # guaranteed by AuthorizerSettings
-        try:
-            jwks = JwksKeySource(settings.jwks_url)
-        except jwt.PyJWKClientError:
-            raise ConfigurationError("CLERK_JWKS_URL must be an http(s) URL") from None
-        return cls(jwks=jwks, **checks)
+            public_key = load_public_key(settings.jwt_key)
+        else:
+            assert settings.jwks_url is not None  # guaranteed by AuthorizerSettings
+            try:
+                jwks = JwksKeySource(settings.jwks_url)
+            except jwt.PyJWKClientError:
+                raise ConfigurationError("CLERK_JWKS_URL must be an http(s) URL") from None
+        return cls(
+            public_key=public_key,
+            jwks=jwks,
+            issuer=settings.issuer,
+            authorized_parties=settings.authorized_parties,
+            allow_pending_sessions=settings.allow_pending_sessions,
+        )
 
     def verify(self, token: str | None) -> SessionClaims:
         """Return the token's claims or raise a `TokenError` carrying the reason."""
