@@ -60,11 +60,11 @@ class LogCapture:
     def __init__(self) -> None:
         from usersync.observability import logger
 
-        self._logger = logger
+        self._logger = logging.getLogger(logger.name)  # the stdlib logger Powertools writes through
         self._buffer = io.StringIO()
         self._handler = logging.StreamHandler(self._buffer)
         self._handler.setFormatter(logger.registered_formatter)
-        logger.addHandler(self._handler)
+        self._logger.addHandler(self._handler)
 
     def close(self) -> None:
         self._logger.removeHandler(self._handler)

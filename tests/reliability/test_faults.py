@@ -137,7 +137,7 @@ def test_aws_clients_fail_fast() -> None:
             (health_clients()[0], 1, 1, 2),
             (health_clients()[1], 1, 1, 2),
         ):
-            config = client.meta.config
+            config: Any = client.meta.config  # botocore-stubs do not declare Config's options
             assert config.connect_timeout <= max_connect and config.read_timeout <= max_read
             assert config.retries["total_max_attempts"] <= max_attempts
     finally:
