@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from usersync.observability import StandInContext as FakeLambdaContext
 from usersync_dev.handlers import load_function
+from usersync_dev.local_aws import LocalLambdaContext as FakeLambdaContext
 
 __all__ = ["FakeLambdaContext", "load_function"]  # the one Lambda-context stand-in, and the loader
 
