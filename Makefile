@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict over functions/, layers/, local/, bench/ and tests/ (the list is in pyproject.toml).
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

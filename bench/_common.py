@@ -148,7 +148,7 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def lambda_context() -> Any:
-    """The handlers' own stand-in context; imported late, after `offline_env()` set the environment."""
-    from usersync.observability import StandInContext
+    """The dev tools' Lambda-context stand-in (handlers need a real context, as Lambda always gives)."""
+    from usersync_dev.local_aws import LocalLambdaContext
 
-    return StandInContext(function_name="usersync-bench")
+    return LocalLambdaContext(function_name="usersync-bench")

@@ -92,6 +92,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     import jwt
     from clerk_backend_api.security import authenticate_request, verify_token
     from clerk_backend_api.security.types import AuthenticateRequestOptions, VerifyTokenOptions
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     from usersync_dev.clerk import mint_token, new_user_id, session_claims
@@ -109,6 +110,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
         event = bearer_event(token)
         context = lambda_context()
         public_key = load_pem_public_key(setup.pem.encode())
+        assert isinstance(public_key, RSAPublicKey)
         verify_options = VerifyTokenOptions(jwt_key=setup.pem, authorized_parties=[AZP])
         request = httpx.Request(
             "GET", "https://api.example.test/me", headers={"Authorization": f"Bearer {token}"}

@@ -55,7 +55,7 @@ def _events(secret: str, users: int, rng: random.Random) -> tuple[list[dict[str,
         for phase, delivery in zip(phases, (created, newer, older, newer), strict=True):
             phase.append(delivery)
         final[user_id] = T0 + 2000
-    events = []
+    events: list[dict[str, Any]] = []
     for phase in phases:
         rng.shuffle(phase)
         events.extend(

@@ -44,9 +44,11 @@ class StubDynamoDB:
 def _short_circuit_send(client: Any) -> None:
     """Answer every call after botocore built the request, before anything is sent."""
     from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
 
     def respond(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        return AWSResponse("http://stub", 200, {}, None), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        answer = {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        return AWSResponse("http://stub", 200, HTTPHeaders(), None), answer
 
     client.meta.events.register("before-call.dynamodb.PutItem", respond)
 
@@ -70,10 +72,10 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     app = load_function("webhook")
     stub = StubDynamoDB()
     stub_repository = UserRepository(stub, TABLE_NAME)  # type: ignore[arg-type]
-    app.repository = stub_repository
+    app.repository = stub_repository  # type: ignore[attr-defined]
     botocore_app = load_function("webhook")
     _short_circuit_send(dynamodb_client())
-    botocore_app.repository = UserRepository(dynamodb_client(), TABLE_NAME)
+    botocore_app.repository = UserRepository(dynamodb_client(), TABLE_NAME)  # type: ignore[attr-defined]
 
     delivery = sign_delivery(secret, clerk_event("user.created", clerk_user(new_user_id())))
     event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)

@@ -26,7 +26,7 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
-from tests.helpers import FakeLambdaContext, LogCapture, load_function  # noqa: E402
+from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, load_function  # noqa: E402
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402
 from usersync_dev.clerk import new_webhook_secret  # noqa: E402
@@ -72,6 +72,17 @@ def function_loader() -> Callable[[str], ModuleType]:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def webhook(
+    users_table: str,
+    webhook_secret: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> WebhookDriver:
+    """The real webhook handler on a moto table, loaded once per test (one cold start)."""
+    return WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
 
 
 @pytest.fixture

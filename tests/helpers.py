@@ -1,4 +1,5 @@
-"""Test support: loading handlers as Lambda would, a Lambda context, and reading emitted EMF."""
+"""Test support: loading handlers as Lambda would, a Lambda context, driving the webhook handler,
+and reading emitted EMF and logs."""
 
 from __future__ import annotations
 
@@ -6,21 +7,84 @@ import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
-from usersync.observability import StandInContext as FakeLambdaContext
+from usersync_dev.apigw import http_api_event, rest_event
+from usersync_dev.clerk import SignedDelivery, sign_delivery
+from usersync_dev.emf import emf_metrics
 from usersync_dev.handlers import load_function
+from usersync_dev.local_aws import LocalLambdaContext as FakeLambdaContext
 
 __all__ = ["FakeLambdaContext", "load_function"]  # the one Lambda-context stand-in, and the loader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+
+class Response(NamedTuple):
+    """A proxy-integration answer with its JSON body parsed; unpacks as `status, body`."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def check_http_response(response: Any) -> Response:
+    """Assert the shape API Gateway needs from a proxy integration, and return it parsed."""
+    assert isinstance(response, dict), response
+    assert type(response["statusCode"]) is int and 100 <= response["statusCode"] <= 599
+    assert isinstance(response["body"], str)
+    body = json.loads(response["body"])
+    assert isinstance(body, dict)
+    headers = response.get("headers", {})
+    assert isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    return Response(response["statusCode"], body)
+
+
+class WebhookDriver:
+    """Signs deliveries as Svix does and hands them to the real webhook handler as API Gateway would."""
+
+    def __init__(self, module: ModuleType, secret: str, context: FakeLambdaContext) -> None:
+        self.module = module
+        self.secret = secret
+        self.context = context
+
+    def sign(self, payload: dict[str, Any] | bytes, **kwargs: Any) -> SignedDelivery:
+        return sign_delivery(self.secret, payload, **kwargs)
+
+    def invoke(self, event: Any) -> Response:
+        return check_http_response(self.module.lambda_handler(event, self.context))
+
+    def post(
+        self,
+        delivery: SignedDelivery,
+        *,
+        fmt: str = "http",
+        base64_body: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """`delivery` as an HTTP API (`http`) or REST (`rest`) event; `headers` replace its own."""
+        build = http_api_event if fmt == "http" else rest_event
+        sent = dict(headers) if headers is not None else delivery.headers
+        return self.invoke(
+            build("POST", "/webhooks/clerk", body=delivery.body, headers=sent, base64_body=base64_body)
+        )
+
+    def send(self, payload: dict[str, Any], **kwargs: Any) -> Response:
+        """Sign `payload` and post it (`kwargs` as for `post`)."""
+        return self.post(self.sign(payload), **kwargs)
+
+    def deliver(self, message_id: str, payload: dict[str, Any]) -> Response:
+        """One (re)delivery: Svix keeps the id and body, and signs with a fresh timestamp."""
+        return self.post(self.sign(json.dumps(payload).encode(), message_id=message_id))
 
 
 @dataclass(frozen=True)
 class EmittedMetric:
+    """One value of one metric a handler printed as EMF."""
+
     name: str
     value: float
     dimensions: dict[str, str]
@@ -28,21 +92,12 @@ class EmittedMetric:
 
 
 def emitted_metrics(stdout: str) -> list[EmittedMetric]:
-    """Every metric in the EMF documents printed to stdout."""
-    found: list[EmittedMetric] = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{") or '"_aws"' not in line:
-            continue
-        document = json.loads(line)
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            (dimension_names,) = directive["Dimensions"]
-            dimensions = {name: document[name] for name in dimension_names}
-            for metric in directive["Metrics"]:
-                values = document[metric["Name"]]
-                for value in values if isinstance(values, list) else [values]:
-                    found.append(EmittedMetric(metric["Name"], value, dimensions, directive["Namespace"]))
-    return found
+    """Every metric value in the EMF documents printed to stdout (read by the local stack's parser)."""
+    return [
+        EmittedMetric(metric.name, value, metric.dimensions, metric.namespace)
+        for metric in emf_metrics(stdout)
+        for value in metric.values
+    ]
 
 
 def metric_counts(stdout: str, source: str | None = None) -> Counter[str]:
@@ -60,11 +115,11 @@ class LogCapture:
     def __init__(self) -> None:
         from usersync.observability import logger
 
-        self._logger = logger
+        self._logger = logging.getLogger(logger.name)  # the stdlib logger Powertools writes through
         self._buffer = io.StringIO()
         self._handler = logging.StreamHandler(self._buffer)
         self._handler.setFormatter(logger.registered_formatter)
-        logger.addHandler(self._handler)
+        self._logger.addHandler(self._handler)
 
     def close(self) -> None:
         self._logger.removeHandler(self._handler)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.authorizer import Authorizer
 from usersync.aws import dynamodb_client
-from usersync.observability import accepts_missing_context, logger, metrics
+from usersync.observability import logger, metrics
 from usersync.repository import UserRepository
 from usersync.settings import AuthorizerSettings
 from usersync.sync import UserCache
@@ -24,7 +24,6 @@ authorizer = Authorizer(
 )
 
 
-@accepts_missing_context
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

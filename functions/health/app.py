@@ -7,14 +7,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usersync.aws import health_clients
 from usersync.health import HealthCheck
 from usersync.http import json_response
-from usersync.observability import accepts_missing_context, logger
+from usersync.observability import logger
 from usersync.settings import HealthSettings
 
 settings = HealthSettings.from_env()
 health_check = HealthCheck(settings, *health_clients(), cache_seconds=settings.cache_seconds)
 
 
-@accepts_missing_context
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = health_check.run()

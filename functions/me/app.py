@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usersync.aws import dynamodb_client
 from usersync.http import json_response
 from usersync.models import UserRecord
-from usersync.observability import accepts_missing_context, logger
+from usersync.observability import logger
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import TableSettings
 
@@ -49,7 +49,6 @@ def profile(record: UserRecord) -> dict[str, Any]:
     }
 
 
-@accepts_missing_context
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     user_id = caller_id(event)

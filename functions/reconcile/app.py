@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
-from usersync.observability import accepts_missing_context, logger, metrics
+from usersync.observability import logger, metrics
 from usersync.reconcile import ClerkUsersClient, reconcile
 from usersync.settings import ReconcileSettings
 
@@ -28,7 +28,6 @@ def secret_key(config: ReconcileSettings) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@accepts_missing_context
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from usersync.aws import dynamodb_client
 from usersync.http import BadRequestError, PayloadTooLargeError, json_response, parse_proxy_event
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
-from usersync.observability import accepts_missing_context, logger, metrics
+from usersync.observability import logger, metrics
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import WebhookSettings
 from usersync.webhooks import (
@@ -31,7 +31,6 @@ _REJECTION_STATUS: dict[type[Exception], int] = {
 }
 
 
-@accepts_missing_context
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-ACCOUNT_ID = "123456789012"
+from usersync_dev.local_aws import ACCOUNT_ID, REGION
+
 API_ID = "localapi01"
-REGION = "us-east-1"
 
 
 def http_api_event(

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from usersync_dev.clerk import SigningKey, new_webhook_secret
+from usersync_dev.local_aws import REGION
 from usersync_dev.template import REPO_ROOT
 
 STATE_DIR_ENV = "USERSYNC_DEV_HOME"
@@ -28,7 +29,6 @@ DEV_AUTHORIZED_PARTY = "http://localhost:3000"
 DEV_KID = "ins_usersync_dev"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
-REGION = "us-east-1"
 
 
 def state_dir() -> Path:

@@ -11,19 +11,17 @@ import io
 import os
 import re
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, REGION, DevSecrets
+from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, DevSecrets
 from usersync_dev.handlers import import_handler
+from usersync_dev.local_aws import ACCOUNT_ID, REGION, LocalLambdaContext
 from usersync_dev.template import REPO_ROOT, template
 
-ACCOUNT_ID = "123456789012"
 LOCAL_STAGE = "local"
 JWKS_PATH = "/.well-known/jwks.json"
 _NO_VALUE = object()
@@ -278,33 +276,6 @@ def http_api_routes() -> list[Route]:
 
 
 # ---------------------------------------------------------------------------------------- invoking
-
-
-@dataclass
-class LocalLambdaContext:
-    """The parts of the Lambda context object that Powertools and handlers read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    timeout_seconds: int
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return time.strftime("%Y/%m/%d/[$LATEST]") + "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
 @contextlib.contextmanager

@@ -40,7 +40,6 @@ from usersync_dev import apigw
 from usersync_dev.devstate import (
     DEFAULT_HOST,
     DEFAULT_PORT,
-    REGION,
     DevSecrets,
     StackInfo,
     clear_stack_info,
@@ -48,6 +47,7 @@ from usersync_dev.devstate import (
     state_dir,
     write_stack_info,
 )
+from usersync_dev.local_aws import REGION
 from usersync_dev.runtime import (
     JWKS_PATH,
     FunctionSpec,

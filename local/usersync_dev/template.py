@@ -6,36 +6,27 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that keeps CloudFormation short-form tags (!Ref, !GetAtt, !Sub ...) as dicts."""
-
-
-def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if tag_suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
+class TemplateDecodeError(ValueError):
+    """template.yaml cannot be read as a CloudFormation template."""
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    return document
+    """The template with short-form tags (!Ref, !GetAtt, !Sub ...) as their long form ({"Ref": ...}).
+
+    Decoded by cfn-lint (already a dev dependency, and what `make cfn-lint` reads the template with);
+    imported here, on first use, because it costs ~0.5 s of imports.
+    """
+    from cfnlint.decode import decode
+
+    document, problems = decode(str(path))
+    if document is None or problems:
+        raise TemplateDecodeError(f"{path}: " + "; ".join(str(problem) for problem in problems))
+    decoded: dict[str, Any] = document
+    return decoded
 
 
 @cache

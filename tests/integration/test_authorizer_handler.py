@@ -542,14 +542,13 @@ def test_user_cache_expires_after_its_ttl_and_stays_bounded() -> None:
 
 
 def test_a_warm_container_rereads_after_the_cache_ttl(
-    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
     verifier = TokenVerifier(public_key=load_public_key(key.public_pem()), issuer=ISSUER)
     # The handler's per-container Authorizer, rebuilt with a clock the test moves.
-    authorizer.module.__dict__["authorizer"] = Authorizer(
-        verifier, repository(), UserCache(ttl_seconds=60, clock=clock)
-    )
+    rebuilt = Authorizer(verifier, repository(), UserCache(ttl_seconds=60, clock=clock))
+    monkeypatch.setattr(authorizer.module, "authorizer", rebuilt)
     authorizer.http(token(key))
     authorizer.http(token(key))
     assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})

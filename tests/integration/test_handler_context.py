@@ -1,5 +1,5 @@
-"""Every handler also answers when called as `lambda_handler(event, None)` (tests, scripts, local
-invokes); in Lambda the context is always real and is what the logs carry."""
+"""The handlers get a Lambda context as Lambda always gives them one: outside Lambda (tests, scripts,
+the local stack) the dev tools' stand-in, which lives in dev code only, never in what is deployed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FakeLambdaContext, LogCapture
+from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture
 from usersync_dev.apigw import http_api_authorizer_event, http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
 
@@ -33,10 +33,11 @@ def handlers(
     }
 
 
-@pytest.mark.parametrize("context", [None, {}], ids=["none", "dict"])
-def test_handlers_work_without_a_lambda_context(
-    handlers: dict[str, Any], context: Any, logs: LogCapture
+def test_every_handler_runs_with_the_default_stand_in_context(
+    handlers: dict[str, Any], logs: LogCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    context = FakeLambdaContext()
     delivery = sign_delivery(handlers["secret"], clerk_event("user.created", clerk_user(USER_ID)))
     webhook = handlers["webhook"].lambda_handler(
         http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers), context
@@ -57,7 +58,7 @@ def test_handlers_work_without_a_lambda_context(
     health = handlers["health"].lambda_handler(http_api_event("GET", "/health"), context)
     assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
 
-    # the stand-in context is what the logs carry
+    # the stand-in context is what the logs carry (no function name given: `local`)
     processed = [record for record in logs.records if record["message"] == "webhook processed"]
     assert processed and processed[0]["function_name"] == "local"
 
@@ -71,3 +72,13 @@ def test_a_real_context_is_passed_through(handlers: dict[str, Any], logs: LogCap
     processed = [record for record in logs.records if record["message"] == "webhook processed"]
     assert processed[0]["function_name"] == "usersync-dev-webhook"
     assert processed[0]["function_request_id"] == context.aws_request_id
+
+
+def test_deployed_code_invents_no_lambda_context() -> None:
+    """A context (and its ARN) comes from Lambda only: no stand-in ships in the layer or a function."""
+    deployed = [*(REPO_ROOT / "layers" / "shared").rglob("*.py"), *(REPO_ROOT / "functions").rglob("*.py")]
+    assert deployed
+    for path in deployed:
+        source = path.read_text(encoding="utf-8")
+        assert "arn:aws:lambda:" not in source, path
+        assert "aws_request_id" not in source, path

@@ -135,8 +135,17 @@ def send_webhook(stack: RunningStack, payload: dict[str, Any]) -> tuple[int, Any
     return http("POST", f"{stack.gateway_url}/webhooks/clerk", body=delivery.body, headers=delivery.headers)
 
 
-def dev_token(stack: RunningStack, user_id: str, email: str, **profile: str) -> str:
-    claims = session_claims(user_id, email=email, issuer=DEV_ISSUER, azp=DEV_AUTHORIZED_PARTY, **profile)
+def dev_token(
+    stack: RunningStack, user_id: str, email: str, first_name: str | None = None, last_name: str | None = None
+) -> str:
+    claims = session_claims(
+        user_id,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        issuer=DEV_ISSUER,
+        azp=DEV_AUTHORIZED_PARTY,
+    )
     return mint_token(dev_secrets(stack.home).signing_key, claims)
 
 

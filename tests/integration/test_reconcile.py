@@ -186,7 +186,7 @@ def items() -> dict[str, dict[str, Any]]:
     kwargs: dict[str, Any] = {"ConsistentRead": True}
     while True:
         page = table.scan(**kwargs)
-        found.update({item["userId"]: item for item in page["Items"]})
+        found.update({str(item["userId"]): item for item in page["Items"]})
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

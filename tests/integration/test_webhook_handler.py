@@ -13,8 +13,8 @@ import boto3
 import pytest
 from svix.webhooks import Webhook
 
-from tests.helpers import FakeLambdaContext, LogCapture, emitted_metrics, metric_counts
-from usersync_dev.apigw import http_api_event, rest_event
+from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, emitted_metrics, metric_counts
+from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import (
     SignedDelivery,
     clerk_event,
@@ -26,47 +26,6 @@ from usersync_dev.clerk import (
 
 USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
 T0 = 1_730_279_325_025  # ms, as in a real received user.created
-
-
-class WebhookClient:
-    """Sends signed deliveries to the real handler the way API Gateway would."""
-
-    def __init__(self, module: ModuleType, secret: str, context: FakeLambdaContext) -> None:
-        self.module = module
-        self.secret = secret
-        self.context = context
-
-    def sign(self, payload: dict[str, Any] | bytes, **kwargs: Any) -> SignedDelivery:
-        return sign_delivery(self.secret, payload, **kwargs)
-
-    def post(
-        self,
-        delivery: SignedDelivery,
-        *,
-        fmt: str = "http",
-        base64_body: bool = False,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        sent_headers = headers if headers is not None else delivery.headers
-        build = http_api_event if fmt == "http" else rest_event
-        event = build(
-            "POST", "/webhooks/clerk", body=delivery.body, headers=sent_headers, base64_body=base64_body
-        )
-        response = self.module.lambda_handler(event, self.context)
-        return response["statusCode"], json.loads(response["body"])
-
-    def send(self, payload: dict[str, Any], **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        return self.post(self.sign(payload), **kwargs)
-
-
-@pytest.fixture
-def webhook(
-    users_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-) -> WebhookClient:
-    return WebhookClient(function_loader("webhook"), webhook_secret, lambda_context)
 
 
 def stored(user_id: str = USER_ID) -> dict[str, Any] | None:
@@ -90,7 +49,7 @@ def deleted(timestamp: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- applying events
 
 
-def test_user_created_stores_every_field(webhook: WebhookClient) -> None:
+def test_user_created_stores_every_field(webhook: WebhookDriver) -> None:
     # Given a signed user.created whose primary email is not the first address
     delivery = webhook.sign(created(extra_emails=("old@example.com",)))
     # When it is delivered
@@ -110,7 +69,7 @@ def test_user_created_stores_every_field(webhook: WebhookClient) -> None:
     assert "deletedAt" not in item
 
 
-def test_documented_clerk_example_payload_is_applied(webhook: WebhookClient) -> None:
+def test_documented_clerk_example_payload_is_applied(webhook: WebhookDriver) -> None:
     # Given the payload shape of Clerk's documentation, with fields we do not model
     payload = {
         "data": {
@@ -161,7 +120,7 @@ def test_documented_clerk_example_payload_is_applied(webhook: WebhookClient) -> 
     assert item["updatedAt"] == 1654012591835
 
 
-def test_newer_update_replaces_the_user(webhook: WebhookClient) -> None:
+def test_newer_update_replaces_the_user(webhook: WebhookDriver) -> None:
     webhook.send(created())
     assert webhook.send(updated(T0 + 1000, first_name="Augusta")) == (200, {"status": "applied"})
     item = stored()
@@ -169,7 +128,7 @@ def test_newer_update_replaces_the_user(webhook: WebhookClient) -> None:
     assert item["firstName"] == "Augusta" and item["updatedAt"] == T0 + 1000
 
 
-def test_older_update_is_ignored_as_stale(webhook: WebhookClient, capsys: pytest.CaptureFixture[str]) -> None:
+def test_older_update_is_ignored_as_stale(webhook: WebhookDriver, capsys: pytest.CaptureFixture[str]) -> None:
     webhook.send(updated(T0 + 2000, first_name="Newest"))
     capsys.readouterr()
     assert webhook.send(updated(T0 + 1000, first_name="Older")) == (200, {"status": "ignored-stale"})
@@ -180,7 +139,7 @@ def test_older_update_is_ignored_as_stale(webhook: WebhookClient, capsys: pytest
     assert counts["SyncAttempts"] == 1 and counts["SyncStale"] == 1 and counts["SyncFailures"] == 0
 
 
-def test_replayed_delivery_is_a_duplicate_no_op(webhook: WebhookClient) -> None:
+def test_replayed_delivery_is_a_duplicate_no_op(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created())
     assert webhook.post(delivery)[1] == {"status": "applied"}
     before = stored()
@@ -190,7 +149,7 @@ def test_replayed_delivery_is_a_duplicate_no_op(webhook: WebhookClient) -> None:
     assert stored() == before
 
 
-def test_delete_writes_a_tombstone_without_profile(webhook: WebhookClient) -> None:
+def test_delete_writes_a_tombstone_without_profile(webhook: WebhookDriver) -> None:
     webhook.send(created())
     assert webhook.send(deleted(T0 + 5000)) == (200, {"status": "applied"})
     item = stored()
@@ -200,7 +159,7 @@ def test_delete_writes_a_tombstone_without_profile(webhook: WebhookClient) -> No
 
 
 @pytest.mark.parametrize("event_type", ["user.created", "user.updated"])
-def test_tombstone_is_never_resurrected(webhook: WebhookClient, event_type: str) -> None:
+def test_tombstone_is_never_resurrected(webhook: WebhookDriver, event_type: str) -> None:
     webhook.send(created())
     webhook.send(deleted(T0 + 5000))
     tombstone = stored()
@@ -209,7 +168,7 @@ def test_tombstone_is_never_resurrected(webhook: WebhookClient, event_type: str)
     assert stored() == tombstone
 
 
-def test_replayed_create_after_delete_stays_deleted(webhook: WebhookClient) -> None:
+def test_replayed_create_after_delete_stays_deleted(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created())
     webhook.post(delivery)
     webhook.send(deleted(T0 + 5000))
@@ -218,7 +177,7 @@ def test_replayed_create_after_delete_stays_deleted(webhook: WebhookClient) -> N
     assert item is not None and item["deletedAt"] == T0 + 5000
 
 
-def test_delete_of_unknown_user_creates_tombstone(webhook: WebhookClient) -> None:
+def test_delete_of_unknown_user_creates_tombstone(webhook: WebhookDriver) -> None:
     assert webhook.send(deleted(T0)) == (200, {"status": "applied"})
     item = stored()
     assert item is not None and item["deletedAt"] == T0
@@ -226,7 +185,7 @@ def test_delete_of_unknown_user_creates_tombstone(webhook: WebhookClient) -> Non
     assert webhook.send(created())[1] == {"status": "ignored-stale"}
 
 
-def test_deleting_twice_is_a_no_op(webhook: WebhookClient) -> None:
+def test_deleting_twice_is_a_no_op(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(deleted(T0 + 5000))
     webhook.post(delivery)
     first = stored()
@@ -241,7 +200,7 @@ def test_deleting_twice_is_a_no_op(webhook: WebhookClient) -> None:
 # ---------------------------------------------------------------- optional fields
 
 
-def test_absent_optional_fields_are_not_stored(webhook: WebhookClient) -> None:
+def test_absent_optional_fields_are_not_stored(webhook: WebhookDriver) -> None:
     assert webhook.send(created(first_name=None, last_name="", image_url=None))[0] == 200
     item = stored()
     assert item is not None
@@ -249,13 +208,13 @@ def test_absent_optional_fields_are_not_stored(webhook: WebhookClient) -> None:
     assert "" not in item.values()
 
 
-def test_phone_only_user_is_stored_without_email(webhook: WebhookClient) -> None:
+def test_phone_only_user_is_stored_without_email(webhook: WebhookDriver) -> None:
     assert webhook.send(created(email=None)) == (200, {"status": "applied"})
     item = stored()
     assert item is not None and "email" not in item and item["firstName"] == "Ada"
 
 
-def test_primary_email_id_not_among_addresses_means_no_email(webhook: WebhookClient) -> None:
+def test_primary_email_id_not_among_addresses_means_no_email(webhook: WebhookDriver) -> None:
     data = clerk_user(USER_ID, created_at=T0, updated_at=T0)
     data["primary_email_address_id"] = "idn_missing"
     assert webhook.send(clerk_event("user.created", data))[0] == 200
@@ -272,7 +231,7 @@ def _assert_rejected(status: int, body: dict[str, Any], expected: int) -> None:
 
 
 def test_tampered_body_is_401_and_not_written(
-    webhook: WebhookClient, capsys: pytest.CaptureFixture[str]
+    webhook: WebhookDriver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     delivery = webhook.sign(created())
     tampered = SignedDelivery(delivery.body.replace(b"Ada", b"Eve"), delivery.headers, delivery.message_id)
@@ -281,39 +240,39 @@ def test_tampered_body_is_401_and_not_written(
     assert metric_counts(capsys.readouterr().out, "webhook")["WebhookRejected"] == 1
 
 
-def test_wrong_secret_is_401(webhook: WebhookClient) -> None:
+def test_wrong_secret_is_401(webhook: WebhookDriver) -> None:
     delivery = sign_delivery(new_webhook_secret(), created())
     _assert_rejected(*webhook.post(delivery), 401)
     assert stored() is None
 
 
 @pytest.mark.parametrize("missing", ["svix-id", "svix-timestamp", "svix-signature"])
-def test_missing_svix_header_is_401(webhook: WebhookClient, missing: str) -> None:
+def test_missing_svix_header_is_401(webhook: WebhookDriver, missing: str) -> None:
     delivery = webhook.sign(created())
     headers = {name: value for name, value in delivery.headers.items() if name != missing}
     _assert_rejected(*webhook.post(delivery, headers=headers), 401)
     assert stored() is None
 
 
-def test_timestamp_six_minutes_old_is_401(webhook: WebhookClient) -> None:
+def test_timestamp_six_minutes_old_is_401(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created(), timestamp=datetime.now(UTC) - timedelta(minutes=6))
     _assert_rejected(*webhook.post(delivery), 401)
     assert stored() is None
 
 
 @pytest.mark.parametrize("signature", ["garbage", "v1,@@@", "", "v1", "v2,abc"])
-def test_malformed_signature_header_is_401(webhook: WebhookClient, signature: str) -> None:
+def test_malformed_signature_header_is_401(webhook: WebhookDriver, signature: str) -> None:
     delivery = webhook.sign(created())
     _assert_rejected(*webhook.post(delivery, headers={**delivery.headers, "svix-signature": signature}), 401)
 
 
-def test_malformed_json_is_400(webhook: WebhookClient) -> None:
+def test_malformed_json_is_400(webhook: WebhookDriver) -> None:
     status, body = webhook.post(webhook.sign(b'{"type": "user.created", "data": '))
     _assert_rejected(status, body, 400)
     assert "JSON" in body["message"]
 
 
-def test_known_event_missing_fields_is_400_with_message(webhook: WebhookClient) -> None:
+def test_known_event_missing_fields_is_400_with_message(webhook: WebhookDriver) -> None:
     data = clerk_user(USER_ID)
     del data["updated_at"]
     status, body = webhook.send(clerk_event("user.updated", data))
@@ -322,7 +281,7 @@ def test_known_event_missing_fields_is_400_with_message(webhook: WebhookClient) 
     assert stored() is None
 
 
-def test_body_over_256_kib_is_413(webhook: WebhookClient) -> None:
+def test_body_over_256_kib_is_413(webhook: WebhookDriver) -> None:
     payload = created()
     payload["data"]["public_metadata"] = {"blob": "x" * (256 * 1024)}
     _assert_rejected(*webhook.send(payload), 413)
@@ -330,12 +289,12 @@ def test_body_over_256_kib_is_413(webhook: WebhookClient) -> None:
     assert stored() is None
 
 
-def test_unknown_event_type_is_acknowledged(webhook: WebhookClient) -> None:
+def test_unknown_event_type_is_acknowledged(webhook: WebhookDriver) -> None:
     payload = clerk_event("session.created", {"id": "sess_1", "object": "session"})
     assert webhook.send(payload) == (200, {"status": "ignored-event-type"})
 
 
-def test_invalid_base64_body_is_400(webhook: WebhookClient) -> None:
+def test_invalid_base64_body_is_400(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created())
     event = http_api_event("POST", "/webhooks/clerk", headers=delivery.headers)
     event.update(body="***not base64***", isBase64Encoded=True)
@@ -346,7 +305,7 @@ def test_invalid_base64_body_is_400(webhook: WebhookClient) -> None:
 # ---------------------------------------------------------------- signatures and event formats
 
 
-def test_rotated_secret_second_signature_matches(webhook: WebhookClient) -> None:
+def test_rotated_secret_second_signature_matches(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created())
     old = sign_delivery(new_webhook_secret(), delivery.body, message_id=delivery.message_id)
     headers = {
@@ -356,13 +315,13 @@ def test_rotated_secret_second_signature_matches(webhook: WebhookClient) -> None
     assert webhook.post(delivery, headers=headers) == (200, {"status": "applied"})
 
 
-def test_standard_webhooks_header_names_are_accepted(webhook: WebhookClient) -> None:
+def test_standard_webhooks_header_names_are_accepted(webhook: WebhookDriver) -> None:
     delivery = webhook.sign(created())
     headers = {name.replace("svix-", "webhook-"): value for name, value in delivery.headers.items()}
     assert webhook.post(delivery, headers=headers) == (200, {"status": "applied"})
 
 
-def test_signature_made_by_svix_library_is_accepted(webhook: WebhookClient) -> None:
+def test_signature_made_by_svix_library_is_accepted(webhook: WebhookDriver) -> None:
     body = json.dumps(created())
     when = datetime.now(UTC)
     signature = Webhook(webhook.secret).sign("msg_svixlib", when, body)
@@ -376,7 +335,7 @@ def test_signature_made_by_svix_library_is_accepted(webhook: WebhookClient) -> N
 
 @pytest.mark.parametrize("fmt", ["http", "rest"])
 @pytest.mark.parametrize("base64_body", [False, True])
-def test_both_event_formats_plain_and_base64(webhook: WebhookClient, fmt: str, base64_body: bool) -> None:
+def test_both_event_formats_plain_and_base64(webhook: WebhookDriver, fmt: str, base64_body: bool) -> None:
     delivery = webhook.sign(created())
     headers = {name.title(): value for name, value in delivery.headers.items()} if fmt == "rest" else None
     assert webhook.post(delivery, fmt=fmt, base64_body=base64_body, headers=headers) == (
@@ -386,7 +345,7 @@ def test_both_event_formats_plain_and_base64(webhook: WebhookClient, fmt: str, b
     assert stored() is not None
 
 
-def test_base64_body_is_verified_on_exact_bytes(webhook: WebhookClient) -> None:
+def test_base64_body_is_verified_on_exact_bytes(webhook: WebhookDriver) -> None:
     # Non-ASCII bytes survive base64 transport unchanged and still verify.
     delivery = webhook.sign(created(first_name="Zoë"))
     assert base64.b64decode(base64.b64encode(delivery.body)) == delivery.body
@@ -399,7 +358,7 @@ def test_base64_body_is_verified_on_exact_bytes(webhook: WebhookClient) -> None:
 
 
 def test_table_failure_is_5xx_with_failure_metric_and_no_payload_in_logs(
-    webhook: WebhookClient, capsys: pytest.CaptureFixture[str], logs: LogCapture
+    webhook: WebhookDriver, capsys: pytest.CaptureFixture[str], logs: LogCapture
 ) -> None:
     boto3.client("dynamodb").delete_table(TableName="usersync-test-users")
     capsys.readouterr()
@@ -415,7 +374,7 @@ def test_table_failure_is_5xx_with_failure_metric_and_no_payload_in_logs(
     assert webhook.secret not in logs.text
 
 
-def test_logs_carry_event_id_type_and_user_but_no_secrets(webhook: WebhookClient, logs: LogCapture) -> None:
+def test_logs_carry_event_id_type_and_user_but_no_secrets(webhook: WebhookDriver, logs: LogCapture) -> None:
     delivery = webhook.sign(created())
     webhook.post(delivery)
     processed = [record for record in logs.records if record["message"] == "webhook processed"]
@@ -426,7 +385,7 @@ def test_logs_carry_event_id_type_and_user_but_no_secrets(webhook: WebhookClient
 
 
 def test_metrics_emitted_with_source_dimension(
-    webhook: WebhookClient, capsys: pytest.CaptureFixture[str]
+    webhook: WebhookDriver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
     webhook.send(created())
@@ -445,17 +404,17 @@ def secret_arn_webhook(
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
-) -> tuple[WebhookClient, str]:
+) -> tuple[WebhookDriver, str]:
     secret = new_webhook_secret()
     arn = boto3.client("secretsmanager").create_secret(Name="usersync/test/webhook", SecretString=secret)[
         "ARN"
     ]
     monkeypatch.delenv("CLERK_WEBHOOK_SIGNING_SECRET", raising=False)
     monkeypatch.setenv("CLERK_WEBHOOK_SECRET_ARN", arn)
-    return WebhookClient(function_loader("webhook"), secret, lambda_context), arn
+    return WebhookDriver(function_loader("webhook"), secret, lambda_context), arn
 
 
-def test_secret_is_read_from_secrets_manager(secret_arn_webhook: tuple[WebhookClient, str]) -> None:
+def test_secret_is_read_from_secrets_manager(secret_arn_webhook: tuple[WebhookDriver, str]) -> None:
     webhook, _ = secret_arn_webhook
     assert webhook.send(created()) == (200, {"status": "applied"})
     # a delivery signed with another secret is still refused
@@ -463,7 +422,7 @@ def test_secret_is_read_from_secrets_manager(secret_arn_webhook: tuple[WebhookCl
 
 
 def test_unreadable_secret_is_503_so_svix_retries(
-    secret_arn_webhook: tuple[WebhookClient, str], logs: LogCapture
+    secret_arn_webhook: tuple[WebhookDriver, str], logs: LogCapture
 ) -> None:
     webhook, arn = secret_arn_webhook
     boto3.client("secretsmanager").delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)

@@ -1,25 +1,76 @@
-"""Reliability suite fixtures, hypothesis profiles (see support.py) and the end-of-run report."""
+"""Reliability suite fixtures (the authorizer keyed by a PEM, unreachable and hanging AWS endpoints),
+hypothesis profiles (see support.py) and the end-of-run report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
 
-from tests.helpers import FakeLambdaContext
-from tests.reliability.support import PROFILE, WebhookDriver, write_report
+from tests.reliability.support import PROFILE, unused_port, write_report
+from usersync.aws import reset_clients
+from usersync_dev.clerk import SigningKey
+
+# session_claims' default issuer: the tokens the suite mints pass the issuer check.
+ISSUER = "https://clerk.example.test"
+FAULT_TABLE = "usersync-test-users"
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    """The key the authorizer trusts (its PEM, or the JWKS a test serves for it)."""
+    return SigningKey.generate("ins_reliability_key")
 
 
 @pytest.fixture
-def webhook(
-    users_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-) -> WebhookDriver:
-    """The real webhook handler on a moto table, loaded once per test (one cold start)."""
-    return WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+def pem_authorizer_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """The authorizer's environment: `key`'s PEM (networkless), issuer checked, any azp."""
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    return key
+
+
+@pytest.fixture
+def pem_authorizer(
+    pem_authorizer_env: SigningKey, users_table: str, function_loader: Callable[[str], ModuleType]
+) -> ModuleType:
+    """The real authorizer handler on a moto table, trusting `key`."""
+    return function_loader("authorizer")
+
+
+@pytest.fixture
+def hanging_endpoint() -> Iterator[str]:
+    """A listener that accepts TCP connections and never answers: the client must time out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _table_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("USERS_TABLE_NAME", FAULT_TABLE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    reset_clients()
+    try:
+        yield FAULT_TABLE
+    finally:
+        reset_clients()
+
+
+@pytest.fixture
+def refused_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The user table behind an endpoint that refuses connections (clients built after this)."""
+    yield from _table_at(f"http://127.0.0.1:{unused_port()}", monkeypatch)
+
+
+@pytest.fixture
+def hanging_table(hanging_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The user table behind an endpoint that accepts connections and never answers."""
+    yield from _table_at(hanging_endpoint, monkeypatch)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability suite: hypothesis budgets, the run report, and handler drivers.
+"""Shared pieces of the reliability suite: hypothesis budgets, the run report, table access.
 
 Hypothesis settings are applied per test (as the `parent` of each test's own settings) instead of
 loading a global profile, so the rest of the suite keeps hypothesis' defaults.
@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import REPO_ROOT, FakeLambdaContext
+from tests.helpers import REPO_ROOT
 from usersync.aws import dynamodb_client
-from usersync_dev.apigw import http_api_event, rest_event
-from usersync_dev.clerk import SignedDelivery, sign_delivery
 
 # ---------------------------------------------------------------- hypothesis profiles
 
@@ -104,49 +101,12 @@ def without_synced_at(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if item is None else {k: v for k, v in item.items() if k != "syncedAt"}
 
 
-# ---------------------------------------------------------------- handler drivers
+# ---------------------------------------------------------------- faults
 
 
-@dataclass
-class Response:
-    status: int
-    body: dict[str, Any]
-    raw: dict[str, Any]
-
-
-def check_http_response(response: Any) -> Response:
-    """Assert the shape API Gateway needs from a proxy integration, and return it parsed."""
-    assert isinstance(response, dict), response
-    assert type(response["statusCode"]) is int and 100 <= response["statusCode"] <= 599
-    assert isinstance(response["body"], str)
-    body = json.loads(response["body"])
-    assert isinstance(body, dict)
-    headers = response.get("headers", {})
-    assert isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
-    return Response(response["statusCode"], body, response)
-
-
-class WebhookDriver:
-    """Signs deliveries as Svix does and hands them to the real webhook handler."""
-
-    def __init__(self, module: ModuleType, secret: str, context: FakeLambdaContext) -> None:
-        self.module = module
-        self.secret = secret
-        self.context = context
-
-    def sign(self, payload: dict[str, Any] | bytes, **kwargs: Any) -> SignedDelivery:
-        return sign_delivery(self.secret, payload, **kwargs)
-
-    def invoke(self, event: Any) -> Response:
-        return check_http_response(self.module.lambda_handler(event, self.context))
-
-    def post(
-        self, delivery: SignedDelivery, *, headers: Mapping[str, str] | None = None, fmt: str = "http"
-    ) -> Response:
-        build = http_api_event if fmt == "http" else rest_event
-        sent = dict(headers) if headers is not None else delivery.headers
-        return self.invoke(build("POST", "/webhooks/clerk", body=delivery.body, headers=sent))
-
-    def deliver(self, message_id: str, payload: dict[str, Any]) -> Response:
-        """One (re)delivery: Svix keeps the id and body, and signs with a fresh timestamp."""
-        return self.post(self.sign(json.dumps(payload).encode(), message_id=message_id))
+def unused_port() -> int:
+    """A loopback port nothing listens on once this returns: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FakeLambdaContext, LogCapture
+from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver
 from tests.jwks_server import JwksServer
-from tests.reliability.support import REPORT, WebhookDriver, scan_all
+from tests.reliability.support import REPORT, scan_all
 from usersync_dev.apigw import http_api_authorizer_event
 from usersync_dev.clerk import (
     SignedDelivery,

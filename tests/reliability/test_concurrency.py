@@ -9,7 +9,6 @@ update, and every delivery is answered 200.
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -19,8 +18,8 @@ from types import ModuleType
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import FakeLambdaContext
-from tests.reliability.support import REPORT, WebhookDriver, read_item, without_synced_at
+from tests.helpers import FakeLambdaContext, WebhookDriver
+from tests.reliability.support import REPORT, read_item, unused_port, without_synced_at
 from usersync.aws import dynamodb_client, reset_clients
 from usersync_dev.clerk import clerk_event, clerk_user
 from usersync_dev.template import create_users_table
@@ -31,16 +30,9 @@ UPDATES_PER_THREAD = 16
 T0 = 1_730_279_325_025
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = _free_port()
+    port = unused_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

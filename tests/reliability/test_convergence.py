@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -24,7 +24,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.reliability.support import REPORT, WebhookDriver, budget, read_item, without_synced_at
+from tests.helpers import WebhookDriver
+from tests.reliability.support import REPORT, budget, read_item, without_synced_at
 from usersync.aws import dynamodb_client
 from usersync.observability import logger
 from usersync_dev.apigw import http_api_authorizer_event
@@ -273,15 +274,8 @@ def mixed_scenarios(draw: st.DrawFn) -> tuple[list[History], list[TokenSync], li
 
 
 @pytest.fixture
-def authorizer(
-    users_table: str, monkeypatch: pytest.MonkeyPatch, function_loader: Callable[[str], ModuleType]
-) -> tuple[ModuleType, SigningKey]:
-    key = SigningKey.generate("ins_convergence")
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    return function_loader("authorizer"), key
+def authorizer(pem_authorizer: ModuleType, key: SigningKey) -> tuple[ModuleType, SigningKey]:
+    return pem_authorizer, key
 
 
 def _shifted(history: History, delta: int) -> History:

@@ -10,8 +10,6 @@ failure; /health answers 503 with a message; an unreachable JWKS denies, a cache
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -19,9 +17,9 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from tests.helpers import FakeLambdaContext, LogCapture, metric_counts
+from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, check_http_response, metric_counts
 from tests.jwks_server import JwksServer
-from tests.reliability.support import REPORT, WebhookDriver, check_http_response, scan_all
+from tests.reliability.support import REPORT, scan_all, unused_port
 from usersync.aws import dynamodb_client, health_clients, reset_clients
 from usersync_dev.apigw import http_api_authorizer_event, http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
@@ -39,22 +37,6 @@ DYNAMODB_ERRORS = [
     ("InternalServerError", 500),
     ("ServiceUnavailable", 503),
 ]
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def hanging_endpoint() -> Iterator[str]:
-    """A listener that accepts TCP connections and never answers: the client must time out."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def _update(updated_at: int = T0 + 5) -> dict[str, Any]:
@@ -105,22 +87,16 @@ def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
 
 
 def test_webhook_table_unreachable_is_5xx_and_failure_counted(
+    refused_table: str,
     webhook_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     REPORT["faults injected"] += 1
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")  # refused
-    reset_clients()
-    try:
-        webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
-        capsys.readouterr()
-        response = webhook.post(webhook.sign(_update()))
-    finally:
-        reset_clients()
+    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+    capsys.readouterr()
+    response = webhook.post(webhook.sign(_update()))
     assert 500 <= response.status <= 599 and response.body["status"] == "error"
     counts = metric_counts(capsys.readouterr().out, "webhook")
     assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
@@ -137,7 +113,7 @@ def test_aws_clients_fail_fast() -> None:
             (health_clients()[0], 1, 1, 2),
             (health_clients()[1], 1, 1, 2),
         ):
-            config = client.meta.config
+            config: Any = client.meta.config  # botocore-stubs do not declare Config's options
             assert config.connect_timeout <= max_connect and config.read_timeout <= max_read
             assert config.retries["total_max_attempts"] <= max_attempts
     finally:
@@ -145,11 +121,6 @@ def test_aws_clients_fail_fast() -> None:
 
 
 # ---------------------------------------------------------------- authorizer
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_fault_key")
 
 
 def _token(key: SigningKey, **overrides: Any) -> str:
@@ -161,20 +132,6 @@ def _authorize(module: ModuleType, context: FakeLambdaContext, token: str) -> di
     event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
     response: dict[str, Any] = module.lambda_handler(event, context)
     return response
-
-
-@pytest.fixture
-def pem_authorizer(
-    key: SigningKey,
-    users_table: str,
-    monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-) -> ModuleType:
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    return function_loader("authorizer")
 
 
 @pytest.mark.parametrize(("code", "http_status"), DYNAMODB_ERRORS)
@@ -201,25 +158,16 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
 
 
 def test_authorizer_table_unreachable_still_allows_and_counts_failure(
-    key: SigningKey,
-    monkeypatch: pytest.MonkeyPatch,
+    refused_table: str,
+    pem_authorizer_env: SigningKey,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     REPORT["faults injected"] += 1
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")
-    reset_clients()
-    try:
-        module = function_loader("authorizer")
-        capsys.readouterr()
-        response = _authorize(module, lambda_context, _token(key))
-    finally:
-        reset_clients()
+    module = function_loader("authorizer")
+    capsys.readouterr()
+    response = _authorize(module, lambda_context, _token(pem_authorizer_env))
     assert response["isAuthorized"] is True
     assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 1
     REPORT["faults handled"] += 1
@@ -357,22 +305,15 @@ def test_health_cloudwatch_outage_still_answers_503(
 
 
 def test_hanging_table_makes_webhook_answer_5xx(
+    hanging_table: str,
     webhook_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
-    hanging_endpoint: str,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
 ) -> None:
     """A table that accepts connections and never answers: read timeouts, bounded retries, 5xx."""
     REPORT["faults injected"] += 1
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", hanging_endpoint)
-    reset_clients()
-    try:
-        webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
-        response = webhook.post(webhook.sign(_update()))
-    finally:
-        reset_clients()
+    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+    response = webhook.post(webhook.sign(_update()))
     assert 500 <= response.status <= 599
-    assert json.loads(response.raw["body"])["status"] == "error"
+    assert response.body["status"] == "error"
     REPORT["faults handled"] += 1

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import FakeLambdaContext
-from tests.reliability.support import REPORT, WebhookDriver, budget, check_http_response
+from tests.helpers import FakeLambdaContext, WebhookDriver, check_http_response
+from tests.reliability.support import REPORT, budget
 from usersync_dev.apigw import http_api_event, method_arn
 from usersync_dev.clerk import SigningKey, clerk_user, session_claims
 
@@ -186,25 +186,6 @@ def test_webhook_time_out_of_range_is_400_not_a_crash(webhook: WebhookDriver, fi
 # ---------------------------------------------------------------- authorizer
 
 
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_fuzz_key")
-
-
-@pytest.fixture
-def authorizer(
-    key: SigningKey,
-    users_table: str,
-    monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-) -> ModuleType:
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    return function_loader("authorizer")
-
-
 def check_authorizer_response(module: ModuleType, event: Any, context: FakeLambdaContext) -> dict[str, Any]:
     try:
         response = module.lambda_handler(event, context)
@@ -225,9 +206,9 @@ def check_authorizer_response(module: ModuleType, event: Any, context: FakeLambd
     return response
 
 
-def test_authorizer_answers_any_event(authorizer: ModuleType, lambda_context: FakeLambdaContext) -> None:
+def test_authorizer_answers_any_event(pem_authorizer: ModuleType, lambda_context: FakeLambdaContext) -> None:
     def check(event: Any) -> None:
-        response = check_authorizer_response(authorizer, event, lambda_context)
+        response = check_authorizer_response(pem_authorizer, event, lambda_context)
         assert response.get("isAuthorized") is not True  # nothing here carries a valid token
 
     _fuzz("authorizer events", 300, events, check)
@@ -249,7 +230,7 @@ drifting_claims = st.fixed_dictionaries(
 
 
 def test_authorizer_answers_any_validly_signed_claims(
-    authorizer: ModuleType, key: SigningKey, lambda_context: FakeLambdaContext
+    pem_authorizer: ModuleType, key: SigningKey, lambda_context: FakeLambdaContext
 ) -> None:
     """Signed by the trusted key: claim validation and the table sync see drifting types and sizes."""
 
@@ -260,7 +241,7 @@ def test_authorizer_answers_any_validly_signed_claims(
         except (TypeError, ValueError):  # PyJWT cannot encode it: nobody can send it
             return
         event = http_api_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-        check_authorizer_response(authorizer, {**event, "type": "REQUEST"}, lambda_context)
+        check_authorizer_response(pem_authorizer, {**event, "type": "REQUEST"}, lambda_context)
 
     _fuzz("signed token claims", 200, drifting_claims, check)
 
@@ -271,10 +252,10 @@ def test_authorizer_answers_any_validly_signed_claims(
     ids=["cookies-bool", "cookies-int", "cookie-header-null"],
 )
 def test_authorizer_answers_non_list_cookies(
-    authorizer: ModuleType, lambda_context: FakeLambdaContext, event: dict[str, Any]
+    pem_authorizer: ModuleType, lambda_context: FakeLambdaContext, event: dict[str, Any]
 ) -> None:
     """Minimal case hypothesis found: `cookies` that is not a list must deny, not raise TypeError."""
-    assert check_authorizer_response(authorizer, event, lambda_context) == {"isAuthorized": False}
+    assert check_authorizer_response(pem_authorizer, event, lambda_context) == {"isAuthorized": False}
 
 
 @pytest.mark.parametrize("cookies", [True, 7], ids=["bool", "int"])

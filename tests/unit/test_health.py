@@ -6,7 +6,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -24,6 +24,9 @@ from usersync.health import (
     sync_metric_queries,
 )
 from usersync.settings import HealthSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
 
 TABLE = "usersync-test-users"
 
@@ -140,10 +143,11 @@ def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
 
 def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) -> None:
     cloudwatch = boto3.client("cloudwatch")
-    for dimensions in (
+    dimension_orders: tuple[list[DimensionTypeDef], ...] = (
         [{"Name": "service", "Value": "usersync"}, {"Name": "Source", "Value": "webhook"}],
         [{"Name": "Source", "Value": "authorizer"}, {"Name": "service", "Value": "usersync"}],  # EMF order
-    ):
+    )
+    for dimensions in dimension_orders:
         cloudwatch.put_metric_data(
             Namespace="usersync-unit",
             MetricData=[

@@ -14,7 +14,7 @@ from usersync_dev.runtime import (
     http_api_routes,
     local_parameters,
 )
-from usersync_dev.template import template
+from usersync_dev.template import TemplateDecodeError, load_template, template
 
 
 @pytest.fixture
@@ -96,3 +96,29 @@ def test_unsupported_intrinsics_fail_loudly(secrets: DevSecrets) -> None:
         values.resolve({"Fn::GetAtt": ["UsersTable", "Arn"]})
     with pytest.raises(TemplateError):
         values.resolve({"Ref": "NoSuchThing"})
+
+
+def test_template_short_form_tags_decode_to_their_long_form(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  Table:\n"
+        "    Type: AWS::DynamoDB::Table\n"
+        "    Properties:\n"
+        "      TableName: !Sub 'users-${Stage}'\n"
+        "      Arn: !GetAtt Other.Arn\n"
+        "      Name: !Ref Stage\n"
+    )
+    properties = load_template(path)["Resources"]["Table"]["Properties"]
+    assert properties == {
+        "TableName": {"Fn::Sub": "users-${Stage}"},
+        "Arn": {"Fn::GetAtt": ["Other", "Arn"]},
+        "Name": {"Ref": "Stage"},
+    }
+
+
+def test_an_unreadable_template_fails_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("Resources: [unclosed\n")
+    with pytest.raises(TemplateDecodeError, match=r"broken\.yaml"):
+        load_template(path)

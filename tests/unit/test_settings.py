@@ -8,6 +8,7 @@ from usersync.settings import (
     AuthorizerSettings,
     ConfigurationError,
     HealthSettings,
+    ReconcileSettings,
     TableSettings,
     WebhookSettings,
 )
@@ -81,3 +82,24 @@ def test_webhook_cold_start_fails_naming_the_variable(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_dGVzdA==")
     with pytest.raises(ConfigurationError, match="USERS_TABLE_NAME"):
         load_function("webhook")
+
+
+@pytest.mark.parametrize(
+    ("settings_class", "inline", "by_reference"),
+    [
+        (WebhookSettings, "CLERK_WEBHOOK_SIGNING_SECRET", "CLERK_WEBHOOK_SECRET_ARN"),
+        (AuthorizerSettings, "CLERK_JWT_KEY", "CLERK_JWKS_URL"),
+        (ReconcileSettings, "CLERK_SECRET_KEY", "CLERK_SECRET_KEY_ARN"),
+    ],
+)
+def test_each_one_of_two_pair_needs_either_and_names_both(
+    settings_class: type[WebhookSettings | AuthorizerSettings | ReconcileSettings],
+    inline: str,
+    by_reference: str,
+) -> None:
+    expected = f"missing required environment variable {inline} (or {by_reference})"
+    with pytest.raises(ConfigurationError) as raised:
+        settings_class.from_env({"USERS_TABLE_NAME": "t", inline: " ", by_reference: ""})
+    assert str(raised.value) == f"{settings_class.__name__}: {expected}"
+    for name in (inline, by_reference):
+        settings_class.from_env({"USERS_TABLE_NAME": "t", name: "value"})  # either one is enough

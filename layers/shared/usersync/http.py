@@ -1,4 +1,5 @@
-"""API Gateway proxy events (HTTP API 2.0 and REST 1.0) reduced to what the handlers need.
+"""API Gateway proxy events (HTTP API 2.0 and REST 1.0) reduced to what the handlers need, and the
+proxy response: the one place proxy-route shapes live (authorizer events: `usersync.authorizer`).
 
 Written by hand rather than with Powertools' resolvers: the webhook must see the exact raw bytes
 (signatures are over them) for both payload versions in one code path, before any routing.
@@ -10,7 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MAX_BODY_BYTES = 256 * 1024
@@ -28,23 +29,22 @@ class PayloadTooLargeError(ValueError):
 
 @dataclass(frozen=True)
 class HttpRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    cookies: dict[str, str] = field(default_factory=dict)
+    """What the webhook reads of a proxy event: the headers as sent and the exact body bytes."""
 
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
+    headers: dict[str, str]  # names as sent: whoever looks one up lower-cases once (HTTP is case-insensitive)
+    body: bytes
+
+
+def string_headers(raw: Any) -> dict[str, str]:
+    """The event's headers, entries that are not string pairs dropped (API Gateway sends only strings)."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {name: value for name, value in raw.items() if isinstance(name, str) and isinstance(value, str)}
 
 
 def lower_headers(raw: Any) -> dict[str, str]:
     """Header names lower-cased (HTTP names are case-insensitive); non-string entries dropped."""
-    if not isinstance(raw, Mapping):
-        return {}
-    return {
-        name.lower(): value for name, value in raw.items() if isinstance(name, str) and isinstance(value, str)
-    }
+    return {name.lower(): value for name, value in string_headers(raw).items()}
 
 
 def parse_cookies(values: list[str]) -> dict[str, str]:
@@ -95,21 +95,8 @@ def parse_proxy_event(event: Any) -> HttpRequest:
     """Normalise an HTTP API 2.0 or REST 1.0 proxy event; raises BadRequestError if it is neither."""
     if not isinstance(event, Mapping):
         raise BadRequestError("event is not an object")
-    headers = lower_headers(event.get("headers"))
-    context = event.get("requestContext")
-    context = context if isinstance(context, Mapping) else {}
-    http = context.get("http")
-    if isinstance(http, Mapping):  # payload 2.0
-        method, path = http.get("method"), event.get("rawPath") or http.get("path")
-    else:  # payload 1.0 (REST)
-        method, path = event.get("httpMethod"), event.get("path")
-    return HttpRequest(
-        method=method.upper() if isinstance(method, str) else "",
-        path=path if isinstance(path, str) else "",
-        headers=headers,
-        body=_body_bytes(event),
-        cookies=event_cookies(event, headers),
-    )
+    # Both payload versions carry `headers`, `body` and `isBase64Encoded` under the same names.
+    return HttpRequest(headers=string_headers(event.get("headers")), body=_body_bytes(event))
 
 
 def json_response(status_code: int, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +27,18 @@ class _EnvSettings(BaseModel):
     """Base: fields are aliased to their environment variable names; unknown variables are ignored."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # Pairs of fields of which at least one must be set (inline value, or where to fetch it from).
+    one_of_required: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_one_of_required(self) -> Self:
+        for first, second in self.one_of_required:
+            if not (getattr(self, first) or getattr(self, second)):
+                raise ValueError(
+                    f"missing required environment variable {_env_name(type(self), first)} "
+                    f"(or {_env_name(type(self), second)})"
+                )
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -37,6 +49,10 @@ class _EnvSettings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigurationError(_describe(cls, exc)) from None
+
+
+def _env_name(model: type[BaseModel], field_name: str) -> str:
+    return model.model_fields[field_name].alias or field_name
 
 
 def _describe(model: type[BaseModel], exc: ValidationError) -> str:
@@ -63,15 +79,7 @@ class WebhookSettings(TableSettings):
 
     webhook_signing_secret: str | None = Field(default=None, alias="CLERK_WEBHOOK_SIGNING_SECRET", repr=False)
     webhook_secret_arn: str | None = Field(default=None, alias="CLERK_WEBHOOK_SECRET_ARN")
-
-    @model_validator(mode="after")
-    def _one_secret_source(self) -> Self:
-        if not (self.webhook_signing_secret or self.webhook_secret_arn):
-            raise ValueError(
-                "missing required environment variable CLERK_WEBHOOK_SIGNING_SECRET "
-                "(or CLERK_WEBHOOK_SECRET_ARN)"
-            )
-        return self
+    one_of_required = (("webhook_signing_secret", "webhook_secret_arn"),)
 
 
 def _split_csv(value: Any) -> Any:
@@ -90,13 +98,9 @@ class AuthorizerSettings(TableSettings):
     # Clerk's SDKs treat a pending session (`sts: "pending"`, an unfinished session task) as signed out.
     allow_pending_sessions: bool = Field(default=False, alias="CLERK_ALLOW_PENDING_SESSIONS")
 
-    _split_parties = field_validator("authorized_parties", mode="before")(_split_csv)
+    one_of_required = (("jwt_key", "jwks_url"),)
 
-    @model_validator(mode="after")
-    def _one_key_source(self) -> Self:
-        if not (self.jwt_key or self.jwks_url):
-            raise ValueError("missing required environment variable CLERK_JWT_KEY (or CLERK_JWKS_URL)")
-        return self
+    _split_parties = field_validator("authorized_parties", mode="before")(_split_csv)
 
 
 class ReconcileSettings(TableSettings):
@@ -106,14 +110,7 @@ class ReconcileSettings(TableSettings):
     clerk_secret_key_arn: str | None = Field(default=None, alias="CLERK_SECRET_KEY_ARN")
     clerk_api_url: NonEmptyStr = Field(default="https://api.clerk.com", alias="CLERK_API_URL")
     prune: bool = Field(default=False, alias="RECONCILE_PRUNE")
-
-    @model_validator(mode="after")
-    def _one_key_source(self) -> Self:
-        if not (self.clerk_secret_key or self.clerk_secret_key_arn):
-            raise ValueError(
-                "missing required environment variable CLERK_SECRET_KEY (or CLERK_SECRET_KEY_ARN)"
-            )
-        return self
+    one_of_required = (("clerk_secret_key", "clerk_secret_key_arn"),)
 
 
 class HealthSettings(TableSettings):
