@@ -322,7 +322,7 @@ class LocalStack:
         table_name = _users_table_name(specs)
         create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
-        self.gateway = Gateway(functions, http_api_routes(), self.secrets)
+        self.gateway = Gateway(functions, http_api_routes(values), self.secrets)
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
         self._thread.start()
         self.info = StackInfo(
@@ -337,13 +337,18 @@ class LocalStack:
         return self.gateway(environ, start_response)
 
     def stop(self) -> None:
+        """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports."""
         if self.info is not None:
             clear_stack_info(self.info.pid, self.state_directory)
         if self._server is not None:
-            self._server.shutdown()
+            # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
+            if self._thread is not None and self._thread.is_alive():
+                self._server.shutdown()
             self._server.server_close()
+            self._server = None
         if self._moto is not None:
             self._moto.stop()
+            self._moto = None
 
 
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
@@ -414,28 +419,72 @@ def banner(stack: LocalStack) -> str:
     return "\n".join(lines)
 
 
+class StopRequested(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM (a BaseException, like KeyboardInterrupt,
+    so no `except Exception` on the way swallows it)."""
+
+
+# A second signal during shutdown exits at once, as a second Ctrl-C does in most servers.
+FORCED_EXIT_STATUS = 130
+# Shutdown normally takes well under a second (werkzeug polls every 0.5 s); past this a watchdog ends
+# the process anyway, so a stuck thread can never keep the port bound.
+SHUTDOWN_DEADLINE_SECONDS = 1.5
+
+
+class StopSignals:
+    """SIGINT/SIGTERM handling that cannot deadlock.
+
+    A Python signal handler runs in the main thread between bytecodes, possibly while that thread
+    holds a lock (an Event's, a logging handler's, stdout's). So the handler takes no lock and does
+    no I/O: the first signal raises `StopRequested` (interrupting `time.sleep` or startup, exactly as
+    the default SIGINT raises KeyboardInterrupt), a signal after that calls `os._exit`.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            os._exit(FORCED_EXIT_STATUS)
+        self.received = signum
+        raise StopRequested(signum)
+
+
+def _force_exit_after(seconds: float) -> None:
+    """A daemon watchdog that ends the process if shutdown has not finished in `seconds`."""
+    timer = threading.Timer(seconds, os._exit, args=(FORCED_EXIT_STATUS,))
+    timer.daemon = True
+    timer.start()
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     parameter_overrides: Mapping[str, str] | None = None,
 ) -> int:
-    """`usersync-dev serve`: run until Ctrl-C or SIGTERM."""
+    """`usersync-dev serve`: run until Ctrl-C or SIGTERM, then stop everything within 2 s."""
     # Our gateway logs one line per request itself; werkzeug's (and moto's, per AWS call) would be noise.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     stack = LocalStack(host=host, port=port, parameter_overrides=parameter_overrides)
-    stopping = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signals = StopSignals()
+    signals.install()
     try:
         stack.start()
         print(banner(stack), flush=True)
-        while not stopping.wait(0.5):
-            pass
+        while True:  # the signal handler raises out of this sleep
+            time.sleep(3600)
+    except StopRequested:
+        pass
     finally:
+        # From here on a signal forces the exit: mark the stop as begun before anything can block.
+        if signals.received is None:
+            signals.received = 0
+        _force_exit_after(SHUTDOWN_DEADLINE_SECONDS)
         stack.stop()
+    print("usersync local stack stopped", flush=True)
     return 0
