@@ -49,10 +49,10 @@ def _parameter_overrides(values: list[list[str]] | None) -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from usersync_dev.server import serve
+    from usersync_dev.server import exit_now, serve
 
     try:
-        return serve(
+        status = serve(
             host=args.host, port=args.port, parameter_overrides=_parameter_overrides(args.parameter_overrides)
         )
     except OSError as exc:
@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print("usersync-dev: is `make run` already running? Pick another port with --port.", file=sys.stderr)
         return 1
+    exit_now(status)
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import boto3
@@ -60,6 +60,8 @@ from usersync_dev.runtime import (
 )
 from usersync_dev.template import create_users_table
 
+# How often the gateway's serve loop checks for shutdown (socketserver's default is 0.5 s).
+GATEWAY_POLL_SECONDS = 0.1
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
 
@@ -323,7 +325,12 @@ class LocalStack:
         create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
         self.gateway = Gateway(functions, http_api_routes(values), self.secrets)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": GATEWAY_POLL_SECONDS},
+            name="gateway",
+            daemon=True,
+        )
         self._thread.start()
         self.info = StackInfo(
             pid=os.getpid(), gateway_url=gateway_url, moto_endpoint=moto_endpoint, table_name=table_name
@@ -337,18 +344,34 @@ class LocalStack:
         return self.gateway(environ, start_response)
 
     def stop(self) -> None:
-        """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports."""
+        """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports.
+
+        The gateway and moto shut down in parallel: each `shutdown()` waits for its server's next poll.
+        """
         if self.info is not None:
             clear_stack_info(self.info.pid, self.state_directory)
-        if self._server is not None:
-            # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
-            if self._thread is not None and self._thread.is_alive():
-                self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        stoppers = [
+            threading.Thread(target=self._stop_gateway, name="stop-gateway", daemon=True),
+            threading.Thread(target=self._stop_moto, name="stop-moto", daemon=True),
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+
+    def _stop_gateway(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
+        if self._thread is not None and self._thread.is_alive():
+            server.shutdown()
+        server.server_close()
+
+    def _stop_moto(self) -> None:
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            moto.stop()
 
 
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
@@ -486,5 +509,18 @@ def serve(
             signals.received = 0
         _force_exit_after(SHUTDOWN_DEADLINE_SECONDS)
         stack.stop()
-    print("usersync local stack stopped", flush=True)
+    # The real stdout: a request still in flight may have swapped sys.stdout to capture a handler's output.
+    print("usersync local stack stopped", file=sys.__stdout__, flush=True)
     return 0
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process once the stack is stopped, skipping interpreter teardown.
+
+    Everything that needs closing is closed by then (servers, sockets, the state record); tearing down
+    moto's large module graph would only add about a second before the shell prompt returns.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(status)
