@@ -93,8 +93,32 @@ def _language_extensions(node: Any, values: dict[str, Any], conditions: dict[str
         delimiter, source = node["Fn::Split"]
         text = _scalar(_language_extensions(source, values, conditions), values)
         return str(text).split(delimiter)
-    resolved = {key: _language_extensions(value, values, conditions) for key, value in node.items()}
-    return {key: value for key, value in resolved.items() if value is not _NO_VALUE}
+    members = {key: _language_extensions(value, values, conditions) for key, value in node.items()}
+    return {key: value for key, value in members.items() if value is not _NO_VALUE}
+
+
+def resolve_parameter_refs(node: Any, overrides: dict[str, Any]) -> Any:
+    """`node` with every `Ref` to a parameter replaced by its value (Number parameters as numbers),
+    as CloudFormation does when it creates the resources; other intrinsics are left alone."""
+    template = load_template()
+    values = parameter_values(template, overrides)
+
+    def typed(name: str) -> Any:
+        if template["Parameters"][name]["Type"] == "Number":
+            number = float(values[name])
+            return int(number) if number.is_integer() else number
+        return values[name]
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, list):
+            return [walk(element) for element in item]
+        if isinstance(item, dict):
+            if set(item) == {"Ref"} and item["Ref"] in values:
+                return typed(item["Ref"])
+            return {key: walk(value) for key, value in item.items()}
+        return item
+
+    return walk(node)
 
 
 class _NoManagedPolicies:
@@ -120,7 +144,7 @@ def translate(overrides: dict[str, Any]) -> dict[str, Any]:
                 properties[key] = f"s3://usersync-artifacts/{properties[key].strip('/')}.zip"
     template["Resources"] = resources
     template["Transform"] = "AWS::Serverless-2016-10-31"
-    translated = transform(template, dict(values), _NoManagedPolicies())  # type: ignore[arg-type]
+    translated: dict[str, Any] = transform(template, dict(values), _NoManagedPolicies())
     if rules is not None:
         translated["Rules"] = rules
     return translated
