@@ -62,8 +62,9 @@ class TemplateValues:
             raise TemplateError(f"!Ref {name}: no such parameter or resource")
         properties = resource.get("Properties", {})
         physical = next((properties[key] for key in ("TableName", "FunctionName") if key in properties), None)
-        if physical is not None:
-            return self.resolve(physical)
+        name_value = self.resolve(physical) if physical is not None else _NO_VALUE
+        if name_value is not _NO_VALUE:
+            return name_value
         # No physical name: CloudFormation generates `<stack>-<logical id>-<suffix>`; locally the same
         # without the random suffix, so restarts find the same table.
         return f"{self.ref('AWS::StackName')}-{name}"

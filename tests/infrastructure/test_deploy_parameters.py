@@ -205,7 +205,13 @@ def test_every_rule_explains_itself_and_uses_only_parameters() -> None:
         assert refs and set(refs) <= set(PARAMETERS), name
 
 
-def test_the_default_deploy_translates_and_the_table_has_a_generated_name() -> None:
+def test_the_table_name_is_generated_unless_a_retained_table_is_adopted() -> None:
     table = deployed()["Resources"]["UsersTable"]
     assert "TableName" not in table["Properties"]
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    retained = "usersync-dev-UsersTable-1A2B3C4D"
+    adopted = deployed(AdoptTableName=retained)["Resources"]["UsersTable"]
+    name = resolve_parameter_refs(
+        adopted["Properties"]["TableName"], {**DEPLOYABLE, "AdoptTableName": retained}
+    )
+    assert name == retained

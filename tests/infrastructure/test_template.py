@@ -265,8 +265,12 @@ def test_user_table_keys_protection_and_no_index() -> None:
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
     props = table["Properties"]
-    # A generated name: a retained table of a deleted stack never blocks redeploying the stage.
-    assert "TableName" not in props
+    # A generated name unless a retained table is adopted: a retained table of a deleted stack never
+    # blocks redeploying the stage.
+    assert props["TableName"] == {
+        "Fn::If": ["AdoptsTable", {"Ref": "AdoptTableName"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert PARAMETERS["AdoptTableName"]["Default"] == ""
     assert props["KeySchema"] == [{"AttributeName": "userId", "KeyType": "HASH"}]
     attributes = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
     assert attributes == {"userId": "S"}
