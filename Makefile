@@ -11,7 +11,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 FN ?= webhook
 EVENT ?= events/webhook-user-created.json
 
-.PHONY: help venv run test lint typecheck cfn-lint unit bench build deploy events invoke reconcile clean
+.PHONY: help venv run test lint typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
@@ -20,7 +20,8 @@ help:
 	@echo "make events   regenerate events/ with fresh signatures and tokens"
 	@echo "make invoke FN=webhook EVENT=events/...json   invoke a handler in-process"
 	@echo "make reconcile ARGS='--table T [--dry-run] [--prune]'   backfill/repair from Clerk (CLERK_SECRET_KEY)"
-	@echo "make build / make deploy   sam build / sam deploy (needs AWS credentials)"
+	@echo "make build / make deploy   sam build / sam deploy (needs AWS credentials), then the next steps"
+	@echo "make next-steps   print the Clerk setup with the deployed stack's URLs and secret ARN"
 
 $(STAMP): pyproject.toml layers/shared/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,8 +74,13 @@ build: $(SAM_STAMP)
 	$(SAM) build
 
 # Guided until samconfig.toml sets ClerkWebhookSecretArn (the guided run offers to save it there).
-deploy: build
+# Then prints the Clerk setup with the stack's real values (DescribeStacks with your credentials).
+deploy: build $(STAMP)
 	if grep -Eq '^[^#]*ClerkWebhookSecretArn' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+	$(BIN)/usersync-dev next-steps
+
+next-steps: $(STAMP)
+	$(BIN)/usersync-dev next-steps $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

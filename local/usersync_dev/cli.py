@@ -8,6 +8,7 @@
     usersync-dev events [--out DIR]
     usersync-dev invoke FN EVENT_FILE
     usersync-dev reconcile ...
+    usersync-dev next-steps [--stack-name S] [--region R] [--config-env default]
 
 Every command shares the dev key and webhook secret stored under `.local/` (see devstate), so tokens
 and signatures are the ones the running stack accepts.
@@ -50,10 +51,10 @@ def _parameter_overrides(values: list[list[str]] | None) -> dict[str, str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from usersync_dev.server import serve
+    from usersync_dev.server import exit_now, serve
 
     try:
-        return serve(
+        status = serve(
             host=args.host, port=args.port, parameter_overrides=_parameter_overrides(args.parameter_overrides)
         )
     except OSError as exc:
@@ -62,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print("usersync-dev: is `make run` already running? Pick another port with --port.", file=sys.stderr)
         return 1
+    exit_now(status)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -205,6 +207,16 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_steps(args: argparse.Namespace) -> int:
+    from usersync_dev.next_steps import NextStepsError, print_next_steps
+
+    try:
+        return print_next_steps(args.stack_name, args.region, args.config_env)
+    except NextStepsError as exc:
+        print(f"usersync-dev: {exc}", file=sys.stderr)
+        return 1
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     """`usersync_dev.reconcile_cmd`; with a local stack running (and no AWS endpoint chosen), against its
     table: `CLERK_SECRET_KEY=sk_test_... usersync-dev reconcile --dry-run`."""
@@ -282,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", metavar="FN", help="function folder (webhook, authorizer, health, me)")
     invoke.add_argument("event_file", metavar="EVENT_FILE")
     invoke.set_defaults(run=_invoke)
+
+    next_steps = commands.add_parser(
+        "next-steps", help="after `make deploy`: the Clerk setup with the deployed stack's values"
+    )
+    next_steps.add_argument("--stack-name", help="default: samconfig.toml")
+    next_steps.add_argument("--region", help="default: samconfig.toml")
+    next_steps.add_argument("--config-env", default="default", help="samconfig.toml environment")
+    next_steps.set_defaults(run=_next_steps)
 
     reconcile = commands.add_parser("reconcile", help="reconcile the table with Clerk", add_help=False)
     reconcile.add_argument("rest", nargs=argparse.REMAINDER)

@@ -60,7 +60,12 @@ class TemplateValues:
             raise TemplateError(f"!Ref {name}: no such parameter or resource")
         properties = resource.get("Properties", {})
         physical = next((properties[key] for key in ("TableName", "FunctionName") if key in properties), None)
-        return self.resolve(physical) if physical is not None else name
+        name_value = self.resolve(physical) if physical is not None else _NO_VALUE
+        if name_value is not _NO_VALUE:
+            return name_value
+        # No physical name: CloudFormation generates `<stack>-<logical id>-<suffix>`; locally the same
+        # without the random suffix, so restarts find the same table.
+        return f"{self.ref('AWS::StackName')}-{name}"
 
     def condition(self, name: str) -> bool:
         return self._truth(template().get("Conditions", {})[name])
@@ -234,25 +239,34 @@ def _logical_id(node: Any) -> str:
     raise TemplateError(f"expected !Ref or !GetAtt, got {node!r}")
 
 
-def _authorizers(api_id: str) -> tuple[dict[str, AuthorizerSpec], str | None]:
+def default_values() -> TemplateValues:
+    """The template's parameter defaults (what a deploy without overrides would use)."""
+    parameters = template().get("Parameters", {})
+    return TemplateValues({name: str(spec.get("Default", "")) for name, spec in parameters.items()})
+
+
+def _authorizers(api_id: str, values: TemplateValues) -> tuple[dict[str, AuthorizerSpec], str | None]:
     api = template()["Resources"].get(api_id, {})
     auth = api.get("Properties", {}).get("Auth", {})
     found = {}
     for name, config in auth.get("Authorizers", {}).items():
         if "FunctionArn" not in config:
             raise TemplateError(f"authorizer {name}: only Lambda authorizers run locally")
+        # Identity may be an !If on AuthMode (resolved before SAM by AWS::LanguageExtensions).
+        identity = values.resolve(config.get("Identity", {}))
         found[name] = AuthorizerSpec(
             name=name,
             function_id=_logical_id(config["FunctionArn"]),
             payload_version=str(config.get("AuthorizerPayloadFormatVersion", "2.0")),
             simple_responses=bool(config.get("EnableSimpleResponses", False)),
-            identity_headers=tuple(config.get("Identity", {}).get("Headers", [])),
+            identity_headers=tuple(identity.get("Headers", []) if isinstance(identity, dict) else []),
         )
     return found, auth.get("DefaultAuthorizer")
 
 
-def http_api_routes() -> list[Route]:
+def http_api_routes(values: TemplateValues | None = None) -> list[Route]:
     """Every HttpApi event of every function, with the authorizer API Gateway would run first."""
+    values = values or default_values()
     routes = []
     for logical_id, resource in template()["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -262,7 +276,7 @@ def http_api_routes() -> list[Route]:
                 continue
             properties = event.get("Properties", {})
             api_id = _logical_id(properties["ApiId"]) if "ApiId" in properties else "ServerlessHttpApi"
-            authorizers, default = _authorizers(api_id)
+            authorizers, default = _authorizers(api_id, values)
             name = properties.get("Auth", {}).get("Authorizer", default)
             routes.append(
                 Route(

@@ -124,11 +124,45 @@ def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
     }
 
 
+def declared_variables(logical_id: str) -> list[str]:
+    """The environment variables template.yaml declares for a function (Globals included): the only
+    ones `sam local invoke --env-vars` can set."""
+    from usersync_dev.template import template
+
+    globals_variables = template().get("Globals", {}).get("Function", {}).get("Environment", {})
+    own = template()["Resources"][logical_id].get("Properties", {}).get("Environment", {})
+    return sorted({**globals_variables.get("Variables", {}), **own.get("Variables", {})})
+
+
+def sam_local_env_vars(secrets: DevSecrets) -> dict[str, dict[str, str]]:
+    """`sam local invoke --env-vars` document: template function logical id → its variables.
+
+    The same values as `make invoke` and the local stack use: the dev `whsec_` secret inline (no
+    Secrets Manager) and the dev public key as CLERK_JWT_KEY (networkless: a container cannot reach the
+    local JWKS), so the signed events and tokens written beside it verify. Every declared variable is
+    listed, blank where no local value exists (blank counts as unset).
+    """
+    from usersync_dev.runtime import TemplateValues, function_specs, local_parameters
+
+    specs = function_specs(TemplateValues(local_parameters(secrets, jwks_url=None)), secrets)
+    return {
+        logical_id: {name: spec.environment.get(name, "") for name in declared_variables(logical_id)}
+        for logical_id, spec in sorted(specs.items())
+    }
+
+
+SAM_ENV_VARS_FILE = "env.json"
+
+
 def write_events(secrets: DevSecrets, directory: Path = EVENTS_DIR) -> list[Path]:
+    """The sample events and, beside them, the env-vars file that makes them verify under SAM."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, event in sample_events(secrets).items():
         path = directory / name
         path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")
         written.append(path)
+    env_vars = directory / SAM_ENV_VARS_FILE
+    env_vars.write_text(json.dumps(sam_local_env_vars(secrets), indent=2) + "\n", encoding="utf-8")
+    written.append(env_vars)
     return written

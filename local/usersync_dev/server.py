@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import boto3
@@ -60,6 +60,8 @@ from usersync_dev.runtime import (
 )
 from usersync_dev.template import create_users_table
 
+# How often the gateway's serve loop checks for shutdown (socketserver's default is 0.5 s).
+GATEWAY_POLL_SECONDS = 0.1
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
 
@@ -322,8 +324,13 @@ class LocalStack:
         table_name = _users_table_name(specs)
         create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
-        self.gateway = Gateway(functions, http_api_routes(), self.secrets)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        self.gateway = Gateway(functions, http_api_routes(values), self.secrets)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": GATEWAY_POLL_SECONDS},
+            name="gateway",
+            daemon=True,
+        )
         self._thread.start()
         self.info = StackInfo(
             pid=os.getpid(), gateway_url=gateway_url, moto_endpoint=moto_endpoint, table_name=table_name
@@ -337,13 +344,34 @@ class LocalStack:
         return self.gateway(environ, start_response)
 
     def stop(self) -> None:
+        """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports.
+
+        The gateway and moto shut down in parallel: each `shutdown()` waits for its server's next poll.
+        """
         if self.info is not None:
             clear_stack_info(self.info.pid, self.state_directory)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._moto is not None:
-            self._moto.stop()
+        stoppers = [
+            threading.Thread(target=self._stop_gateway, name="stop-gateway", daemon=True),
+            threading.Thread(target=self._stop_moto, name="stop-moto", daemon=True),
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+
+    def _stop_gateway(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
+        if self._thread is not None and self._thread.is_alive():
+            server.shutdown()
+        server.server_close()
+
+    def _stop_moto(self) -> None:
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            moto.stop()
 
 
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
@@ -418,28 +446,85 @@ def banner(stack: LocalStack) -> str:
     return "\n".join(lines)
 
 
+class StopRequested(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM (a BaseException, like KeyboardInterrupt,
+    so no `except Exception` on the way swallows it)."""
+
+
+# A second signal during shutdown exits at once, as a second Ctrl-C does in most servers.
+FORCED_EXIT_STATUS = 130
+# Shutdown normally takes well under a second (werkzeug polls every 0.5 s); past this a watchdog ends
+# the process anyway, so a stuck thread can never keep the port bound.
+SHUTDOWN_DEADLINE_SECONDS = 1.5
+
+
+class StopSignals:
+    """SIGINT/SIGTERM handling that cannot deadlock.
+
+    A Python signal handler runs in the main thread between bytecodes, possibly while that thread
+    holds a lock (an Event's, a logging handler's, stdout's). So the handler takes no lock and does
+    no I/O: the first signal raises `StopRequested` (interrupting `time.sleep` or startup, exactly as
+    the default SIGINT raises KeyboardInterrupt), a signal after that calls `os._exit`.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            os._exit(FORCED_EXIT_STATUS)
+        self.received = signum
+        raise StopRequested(signum)
+
+
+def _force_exit_after(seconds: float) -> None:
+    """A daemon watchdog that ends the process if shutdown has not finished in `seconds`."""
+    timer = threading.Timer(seconds, os._exit, args=(FORCED_EXIT_STATUS,))
+    timer.daemon = True
+    timer.start()
+
+
 def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     parameter_overrides: Mapping[str, str] | None = None,
 ) -> int:
-    """`usersync-dev serve`: run until Ctrl-C or SIGTERM."""
+    """`usersync-dev serve`: run until Ctrl-C or SIGTERM, then stop everything within 2 s."""
     # Our gateway logs one line per request itself; werkzeug's (and moto's, per AWS call) would be noise.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     stack = LocalStack(host=host, port=port, parameter_overrides=parameter_overrides)
-    stopping = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signals = StopSignals()
+    signals.install()
     try:
         stack.start()
         print(banner(stack), flush=True)
-        while not stopping.wait(0.5):
-            pass
+        while True:  # the signal handler raises out of this sleep
+            time.sleep(3600)
+    except StopRequested:
+        pass
     finally:
+        # From here on a signal forces the exit: mark the stop as begun before anything can block.
+        if signals.received is None:
+            signals.received = 0
+        _force_exit_after(SHUTDOWN_DEADLINE_SECONDS)
         stack.stop()
+    # The real stdout: a request still in flight may have swapped sys.stdout to capture a handler's output.
+    print("usersync local stack stopped", file=sys.__stdout__, flush=True)
     return 0
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process once the stack is stopped, skipping interpreter teardown.
+
+    Everything that needs closing is closed by then (servers, sockets, the state record); tearing down
+    moto's large module graph would only add about a second before the shell prompt returns.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(status)

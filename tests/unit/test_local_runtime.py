@@ -47,7 +47,8 @@ def test_environment_is_globals_plus_function_with_local_values(secrets: DevSecr
     specs = function_specs(values, secrets)
 
     webhook = specs["WebhookFunction"].environment
-    assert webhook["USERS_TABLE_NAME"] == "usersync-local-users"  # !Ref UsersTable → its !Sub TableName
+    # !Ref UsersTable without a TableName: a name generated from the stack and the logical id.
+    assert webhook["USERS_TABLE_NAME"] == "usersync-local-UsersTable"
     assert webhook["POWERTOOLS_METRICS_NAMESPACE"] == "usersync-local"
     assert webhook["POWERTOOLS_SERVICE_NAME"] == "usersync"
     assert webhook["CLERK_WEBHOOK_SIGNING_SECRET"] == secrets.webhook_secret

@@ -66,13 +66,6 @@ def test_earliest_tombstone_wins(repository: UserRepository) -> None:
     assert stored is not None and stored.deleted_at == 20
 
 
-def test_find_by_email_uses_the_index(repository: UserRepository) -> None:
-    repository.save(live(10, email="x@example.com"))
-    assert [user.user_id for user in repository.find_by_email("x@example.com")] == ["user_1"]
-    repository.save(UserRecord.tombstone("user_1", deleted_at=11))
-    assert repository.find_by_email("x@example.com") == []
-
-
 def test_live_record_without_updated_at_is_refused(repository: UserRepository) -> None:
     with pytest.raises(ValueError, match="updatedAt"):
         repository.save(UserRecord(user_id="user_1", source=SyncSource.AUTHORIZER))

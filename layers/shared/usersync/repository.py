@@ -18,8 +18,6 @@ from usersync.models import UserRecord
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-EMAIL_INDEX_NAME = "EmailIndex"
-
 UPSERT_CONDITION = (
     "attribute_not_exists(userId) OR (attribute_not_exists(deletedAt) AND updatedAt < :updatedAt)"
 )
@@ -123,16 +121,3 @@ class UserRepository:
             raise RepositoryError("GetItem", _error_code(exc)) from exc
         item = response.get("Item")
         return _from_item(dict(item)) if item else None
-
-    def find_by_email(self, email: str) -> list[UserRecord]:
-        """Live users with this primary email (the index holds no tombstones: they have no email)."""
-        try:
-            response = self._client.query(
-                TableName=self._table_name,
-                IndexName=EMAIL_INDEX_NAME,
-                KeyConditionExpression="email = :email",
-                ExpressionAttributeValues={":email": {"S": email}},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("Query", _error_code(exc)) from exc
-        return [_from_item(dict(item)) for item in response.get("Items", [])]
