@@ -158,7 +158,7 @@ def _invoke(args: argparse.Namespace) -> int:
         local_parameters,
     )
     from usersync_dev.server import cloudwatch_sink, use_local_aws
-    from usersync_dev.template import create_users_table
+    from usersync_dev.template import create_organizations_table, create_users_table
 
     stack = running_stack()
     use_local_aws(stack.moto_endpoint if stack else None)
@@ -185,7 +185,10 @@ def _invoke(args: argparse.Namespace) -> int:
         if stack is None:
             import boto3
 
-            create_users_table(boto3.client("dynamodb"), spec.environment["USERS_TABLE_NAME"])
+            dynamodb = boto3.client("dynamodb")
+            create_users_table(dynamodb, spec.environment["USERS_TABLE_NAME"])
+            if "ORGANIZATIONS_TABLE_NAME" in spec.environment:
+                create_organizations_table(dynamodb, spec.environment["ORGANIZATIONS_TABLE_NAME"])
         where = (
             f"the local stack at {stack.gateway_url}" if stack else "an in-process moto (no stack running)"
         )
@@ -206,6 +209,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
         use_local_aws(stack.moto_endpoint)
         os.environ.setdefault("USERS_TABLE_NAME", stack.table_name)
+        if stack.organizations_table_name:
+            os.environ.setdefault("ORGANIZATIONS_TABLE_NAME", stack.organizations_table_name)
     try:
         # Imported late: it creates AWS clients and reads USERS_TABLE_NAME from the environment above.
         module = importlib.import_module("usersync_dev.reconcile_cmd")

@@ -58,7 +58,7 @@ from usersync_dev.runtime import (
     http_api_routes,
     local_parameters,
 )
-from usersync_dev.template import create_users_table
+from usersync_dev.template import create_organizations_table, create_users_table
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
@@ -321,12 +321,18 @@ class LocalStack:
         specs = function_specs(values, self.secrets)
         table_name = _users_table_name(specs)
         create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
+        organizations_table = _table_name(specs, "ORGANIZATIONS_TABLE_NAME")
+        create_organizations_table(moto_client("dynamodb", moto_endpoint), organizations_table)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
         self.gateway = Gateway(functions, http_api_routes(), self.secrets)
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
         self._thread.start()
         self.info = StackInfo(
-            pid=os.getpid(), gateway_url=gateway_url, moto_endpoint=moto_endpoint, table_name=table_name
+            pid=os.getpid(),
+            gateway_url=gateway_url,
+            moto_endpoint=moto_endpoint,
+            table_name=table_name,
+            organizations_table_name=organizations_table,
         )
         write_stack_info(self.info, self.state_directory)
         return self.info
@@ -347,12 +353,12 @@ class LocalStack:
 
 
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
-    names = {
-        spec.environment["USERS_TABLE_NAME"]
-        for spec in specs.values()
-        if "USERS_TABLE_NAME" in spec.environment
-    }
-    (name,) = names
+    return _table_name(specs, "USERS_TABLE_NAME")
+
+
+def _table_name(specs: Mapping[str, FunctionSpec], variable: str) -> str:
+    """The one table name the functions' `variable` holds."""
+    (name,) = {spec.environment[variable] for spec in specs.values() if variable in spec.environment}
     return name
 
 
