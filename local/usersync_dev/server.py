@@ -404,13 +404,19 @@ def banner(stack: LocalStack) -> str:
     email = "ada@example.com"
     curl = "curl -sS --fail-with-body --max-time 10 -w '\\n'"
     # Commands are indented 4 spaces, their captions 2: no `#` comments, which zsh would try to run.
+    org = "org_2dev0analytical0engine00"
     lines += [
         "  1. Send a signed Clerk user.created webhook, as Svix delivers it:",
         f"    {command} webhook created --user-id {user} --email {email} --first-name Ada",
-        "  2. Mint a 60-second session token for that user and call the protected route with it:",
+        "  2. Create an organization and make that user its admin (organization, then membership event):",
+        f"    {command} webhook organization.created --org-id {org} --name 'Analytical Engines'",
+        f"    {command} webhook organizationMembership.created --org-id {org} --user-id {user}"
+        f" --role org:admin --name 'Analytical Engines'",
+        "  3. Mint a 60-second session token for that user and call the protected route with it"
+        " (profile and organizations):",
         f"    TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
-        "  3. The public health check (table reachable, sync failure rate from the local CloudWatch):",
+        "  4. The public health check (table reachable, sync failure rate from the local CloudWatch):",
         f"    {curl} {url}/health",
     ]
     lines += [
