@@ -21,6 +21,7 @@ one wins, and a lost condition is stale or (same svix-id) a duplicate, both succ
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -489,24 +490,39 @@ class OrganizationRepository:
             return []
         return [r for r in records if isinstance(r, MembershipRecord) and not r.is_tombstone]
 
-    def scan_versions(self) -> dict[tuple[str, str], tuple[int | None, int | None]]:
-        """(pk, sk) -> (updatedAt, deletedAt) of every item: one paginated, eventually consistent Scan
-        (reconciliation's snapshot; the conditional put decides, so staleness is harmless)."""
-        versions: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+    def scan_versions(self) -> dict[tuple[str, str], StoredVersion]:
+        """(pk, sk) -> what reconciliation needs of every item: one paginated, eventually consistent Scan
+        (a snapshot that only picks what to write: the conditional put decides, so staleness is harmless)."""
+        versions: dict[tuple[str, str], StoredVersion] = {}
         try:
             for page in self._client.get_paginator("scan").paginate(
-                TableName=self._table_name, ProjectionExpression="pk, sk, updatedAt, deletedAt"
+                TableName=self._table_name,
+                ProjectionExpression="pk, sk, orgId, membershipId, userId, updatedAt, deletedAt",
             ):
                 for item in page.get("Items", []):
                     plain = _plain(item)
                     updated, deleted = plain.get("updatedAt"), plain.get("deletedAt")
-                    versions[(str(plain.get("pk")), str(plain.get("sk")))] = (
-                        updated if isinstance(updated, int) else None,
-                        deleted if isinstance(deleted, int) else None,
+                    versions[(str(plain.get("pk")), str(plain.get("sk")))] = StoredVersion(
+                        org_id=str(plain.get("orgId", "")),
+                        membership_id=str(plain.get("membershipId", "")),
+                        user_id=str(plain.get("userId", "")),
+                        updated_at=updated if isinstance(updated, int) else None,
+                        deleted_at=deleted if isinstance(deleted, int) else None,
                     )
         except (ClientError, BotoCoreError) as exc:
             raise RepositoryError("Scan", _error_code(exc)) from exc
         return versions
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """An item's identity and version, as reconciliation's snapshot holds it."""
+
+    org_id: str
+    membership_id: str
+    user_id: str
+    updated_at: int | None
+    deleted_at: int | None
 
 
 def without_deleted_users(
