@@ -152,7 +152,7 @@ def items() -> dict[tuple[str, str], dict[str, Any]]:
     kwargs: dict[str, Any] = {"ConsistentRead": True}
     while True:
         page = table.scan(**kwargs)
-        found.update({(item["pk"], item["sk"]): item for item in page["Items"]})
+        found.update({(str(item["pk"]), str(item["sk"])): item for item in page["Items"]})
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -122,11 +122,11 @@ def events_of(world: World, ids: Ids) -> list[dict[str, Any]]:
     """Every event the world's history produced (order irrelevant: the schedule picks one)."""
     events: list[dict[str, Any]] = []
     for org_id, history in zip(ids.orgs, world.orgs, strict=True):
-        for index, version in enumerate(history.versions):
-            data = clerk_organization(org_id, name=version.name, slug=_slug(version.name), created_at=T_MIN,
-                                      updated_at=version.updated_at)  # fmt: skip
+        for index, org_version in enumerate(history.versions):
+            data = clerk_organization(org_id, name=org_version.name, slug=_slug(org_version.name),
+                                      created_at=T_MIN, updated_at=org_version.updated_at)  # fmt: skip
             kind = "organization.created" if index == 0 else "organization.updated"
-            events.append(clerk_event(kind, data, timestamp=version.updated_at))
+            events.append(clerk_event(kind, data, timestamp=org_version.updated_at))
         if history.deleted_at is not None:
             events.append(
                 clerk_event(
