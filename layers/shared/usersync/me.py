@@ -32,7 +32,9 @@ def profile(record: UserRecord) -> dict[str, Any]:
     }
 
 
-def _newest_names(membership: MembershipRecord, organization: OrganizationRecord | None) -> tuple[Any, Any]:
+def _newest_names(
+    membership: MembershipRecord, organization: OrganizationRecord | None
+) -> tuple[str | None, str | None]:
     """(name, slug) from the newest organization record: its profile, unless the membership's embedded
     copy is strictly newer (or there is no profile yet)."""
     if organization is not None and (organization.updated_at or 0) >= (membership.org_updated_at or 0):
