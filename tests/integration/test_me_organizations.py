@@ -199,3 +199,36 @@ def test_members_of_a_deleted_organization_or_user_are_not_returned(stack: Stack
     assert [m.user_id for m in live] == [USER] and dict(calls.calls) == {"BatchGetItem": 1}
     stack.send(organization_event("organization.deleted", "org_a", timestamp=T0 + 4))
     assert repository.members_of_organization("org_a") == []
+
+
+def test_reading_is_tolerant_of_foreign_attributes_and_fails_closed_on_unreadable_items(stack: Stack) -> None:
+    stack.user()
+    stack.join("org_a", name="Acme")
+    client = dynamodb_client()
+    # Someone else's attributes of any type on our items are ignored...
+    client.update_item(
+        TableName=ORGS_TABLE,
+        Key={"pk": {"S": "ORG#org_a"}, "sk": {"S": f"MEMBER#orgmem_org_a_{USER}"}},
+        UpdateExpression="SET tags = :l, meta = :m, score = :d, flag = :b",
+        ExpressionAttributeValues={
+            ":l": {"L": [{"S": "x"}]},
+            ":m": {"M": {"k": {"N": "1"}}},
+            ":d": {"N": "1.5"},
+            ":b": {"BOOL": True},
+        },
+    )
+    # ...and so is an item of a kind we do not write, even in the user's index
+    client.put_item(
+        TableName=ORGS_TABLE,
+        Item={
+            "pk": {"S": "ORG#org_a"},
+            "sk": {"S": "NOTE#1"},
+            "gsi1pk": {"S": f"USER#{USER}"},
+            "gsi1sk": {"S": "X"},
+        },
+    )
+    assert [o["orgId"] for o in stack.organizations()] == ["org_a"]
+    # A profile item that cannot be read (no orgId) is a read failure: 503, not a guess
+    client.put_item(TableName=ORGS_TABLE, Item={"pk": {"S": "ORG#org_a"}, "sk": {"S": "PROFILE"}})
+    status, body = stack.me()
+    assert (status, body["status"]) == (503, "error")
