@@ -90,3 +90,16 @@ def logs() -> Iterator[LogCapture]:
     capture = LogCapture()
     yield capture
     capture.close()
+
+
+ORGANIZATIONS_TABLE_NAME = "usersync-test-organizations"
+
+
+@pytest.fixture
+def organizations_table(users_table: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The organizations table (CONTRACT §11) beside the user table, created from template.yaml."""
+    from usersync_dev.template import create_organizations_table
+
+    create_organizations_table(dynamodb_client(), ORGANIZATIONS_TABLE_NAME)
+    monkeypatch.setenv("ORGANIZATIONS_TABLE_NAME", ORGANIZATIONS_TABLE_NAME)
+    return ORGANIZATIONS_TABLE_NAME

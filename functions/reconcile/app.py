@@ -10,7 +10,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
 from usersync.observability import logger, metrics
-from usersync.reconcile import ClerkUsersClient, reconcile
+from usersync.organizations import OrganizationRepository
+from usersync.reconcile import reconcile
+from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
 from usersync.settings import ReconcileSettings
 
 settings = ReconcileSettings.from_env()
@@ -33,7 +35,7 @@ def secret_key(config: ReconcileSettings) -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
     dry_run = isinstance(event, dict) and event.get("dryRun") is True
-    clerk = ClerkUsersClient(secret_key(settings), settings.clerk_api_url)
+    clerk = ClerkOrganizationsClient(secret_key(settings), settings.clerk_api_url)
     report = reconcile(
         clerk,
         dynamodb_client(),
@@ -42,4 +44,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         prune=settings.prune,
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
-    return report.counts()
+    # Organizations and memberships (CONTRACT §11), when the deployment has their table.
+    organizations = OrganizationRepository.from_env(dynamodb_client())
+    if organizations is None:
+        return report.counts()
+    organizations_report = reconcile_organizations(
+        clerk,
+        organizations,
+        dry_run=dry_run,
+        prune=settings.prune,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
+    return {**report.counts(), "organizations": organizations_report.counts()}

@@ -1,4 +1,4 @@
-"""POST /webhooks/clerk: Clerk (Svix) user events applied to the user table."""
+"""POST /webhooks/clerk: Clerk (Svix) user, organization and membership events applied to their tables."""
 
 from typing import Any
 
@@ -9,6 +9,7 @@ from usersync.http import BadRequestError, PayloadTooLargeError, json_response, 
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
 from usersync.observability import logger, metrics
+from usersync.organizations import OrganizationRepository
 from usersync.repository import RepositoryError, UserRepository
 from usersync.settings import WebhookSettings
 from usersync.webhooks import (
@@ -22,6 +23,7 @@ from usersync.webhooks import (
 
 settings = WebhookSettings.from_env()
 repository = UserRepository(dynamodb_client(), settings.users_table_name)
+organizations = OrganizationRepository.from_env(dynamodb_client())
 
 _REJECTION_STATUS: dict[type[Exception], int] = {
     SignatureError: 401,
@@ -35,7 +37,9 @@ _REJECTION_STATUS: dict[type[Exception], int] = {
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        result = process_webhook(parse_proxy_event(event), signing_secret(settings), repository)
+        result = process_webhook(
+            parse_proxy_event(event), signing_secret(settings), repository, organizations
+        )
     except (WebhookError, BadRequestError, PayloadTooLargeError) as exc:
         status_code = _REJECTION_STATUS[type(exc)]
         reason = exc.reason if isinstance(exc, WebhookError) else str(exc)

@@ -275,3 +275,97 @@ def mint_token(key: SigningKey, claims: dict[str, Any], *, headers: dict[str, An
     return jwt.encode(
         claims, key.private_pem(), algorithm="RS256", headers={"kid": key.kid, **(headers or {})}
     )
+
+
+# ---------------------------------------------------------------- organizations and memberships
+# Shapes from Clerk's Backend API (Organization, OrganizationMembership) and from real deliveries: a real
+# organizationMembership.deleted carries the whole membership (role, role_name, permissions...).
+
+ROLE_PERMISSIONS = {
+    "org:admin": [
+        "org:sys_domains:manage",
+        "org:sys_domains:read",
+        "org:sys_memberships:manage",
+        "org:sys_memberships:read",
+        "org:sys_profile:delete",
+        "org:sys_profile:manage",
+    ],
+    "org:member": ["org:sys_memberships:read"],
+}
+
+
+def new_org_id() -> str:
+    return "org_" + uuid.uuid4().hex[:27]
+
+
+def new_membership_id() -> str:
+    return "orgmem_" + uuid.uuid4().hex[:24]
+
+
+def clerk_organization(
+    org_id: str,
+    *,
+    name: str = "Acme Inc",
+    slug: str | None = "acme-inc",
+    image_url: str | None = "https://img.clerk.com/acme.png",
+    created_at: int | None = None,
+    updated_at: int | None = None,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """The `data` of organization.created / organization.updated (and an entry of GET /v1/organizations)."""
+    created = created_at if created_at is not None else now_ms()
+    return {
+        "object": "organization",
+        "id": org_id,
+        "name": name,
+        "slug": slug,
+        "image_url": image_url,
+        "has_image": image_url is not None,
+        "max_allowed_memberships": 5,
+        "admin_delete_enabled": True,
+        "public_metadata": {},
+        "private_metadata": {},
+        "created_by": created_by,
+        "created_at": created,
+        "updated_at": updated_at if updated_at is not None else created,
+    }
+
+
+def deleted_organization(org_id: str) -> dict[str, Any]:
+    return {"deleted": True, "id": org_id, "object": "organization"}
+
+
+def clerk_membership(
+    membership_id: str,
+    *,
+    organization: dict[str, Any],
+    user_id: str,
+    role: str = "org:member",
+    created_at: int | None = None,
+    updated_at: int | None = None,
+    identifier: str = "ada@example.com",
+) -> dict[str, Any]:
+    """The `data` of organizationMembership.created|updated|deleted (and of GET .../memberships)."""
+    created = created_at if created_at is not None else now_ms()
+    role_key = role.removeprefix("org:")
+    return {
+        "object": "organization_membership",
+        "id": membership_id,
+        "role": role,
+        "role_name": role_key.replace("_", " ").title(),
+        "permissions": ROLE_PERMISSIONS.get(role, []),
+        "public_metadata": {},
+        "private_metadata": {},
+        "organization": organization,
+        "public_user_data": {
+            "user_id": user_id,
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "image_url": "https://img.clerk.com/ada.png",
+            "has_image": True,
+            "identifier": identifier,
+            "username": None,
+        },
+        "created_at": created,
+        "updated_at": updated_at if updated_at is not None else created,
+    }

@@ -5,6 +5,9 @@
                        [--org-id O [--org-slug S] [--org-role R]] [--pending] [--actor ID] [--v1]
     usersync-dev webhook {created,updated,deleted} --user-id ID [--email E] [--first-name F]
                          [--url URL] [--print]
+    usersync-dev webhook organization.{created,updated,deleted} --org-id ORG [--name N] [--slug S]
+    usersync-dev webhook organizationMembership.{created,updated,deleted} --org-id ORG --user-id ID
+                         [--role org:admin] [--name N] [--membership-id ID]
     usersync-dev events [--out DIR]
     usersync-dev invoke FN EVENT_FILE
     usersync-dev reconcile ...
@@ -100,11 +103,57 @@ def _default_webhook_url() -> str:
     return base + _route("webhook").path
 
 
+USER_KINDS = ("created", "updated", "deleted")
+ORGANIZATION_KINDS = tuple(
+    f"{family}.{action}" for family in ("organization", "organizationMembership") for action in USER_KINDS
+)
+
+
+def _slug(name: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) or "org"
+
+
+def _organization_payload(args: argparse.Namespace, now: int) -> dict[str, Any]:
+    """organization.* and organizationMembership.* events; the membership id defaults to one derived
+    from (organization, user), so `created` then `deleted` name the same membership."""
+    import uuid
+
+    from usersync_dev.clerk import clerk_event, clerk_membership, clerk_organization, deleted_organization
+
+    if not args.org_id:
+        raise SystemExit(f"usersync-dev: webhook {args.kind} needs --org-id")
+    name = args.name or "Acme Inc"
+    organization = clerk_organization(args.org_id, name=name, slug=args.slug or _slug(name), updated_at=now)
+    if args.kind == "organization.deleted":
+        return clerk_event(args.kind, deleted_organization(args.org_id), timestamp=now)
+    if args.kind.startswith("organization."):
+        return clerk_event(args.kind, organization, timestamp=now)
+    if not args.user_id:
+        raise SystemExit(f"usersync-dev: webhook {args.kind} needs --user-id")
+    membership_id = (
+        args.membership_id
+        or "orgmem_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{args.org_id}/{args.user_id}").hex[:24]
+    )
+    membership = clerk_membership(
+        membership_id,
+        organization=organization,
+        user_id=args.user_id,
+        role=args.role,
+        updated_at=now,
+        identifier=args.email or "ada@example.com",
+    )
+    return clerk_event(args.kind, membership, timestamp=now)
+
+
 def _webhook_payload(args: argparse.Namespace) -> dict[str, Any]:
     from usersync_dev.clerk import clerk_event, clerk_user, deleted_user, now_ms
 
     # A fresh, increasing updated_at: a later update always wins the table's conditional write.
     now = now_ms()
+    if args.kind in ORGANIZATION_KINDS:
+        return _organization_payload(args, now)
+    if not args.user_id:
+        raise SystemExit(f"usersync-dev: webhook {args.kind} needs --user-id")
     if args.kind == "deleted":
         return clerk_event("user.deleted", deleted_user(args.user_id), timestamp=now)
     data = clerk_user(
@@ -170,7 +219,7 @@ def _invoke(args: argparse.Namespace) -> int:
         local_parameters,
     )
     from usersync_dev.server import cloudwatch_sink, use_local_aws
-    from usersync_dev.template import create_users_table
+    from usersync_dev.template import create_organizations_table, create_users_table
 
     stack = running_stack()
     use_local_aws(stack.moto_endpoint if stack else None)
@@ -197,7 +246,10 @@ def _invoke(args: argparse.Namespace) -> int:
         if stack is None:
             import boto3
 
-            create_users_table(boto3.client("dynamodb"), spec.environment["USERS_TABLE_NAME"])
+            dynamodb = boto3.client("dynamodb")
+            create_users_table(dynamodb, spec.environment["USERS_TABLE_NAME"])
+            if "ORGANIZATIONS_TABLE_NAME" in spec.environment:
+                create_organizations_table(dynamodb, spec.environment["ORGANIZATIONS_TABLE_NAME"])
         where = (
             f"the local stack at {stack.gateway_url}" if stack else "an in-process moto (no stack running)"
         )
@@ -228,6 +280,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
         use_local_aws(stack.moto_endpoint)
         os.environ.setdefault("USERS_TABLE_NAME", stack.table_name)
+        if stack.organizations_table_name:
+            os.environ.setdefault("ORGANIZATIONS_TABLE_NAME", stack.organizations_table_name)
     try:
         # Imported late: it creates AWS clients and reads USERS_TABLE_NAME from the environment above.
         module = importlib.import_module("usersync_dev.reconcile_cmd")
@@ -275,9 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--v1", action="store_true", help="the deprecated v1 shape (org_id/org_slug/org_role)")
     token.set_defaults(run=_token)
 
-    webhook = commands.add_parser("webhook", help="sign a Clerk user event with the dev secret and POST it")
-    webhook.add_argument("kind", choices=["created", "updated", "deleted"])
-    webhook.add_argument("--user-id", required=True)
+    webhook = commands.add_parser(
+        "webhook", help="sign a Clerk user, organization or membership event with the dev secret and POST it"
+    )
+    webhook.add_argument(
+        "kind",
+        choices=[*USER_KINDS, *ORGANIZATION_KINDS],
+        help="created/updated/deleted (a user), or organization.* / organizationMembership.*",
+    )
+    webhook.add_argument("--user-id", help="Clerk user id (user events and memberships)")
+    webhook.add_argument("--org-id", help="Clerk organization id (org_...)")
+    webhook.add_argument("--name", help="organization name (default: Acme Inc)")
+    webhook.add_argument("--slug", help="organization slug (default: from the name)")
+    webhook.add_argument("--role", default="org:member", help="membership role (default: org:member)")
+    webhook.add_argument("--membership-id", help="default: derived from the organization and user ids")
     webhook.add_argument("--email", help="primary email (omitted: a phone-only user)")
     webhook.add_argument("--first-name")
     webhook.add_argument("--last-name")

@@ -93,6 +93,7 @@ class StackInfo:
     moto_endpoint: str
     table_name: str
     region: str = REGION
+    organizations_table_name: str = ""
 
 
 def write_stack_info(info: StackInfo, directory: Path | None = None) -> Path:

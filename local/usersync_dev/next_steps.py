@@ -39,15 +39,16 @@ class DeployedStack:
 
 
 def subscribed_events() -> list[str]:
-    """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant it declares."""
-    from usersync import webhooks
+    """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant its modules declare."""
+    from usersync import organizations, webhooks
 
     events: set[str] = set()
-    for name, value in vars(webhooks).items():
-        if name.endswith("_EVENT") and isinstance(value, str):
-            events.add(value)
-        elif name.endswith("_EVENTS") and isinstance(value, frozenset | set | tuple | list):
-            events.update(str(item) for item in value)
+    for module in (webhooks, organizations):
+        for name, value in vars(module).items():
+            if name.endswith("_EVENT") and isinstance(value, str):
+                events.add(value)
+            elif name.endswith("_EVENTS") and isinstance(value, frozenset | set | tuple | list):
+                events.update(str(item) for item in value)
     return sorted(events)
 
 

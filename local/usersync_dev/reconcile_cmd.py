@@ -14,14 +14,15 @@ import sys
 
 from usersync.aws import dynamodb_client
 from usersync.observability import metrics
+from usersync.organizations import OrganizationRepository
 from usersync.reconcile import (
     DEFAULT_API_URL,
     DEFAULT_MAX_RETRIES,
     MAX_PAGE_SIZE,
-    ClerkUsersClient,
     ReconcileError,
     reconcile,
 )
+from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--table", default=os.environ.get("USERS_TABLE_NAME"), help="user table (default: $USERS_TABLE_NAME)"
+    )
+    parser.add_argument(
+        "--organizations-table",
+        default=os.environ.get("ORGANIZATIONS_TABLE_NAME"),
+        help="organizations table, reconciled too when given (default: $ORGANIZATIONS_TABLE_NAME)",
     )
     parser.add_argument("--dry-run", action="store_true", help="write nothing; print what would change")
     parser.add_argument(
@@ -59,11 +65,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--table (or USERS_TABLE_NAME) is required")
     if not 1 <= args.page_size <= MAX_PAGE_SIZE:
         parser.error(f"--page-size must be between 1 and {MAX_PAGE_SIZE}")
-    clerk = ClerkUsersClient(
+    clerk = ClerkOrganizationsClient(
         secret_key, args.clerk_api_url, page_size=args.page_size, max_retries=args.max_retries
     )
     try:
         report = reconcile(clerk, dynamodb_client(), args.table, dry_run=args.dry_run, prune=args.prune)
+        if args.organizations_table:
+            organizations = reconcile_organizations(
+                clerk,
+                OrganizationRepository(dynamodb_client(), args.organizations_table),
+                dry_run=args.dry_run,
+                prune=args.prune,
+            )
+            print(json.dumps({"organizations": organizations.counts()}))
+            if organizations.pruned_ids:
+                verb = "would prune" if args.dry_run else "pruned"
+                print(f"{verb} (organizations): {', '.join(organizations.pruned_ids)}", file=sys.stderr)
     except ReconcileError as exc:
         if exc.report is not None:
             print(json.dumps(exc.report.counts()))

@@ -14,7 +14,10 @@ from typing import Any
 from usersync_dev import apigw
 from usersync_dev.clerk import (
     clerk_event,
+    clerk_membership,
+    clerk_organization,
     clerk_user,
+    deleted_organization,
     deleted_user,
     mint_token,
     now_ms,
@@ -30,6 +33,7 @@ SAMPLE_USER_ID = "user_2dev0ada0lovelace0000000"
 SAMPLE_EMAIL = "ada@example.com"
 SAMPLE_ORG_ID = "org_2dev0analytical0engines00"
 SAMPLE_ORG_SLUG = "analytical-engines"
+SAMPLE_MEMBERSHIP_ID = "orgmem_2dev0ada0analytical000"
 
 
 def _route(code_dir: str) -> Route:
@@ -71,6 +75,49 @@ def _webhook(route: Route, secret: str, payload: dict[str, Any]) -> dict[str, An
     )
 
 
+def _organization_webhooks(
+    route: Route, secret: str, created: int, updated: int
+) -> dict[str, dict[str, Any]]:
+    """Organization and membership deliveries (CONTRACT §11) for the sample user."""
+    organization = clerk_organization(
+        SAMPLE_ORG_ID, name="Analytical Engines", slug="analytical-engines", created_at=created
+    )
+    renamed = clerk_organization(
+        SAMPLE_ORG_ID,
+        name="Analytical Engines Ltd",
+        slug="analytical-engines",
+        created_at=created,
+        updated_at=updated,
+    )
+    membership = clerk_membership(
+        SAMPLE_MEMBERSHIP_ID,
+        organization=organization,
+        user_id=SAMPLE_USER_ID,
+        role="org:admin",
+        created_at=created,
+    )
+    promoted = clerk_membership(
+        SAMPLE_MEMBERSHIP_ID,
+        organization=renamed,
+        user_id=SAMPLE_USER_ID,
+        role="org:member",
+        created_at=created,
+        updated_at=updated,
+    )
+    events = {
+        "webhook-organization-created.json": clerk_event("organization.created", organization),
+        "webhook-organization-updated.json": clerk_event("organization.updated", renamed),
+        "webhook-organization-deleted.json": clerk_event(
+            "organization.deleted", deleted_organization(SAMPLE_ORG_ID)
+        ),
+        "webhook-membership-created.json": clerk_event("organizationMembership.created", membership),
+        "webhook-membership-updated.json": clerk_event("organizationMembership.updated", promoted),
+        # As really delivered: the whole membership, not just its id.
+        "webhook-membership-deleted.json": clerk_event("organizationMembership.deleted", promoted),
+    }
+    return {name: _webhook(route, secret, payload) for name, payload in events.items()}
+
+
 def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
     """File name → event."""
     webhook, health, me = _route("webhook"), _route("health"), _route("me")
@@ -110,6 +157,7 @@ def sample_events(secrets: DevSecrets) -> dict[str, dict[str, Any]]:
         "webhook-user-deleted.json": _webhook(
             webhook, secrets.webhook_secret, clerk_event("user.deleted", deleted_user(SAMPLE_USER_ID))
         ),
+        **_organization_webhooks(webhook, secrets.webhook_secret, created, updated),
         "authorizer-http-request.json": http_authorizer,
         # A v2 token with an active organization (`o`): the allow carries orgId, orgSlug, orgRole.
         "authorizer-http-request-organization.json": org_authorizer,

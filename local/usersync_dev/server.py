@@ -58,7 +58,7 @@ from usersync_dev.runtime import (
     http_api_routes,
     local_parameters,
 )
-from usersync_dev.template import create_users_table
+from usersync_dev.template import create_organizations_table, create_users_table
 
 # How often the gateway's serve loop checks for shutdown (socketserver's default is 0.5 s).
 GATEWAY_POLL_SECONDS = 0.1
@@ -323,6 +323,8 @@ class LocalStack:
         specs = function_specs(values, self.secrets)
         table_name = _users_table_name(specs)
         create_users_table(moto_client("dynamodb", moto_endpoint), table_name)
+        organizations_table = _table_name(specs, "ORGANIZATIONS_TABLE_NAME")
+        create_organizations_table(moto_client("dynamodb", moto_endpoint), organizations_table)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
         self.gateway = Gateway(functions, http_api_routes(values), self.secrets)
         self._thread = threading.Thread(
@@ -333,7 +335,11 @@ class LocalStack:
         )
         self._thread.start()
         self.info = StackInfo(
-            pid=os.getpid(), gateway_url=gateway_url, moto_endpoint=moto_endpoint, table_name=table_name
+            pid=os.getpid(),
+            gateway_url=gateway_url,
+            moto_endpoint=moto_endpoint,
+            table_name=table_name,
+            organizations_table_name=organizations_table,
         )
         write_stack_info(self.info, self.state_directory)
         return self.info
@@ -375,12 +381,12 @@ class LocalStack:
 
 
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
-    names = {
-        spec.environment["USERS_TABLE_NAME"]
-        for spec in specs.values()
-        if "USERS_TABLE_NAME" in spec.environment
-    }
-    (name,) = names
+    return _table_name(specs, "USERS_TABLE_NAME")
+
+
+def _table_name(specs: Mapping[str, FunctionSpec], variable: str) -> str:
+    """The one table name the functions' `variable` holds."""
+    (name,) = {spec.environment[variable] for spec in specs.values() if variable in spec.environment}
     return name
 
 
@@ -426,17 +432,23 @@ def banner(stack: LocalStack) -> str:
     email = "ada@example.com"
     curl = "curl -sS --fail-with-body --max-time 10 -w '\\n'"
     # Commands are indented 4 spaces, their captions 2: no `#` comments, which zsh would try to run.
+    org = "org_2dev0analytical0engines00"
     lines += [
         "  1. Send a signed Clerk user.created webhook, as Svix delivers it:",
         f"    {command} webhook created --user-id {user} --email {email} --first-name Ada",
-        "  2. Mint a 60-second session token for that user and call the protected route with it:",
+        "  2. Create an organization and make that user its admin (organization, then membership event):",
+        f"    {command} webhook organization.created --org-id {org} --name 'Analytical Engines'",
+        f"    {command} webhook organizationMembership.created --org-id {org} --user-id {user}"
+        f" --role org:admin --name 'Analytical Engines'",
+        "  3. Mint a 60-second session token for that user and call the protected route with it"
+        " (profile and organizations):",
         f"    TOKEN=$({command} token --sub {user} --email {email} --first-name Ada)",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
-        "  2b. The same, acting in an organization (the authorizer adds orgId, orgSlug, orgRole):",
-        f"    TOKEN=$({command} token --sub {user} --email {email} --org-id org_2dev0analytical0engines00"
+        "  3b. The same, acting in that organization (the authorizer adds orgId, orgSlug, orgRole):",
+        f"    TOKEN=$({command} token --sub {user} --email {email} --org-id {org}"
         " --org-slug analytical-engines --org-role admin)",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}/me',
-        "  3. The public health check (table reachable, sync failure rate from the local CloudWatch):",
+        "  4. The public health check (table reachable, sync failure rate from the local CloudWatch):",
         f"    {curl} {url}/health",
     ]
     lines += [

@@ -42,15 +42,28 @@ def resources_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def users_table_definition() -> dict[str, Any]:
-    """The user table's CreateTable arguments, straight from template.yaml (TableName excluded)."""
-    (table,) = resources_of_type("AWS::DynamoDB::Table").values()
-    properties = table["Properties"]
+def table_definition(logical_id: str) -> dict[str, Any]:
+    """A table's CreateTable arguments, straight from template.yaml (TableName excluded)."""
+    properties = resources_of_type("AWS::DynamoDB::Table")[logical_id]["Properties"]
     keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
     return {key: properties[key] for key in keys if key in properties}
+
+
+def users_table_definition() -> dict[str, Any]:
+    return table_definition("UsersTable")
+
+
+def organizations_table_definition() -> dict[str, Any]:
+    return table_definition("OrganizationsTable")
 
 
 def create_users_table(client: Any, table_name: str) -> None:
     """Create the user table on `client` (moto) exactly as the template defines it."""
     client.create_table(TableName=table_name, **users_table_definition())
+    client.get_waiter("table_exists").wait(TableName=table_name)
+
+
+def create_organizations_table(client: Any, table_name: str) -> None:
+    """Create the organizations table on `client` (moto) exactly as the template defines it."""
+    client.create_table(TableName=table_name, **organizations_table_definition())
     client.get_waiter("table_exists").wait(TableName=table_name)

@@ -88,16 +88,20 @@ def test_the_function_may_only_put_scan_and_read_its_secret() -> None:
     statements = [
         statement for policy in _function()["Properties"]["Policies"] for statement in policy["Statement"]
     ]
-    granted: dict[str, Any] = {}
+    granted: dict[str, list[Any]] = {}
     for statement in statements:
         assert statement["Effect"] == "Allow"
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
-            granted[action] = statement["Resource"]
+            granted.setdefault(action, []).append(statement["Resource"])
+    users, organizations = (
+        {"Fn::GetAtt": ["UsersTable", "Arn"]},
+        {"Fn::GetAtt": ["OrganizationsTable", "Arn"]},
+    )
     assert granted == {
-        "dynamodb:PutItem": {"Fn::GetAtt": ["UsersTable", "Arn"]},
-        "dynamodb:Scan": {"Fn::GetAtt": ["UsersTable", "Arn"]},
-        "secretsmanager:GetSecretValue": {"Ref": "ClerkSecretKeyArn"},
+        "dynamodb:PutItem": [users, organizations],
+        "dynamodb:Scan": [users, organizations],
+        "secretsmanager:GetSecretValue": [{"Ref": "ClerkSecretKeyArn"}],
     }
 
 

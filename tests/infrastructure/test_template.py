@@ -33,7 +33,7 @@ INTENDED_ACTIONS: dict[str, set[str]] = {
     "WebhookFunction": {"dynamodb:PutItem", "secretsmanager:GetSecretValue"},
     "AuthorizerFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
     "HealthFunction": {"dynamodb:DescribeTable", "cloudwatch:GetMetricData"},
-    "MeFunction": {"dynamodb:GetItem"},
+    "MeFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
     "ReconcileFunction": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
 }
 REQUIRED_FUNCTIONS = {"WebhookFunction", "AuthorizerFunction", "HealthFunction", "MeFunction"}
@@ -62,7 +62,12 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _is_table_arn(resource: Any) -> bool:
-    return resource in (TABLE_ARN, {"Fn::Sub": "${UsersTable.Arn}"})
+    return resource in (
+        TABLE_ARN,
+        {"Fn::Sub": "${UsersTable.Arn}"},
+        {"Fn::GetAtt": ["OrganizationsTable", "Arn"]},
+        {"Fn::Sub": "${OrganizationsTable.Arn}/index/UserOrganizationsIndex"},
+    )
 
 
 def _http_routes() -> dict[tuple[str, str], tuple[str, str | None]]:

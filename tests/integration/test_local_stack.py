@@ -228,7 +228,8 @@ def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
         banner = stack.banner()
         start = next(i for i, line in enumerate(banner) if line.startswith("Try it"))
         commands = [line[4:] for line in banner[start:] if line.startswith("    ")]
-        assert len(commands) == 6, banner  # webhook, token, /me, organization token, /me, /health
+        # user, organization and membership webhooks, token, /me, organization token, /me, /health
+        assert len(commands) == 8, banner
 
         # Paste them, in order, into one shell from the repo root, noting each exit status
         script = "\n".join(f'{command}\necho "::exit=$?"' for command in commands)
@@ -245,11 +246,20 @@ def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
     statuses = [line for line in result.stdout.splitlines() if line.startswith("::exit=")]
     assert statuses == ["::exit=0"] * len(commands), result.stdout + result.stderr
     outputs = [line for line in result.stdout.splitlines() if not line.startswith("::exit=")]
-    webhook_output, me_output, org_me_output, health_output = outputs
-    assert webhook_output == '200 {"status":"applied"}'
+    *webhook_outputs, me_output, org_me_output, health_output = outputs
+    assert webhook_outputs == ['200 {"status":"applied"}'] * 3
     for output in (me_output, org_me_output):
         profile = json.loads(output)
         assert profile["userId"] == "user_2dev0ada0lovelace0000000" and profile["email"] == "ada@example.com"
+        # The membership reached /me, with the organization's name and the role
+        assert profile["organizations"] == [
+            {
+                "orgId": "org_2dev0analytical0engines00",
+                "slug": "analytical-engines",
+                "name": "Analytical Engines",
+                "role": "org:admin",
+            }
+        ]
     assert json.loads(health_output)["status"] == "ok"
 
 

@@ -73,6 +73,7 @@ def test_returns_the_profile_the_authorizer_synced(
         "createdAt": None,
         "updatedAt": iat * 1000,
         "source": "authorizer",
+        "organizations": [],  # CONTRACT §11: no memberships
     }
 
 

@@ -68,6 +68,14 @@ def test_the_next_steps_carry_the_stack_values(cloudformation: Any) -> None:
     subscribed = re.search(r"Subscribe to: (.+)", text)
     assert subscribed is not None
     assert {"user.created", "user.updated", "user.deleted"} <= set(subscribed[1].split(", "))
+    assert {
+        "organization.created",
+        "organization.updated",
+        "organization.deleted",
+        "organizationMembership.created",
+        "organizationMembership.updated",
+        "organizationMembership.deleted",
+    } <= set(subscribed[1].split(", "))
     assert f"--region {REGION}" in text and f"--secret-id {SECRET_ARN}" in text
     assert "put-secret-value" in text and "whsec_" in text
     assert f'-H "Authorization: Bearer $TOKEN" {API}/me' in text

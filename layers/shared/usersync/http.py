@@ -107,3 +107,18 @@ def json_response(status_code: int, payload: Mapping[str, Any]) -> dict[str, Any
         "body": json.dumps(payload, separators=(",", ":")),
         "isBase64Encoded": False,
     }
+
+
+def authorizer_value(event: Any, name: str) -> str | None:
+    """A non-empty string the Lambda authorizer put in the request context, for either payload:
+    HTTP API nests it under `authorizer.lambda`, REST puts it directly under `authorizer`."""
+    if not isinstance(event, Mapping):
+        return None
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
+    if not isinstance(authorizer, Mapping):
+        return None
+    nested = authorizer.get("lambda")
+    values: Mapping[str, Any] = nested if isinstance(nested, Mapping) else authorizer
+    value = values.get(name)
+    return value if isinstance(value, str) and value else None

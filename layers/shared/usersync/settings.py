@@ -74,6 +74,13 @@ class TableSettings(_EnvSettings):
     users_table_name: NonEmptyStr = Field(alias="USERS_TABLE_NAME")
 
 
+class OrganizationsTableSettings(_EnvSettings):
+    """The organizations table (CONTRACT §11). Optional: unset, /me lists no organizations and an
+    organization event is a 5xx (Svix retries until the deployment names the table)."""
+
+    organizations_table_name: str | None = Field(default=None, alias="ORGANIZATIONS_TABLE_NAME")
+
+
 class WebhookSettings(TableSettings):
     """The signing secret comes inline (`whsec_...`) or from Secrets Manager; exactly one is needed."""
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
@@ -19,9 +20,12 @@ from standardwebhooks.webhooks import Webhook
 from usersync.http import HttpRequest
 from usersync.models import ClerkDeletedUser, ClerkEvent, ClerkUser, SyncSource, UserRecord
 from usersync.observability import logger
-from usersync.repository import UserRepository, WriteOutcome
+from usersync.repository import RepositoryError, UserRepository, WriteOutcome
 from usersync.settings import WebhookSettings
 from usersync.sync import write_user
+
+if TYPE_CHECKING:
+    from usersync.organizations import OrganizationRepository
 
 SECRET_CACHE_SECONDS = 300
 
@@ -147,12 +151,20 @@ def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
     return None
 
 
-def process_webhook(request: HttpRequest, secret: str, repository: UserRepository) -> WebhookResult:
+def process_webhook(
+    request: HttpRequest,
+    secret: str,
+    repository: UserRepository,
+    organizations: OrganizationRepository | None = None,
+) -> WebhookResult:
     """Verify, parse and apply one delivery. Raises WebhookError (reject) or RepositoryError (retry)."""
     message = verify_signature(request.body, request.headers, secret)
     logger.set_correlation_id(message.message_id)
     event = parse_event(request.body)
     logger.append_keys(eventType=event.type)
+    organization_result = apply_organization_event(event, message, organizations)
+    if organization_result is not None:
+        return organization_result
     record = record_for(event, message)
     if record is None:
         return WebhookResult(WebhookStatus.IGNORED_EVENT_TYPE, event.type)
@@ -173,3 +185,30 @@ def signing_secret(settings: WebhookSettings) -> str:
     except Exception as exc:  # GetParameterError wraps every SDK failure; the cause names the AWS error
         raise SecretUnavailableError(type(exc.__cause__ or exc).__name__) from exc
     return secret.decode() if isinstance(secret, bytes) else str(secret)
+
+
+# ---------------------------------------------------------------- organizations and memberships
+# Kept apart from the user path above: one hook in process_webhook, the rest in usersync.organizations.
+
+
+def apply_organization_event(
+    event: ClerkEvent, message: SignedMessage, organizations: OrganizationRepository | None
+) -> WebhookResult | None:
+    """Apply an organization/membership event with one conditional write; None for other types."""
+    from usersync.organizations import ORGANIZATION_EVENT_TYPES, record_for_event, write_organization_item
+
+    if event.type not in ORGANIZATION_EVENT_TYPES:
+        return None
+    deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
+    try:
+        record = record_for_event(event.type, event.data, deleted_at=deleted_at, event_id=message.message_id)
+    except ValidationError as exc:
+        raise PayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
+    assert record is not None  # every type in ORGANIZATION_EVENT_TYPES has a record
+    user_id = getattr(record, "user_id", None)
+    logger.append_keys(orgId=record.org_id)
+    if organizations is None:
+        # Misconfigured (no ORGANIZATIONS_TABLE_NAME): a 5xx so Svix retries once it is fixed.
+        raise RepositoryError("PutItem", "OrganizationsTableNotConfigured")
+    outcome = write_organization_item(organizations, record)
+    return WebhookResult(_STATUS_BY_OUTCOME[outcome], event.type, user_id)
