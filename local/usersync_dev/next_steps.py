@@ -39,7 +39,7 @@ class DeployedStack:
 
 
 def subscribed_events() -> list[str]:
-    """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant its modules declare."""
+    """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant in its modules."""
     from usersync import organizations, webhooks
 
     events: set[str] = set()
