@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
+from usersync.budget import with_time_budget
 from usersync.http import json_response
 from usersync.models import UserRecord
 from usersync.observability import accepts_missing_context, logger
@@ -45,11 +46,12 @@ def profile(record: UserRecord) -> dict[str, Any]:
         "createdAt": record.created_at,
         "updatedAt": record.updated_at,
         "syncedAt": record.synced_at,
-        "source": record.source.value,
+        "source": record.source.value if record.source else None,
     }
 
 
 @accepts_missing_context
+@with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     user_id = caller_id(event)
@@ -57,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return json_response(401, {"status": "unauthorized", "message": "no authenticated user"})
     try:
         record = repository.get(user_id)
-    except RepositoryError as exc:
+    except RepositoryError as exc:  # unreachable, throttled, out of time, or an uninterpretable item
         logger.error("user read failed", extra={"userId": user_id, "errorCode": exc.code})
         return json_response(503, {"status": "error", "message": "user table unavailable"})
     if record is None or record.is_tombstone:

@@ -190,7 +190,7 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
     capsys.readouterr()
     with Stubber(dynamodb_client()) as aws:
         aws.add_client_error("get_item", service_error_code=code, http_status_code=http_status)
-        aws.add_client_error("put_item", service_error_code=code, http_status_code=http_status)
+        aws.add_client_error("update_item", service_error_code=code, http_status_code=http_status)
         response = _authorize(pem_authorizer, lambda_context, _token(key))
         aws.assert_no_pending_responses()
     assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
