@@ -203,7 +203,7 @@ def ensure_storable(record: UserRecord) -> None:
         for name, value in record.to_attributes().items()
     )
     if size > MAX_ITEM_BYTES:
-        raise UnstorableRecordError(f"the user item would be over DynamoDB's {MAX_ITEM_BYTES}-byte limit")
+        raise UnstorableRecordError("the user item would be over DynamoDB's 400 KB item limit")
 
 
 def _condition_failed(exc: ClientError) -> bool:
