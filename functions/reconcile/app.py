@@ -11,6 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import SecretUnavailableError, dynamodb_client, secret_string
 from usersync.budget import current_budget, with_time_budget
+from usersync.metrics import SyncMetric, emit_metric
+from usersync.models import SyncSource
 from usersync.observability import accepts_missing_context, logger, metrics
 from usersync.reconcile import ClerkUsersClient, ReconcileError, reconcile
 from usersync.settings import ReconcileSettings
@@ -26,6 +28,9 @@ def secret_key(config: ReconcileSettings) -> str:
     try:
         return secret_string(config.clerk_secret_key_arn)
     except SecretUnavailableError as exc:
+        # A failed run like any other: counted, logged, and the invocation fails (no write happened).
+        emit_metric(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
+        logger.error("reconcile failed: Clerk secret key unavailable", extra={"errorCode": exc.code})
         raise ReconcileError(f"Clerk secret key unavailable: {exc.code}") from exc
 
 

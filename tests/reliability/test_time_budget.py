@@ -279,11 +279,13 @@ def test_reconcile_secrets_manager_down_stops_cleanly_in_time(
     faulty_endpoint: str,
     endpoint_for: Callable[[str, str], None],
     function_loader: Callable[[str], ModuleType],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("CLERK_SECRET_KEY")
     monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
     endpoint_for("SECRETS_MANAGER", faulty_endpoint)
     _reconcile_stops_cleanly(function_loader("reconcile"), "secret key unavailable")
+    assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
 
 
 @pytest.mark.usefixtures("users_table", "reconcile_settings")
