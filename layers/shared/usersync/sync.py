@@ -33,7 +33,7 @@ def sync_attempt(source: SyncSource) -> Iterator[None]:
     emit_metric(SyncMetric.ATTEMPTS, source)
     try:
         yield
-    except BaseException:
+    except Exception:
         emit_metric(SyncMetric.FAILURES, source)
         raise
 
