@@ -96,6 +96,7 @@ def test_the_function_may_only_put_scan_and_read_its_secret() -> None:
             granted[action] = statement["Resource"]
     assert granted == {
         "dynamodb:PutItem": {"Fn::GetAtt": ["UsersTable", "Arn"]},
+        "dynamodb:UpdateItem": {"Fn::GetAtt": ["UsersTable", "Arn"]},
         "dynamodb:Scan": {"Fn::GetAtt": ["UsersTable", "Arn"]},
         "secretsmanager:GetSecretValue": {"Ref": "ClerkSecretKeyArn"},
     }
