@@ -70,14 +70,14 @@ def _naive_handler(client: Any, secret: str) -> Any:
     from boto3.dynamodb.types import TypeSerializer
 
     from usersync.http import json_response, parse_proxy_event
-    from usersync.webhooks import parse_event, record_for, verify_signature
+    from usersync.webhooks import parse_clerk_event, record_for, verify_signature
 
     serializer = TypeSerializer()
 
     def handle(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         request = parse_proxy_event(event)
         message = verify_signature(request.body, request.headers, secret)
-        record = record_for(parse_event(request.body), message)
+        record = record_for(parse_clerk_event(request.body), message)
         assert record is not None
         attributes = record.to_attributes()
         found = client.get_item(TableName=NAIVE_TABLE, Key={"userId": {"S": record.user_id}}).get("Item")

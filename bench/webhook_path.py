@@ -60,9 +60,9 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     from usersync.aws import dynamodb_client, reset_clients
     from usersync.http import parse_proxy_event
     from usersync.observability import logger, metrics
-    from usersync.repository import UserRepository, _to_item
+    from usersync.repository import UserRepository, attributes_to_item
     from usersync.sync import write_user
-    from usersync.webhooks import parse_event, process_webhook, record_for, verify_signature
+    from usersync.webhooks import parse_clerk_event, process_webhook, record_for, verify_signature
     from usersync_dev.apigw import http_api_event
     from usersync_dev.clerk import clerk_event, clerk_user, new_user_id, new_webhook_secret, sign_delivery
 
@@ -97,16 +97,16 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
 
     request = parse_proxy_event(event)
     message = verify_signature(request.body, request.headers, secret)
-    parsed = parse_event(request.body)
+    parsed = parse_clerk_event(request.body)
     record = record_for(parsed, message)
     assert record is not None
     # Where the time goes, stage by stage (informational; each stage timed alone).
     stages: dict[str, Callable[[], Any]] = {
         "parse_proxy_event": lambda: parse_proxy_event(event),
         "verify_signature": lambda: verify_signature(request.body, request.headers, secret),
-        "parse_event (json + pydantic envelope)": lambda: parse_event(request.body),
+        "parse_clerk_event (json + pydantic envelope)": lambda: parse_clerk_event(request.body),
         "record_for (pydantic user + record)": lambda: record_for(parsed, message),
-        "PutItem params (item codec)": lambda: _to_item(record.to_attributes()),
+        "PutItem params (item codec)": lambda: attributes_to_item(record.to_attributes()),
         "one logger.info line": lambda: logger.info("bench", extra={"userId": record.user_id}),
         "write_user (metrics + log + save on stub)": lambda: write_user(stub_repository, record),
     }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,35 @@ def _clean_metrics() -> Iterator[None]:
     metrics.clear_metrics()
     yield
     metrics.clear_metrics()
+
+
+def _metric_total(document: Mapping[str, Any], name: str) -> float:
+    value = document.get(name, 0)
+    return float(sum(value)) if isinstance(value, list) else float(value)
+
+
+@pytest.fixture(autouse=True)
+def _failures_never_exceed_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Contract §8, suite-wide: every EMF document any test flushes has SyncFailures <= SyncAttempts.
+
+    Observes Powertools' serializer (it still runs and its output is printed as before), so whatever
+    a test does with stdout, every flush of the shared Metrics object is checked."""
+    flushed: list[dict[str, Any]] = []
+    serialize = metrics.provider.serialize_metric_set
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        document = serialize(*args, **kwargs)
+        flushed.append(dict(document))
+        return document
+
+    monkeypatch.setattr(metrics.provider, "serialize_metric_set", observed)
+    yield flushed
+    broken = [
+        document
+        for document in flushed
+        if _metric_total(document, "SyncFailures") > _metric_total(document, "SyncAttempts")
+    ]
+    assert not broken, f"EMF flush with more SyncFailures than SyncAttempts (contract §8): {broken}"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.authorizer import Authorizer
 from usersync.aws import dynamodb_client
+from usersync.budget import with_time_budget
 from usersync.observability import logger, metrics
 from usersync.repository import UserRepository
 from usersync.settings import AuthorizerSettings
@@ -24,6 +25,7 @@ authorizer = Authorizer(
 )
 
 
+@with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

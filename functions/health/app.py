@@ -5,15 +5,20 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import health_clients
+from usersync.budget import with_time_budget
 from usersync.health import HealthCheck
 from usersync.http import json_response
 from usersync.observability import logger
 from usersync.settings import HealthSettings
 
 settings = HealthSettings.from_env()
-health_check = HealthCheck(settings, *health_clients(), cache_seconds=settings.cache_seconds)
+clients = health_clients()
+health_check = HealthCheck(
+    settings, dynamodb=clients.dynamodb, cloudwatch=clients.cloudwatch, cache_seconds=settings.cache_seconds
+)
 
 
+@with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = health_check.run()

@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.aws import dynamodb_client
+from usersync.budget import with_time_budget
 from usersync.me import me_response
 from usersync.observability import logger
 from usersync.organizations import OrganizationRepository
@@ -21,6 +22,7 @@ repository = UserRepository(dynamodb_client(), settings.users_table_name)
 organizations = OrganizationRepository.from_env(dynamodb_client())
 
 
+@with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return me_response(event, repository, organizations)

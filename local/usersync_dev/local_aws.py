@@ -27,7 +27,7 @@ class LocalLambdaContext:
 
     function_name: str = field(default_factory=_function_name_from_env)
     memory_limit_in_mb: int = 128
-    timeout_seconds: int = LAMBDA_MAX_TIMEOUT_SECONDS  # no function timeout given: Lambda's maximum
+    timeout_seconds: float = LAMBDA_MAX_TIMEOUT_SECONDS  # no function timeout given: Lambda's maximum
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     _started: float = field(default_factory=time.monotonic)

@@ -63,7 +63,7 @@ def render_next_steps(stack: DeployedStack) -> str:
     secret_arn = parameters.get("ClerkWebhookSecretArn", "")
     cookie_mode = parameters.get("AuthMode") == "cookie"
     region = shlex.quote(stack.region)
-    from usersync.webhooks import SECRET_CACHE_SECONDS
+    from usersync.aws import SECRET_CACHE_SECONDS
 
     cache_minutes = max(1, SECRET_CACHE_SECONDS // 60)
     secret_id = shlex.quote(secret_arn or "<ClerkWebhookSecretArn>")

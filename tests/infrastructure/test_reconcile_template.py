@@ -100,6 +100,7 @@ def test_the_function_may_only_put_scan_and_read_its_secret() -> None:
     )
     assert granted == {
         "dynamodb:PutItem": [users, organizations],
+        "dynamodb:UpdateItem": [users],
         "dynamodb:Scan": [users, organizations],
         "secretsmanager:GetSecretValue": [{"Ref": "ClerkSecretKeyArn"}],
     }

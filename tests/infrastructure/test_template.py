@@ -30,11 +30,17 @@ TABLE_ARN = {"Fn::GetAtt": ["UsersTable", "Arn"]}
 
 # Least privilege, written down: every action each function may perform. Nothing else, no wildcards.
 INTENDED_ACTIONS: dict[str, set[str]] = {
-    "WebhookFunction": {"dynamodb:PutItem", "secretsmanager:GetSecretValue"},
-    "AuthorizerFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
+    # UpdateItem: the authorizer's profile write, and a Clerk record merged into a fresher token row.
+    "WebhookFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
+    "AuthorizerFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "HealthFunction": {"dynamodb:DescribeTable", "cloudwatch:GetMetricData"},
     "MeFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
-    "ReconcileFunction": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
+    "ReconcileFunction": {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Scan",
+        "secretsmanager:GetSecretValue",
+    },
 }
 REQUIRED_FUNCTIONS = {"WebhookFunction", "AuthorizerFunction", "HealthFunction", "MeFunction"}
 # (method, path) -> (function, authorizer); None means the API's default authorizer applies.

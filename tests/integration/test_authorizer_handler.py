@@ -373,7 +373,7 @@ def test_first_request_writes_the_user_from_the_claims(
         "updatedAt": iat * 1000,
         "source": "authorizer",
     }
-    assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})
+    assert calls.calls == Counter({"GetItem": 1, "UpdateItem": 1})
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
 
 
@@ -412,7 +412,7 @@ def test_changed_name_is_written_and_created_at_is_kept(
     repository().save(webhook_record)
     calls.reset()
     authorizer.http(token(key, iat=now - 10))
-    assert calls.calls["PutItem"] == 0
+    assert calls.calls["PutItem"] + calls.calls["UpdateItem"] == 0
 
     authorizer.http(token(key, iat=now, lastName="King"))
     item = stored()
@@ -423,8 +423,10 @@ def test_changed_name_is_written_and_created_at_is_kept(
         1_700_000_000_000,
         "authorizer",
     )
-    assert "lastEventId" not in item
-    assert calls.calls["PutItem"] == 1
+    # The authorizer's UpdateItem writes only the profile and its bookkeeping: createdAt and the
+    # webhook's lastEventId stay.
+    assert item["lastEventId"] == "msg_1"
+    assert calls.calls["UpdateItem"] == 1 and calls.calls["PutItem"] == 0
 
 
 def test_token_older_than_the_stored_update_does_not_overwrite(
@@ -445,7 +447,7 @@ def test_token_older_than_the_stored_update_does_not_overwrite(
 
     assert authorizer.http(token(key, iat=now))["isAuthorized"] is True
     assert stored() == before
-    assert calls.calls["PutItem"] == 0
+    assert calls.calls["PutItem"] + calls.calls["UpdateItem"] == 0
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter()
 
 
@@ -483,7 +485,7 @@ def throttle(operation: str) -> Callable[..., Any]:
 def test_put_failure_still_allows_and_emits_the_failure_metric(
     authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dynamodb_client().meta.events.register_first("before-call.dynamodb", throttle("PutItem"))
+    dynamodb_client().meta.events.register_first("before-call.dynamodb", throttle("UpdateItem"))
     tok = token(key)
 
     assert authorizer.http(tok) == {"isAuthorized": True, "context": context_for(tok)}
@@ -551,10 +553,10 @@ def test_a_warm_container_rereads_after_the_cache_ttl(
     monkeypatch.setattr(authorizer.module, "authorizer", rebuilt)
     authorizer.http(token(key))
     authorizer.http(token(key))
-    assert calls.calls == Counter({"GetItem": 1, "PutItem": 1})
+    assert calls.calls == Counter({"GetItem": 1, "UpdateItem": 1})
     clock.now += 61
     authorizer.http(token(key))
-    assert calls.calls == Counter({"GetItem": 2, "PutItem": 1})
+    assert calls.calls == Counter({"GetItem": 2, "UpdateItem": 1})
 
 
 # ------------------------------------------------------------------------------------ session token v2

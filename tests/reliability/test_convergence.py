@@ -8,6 +8,10 @@ svix-id); the convergence tests apply random permutations with random redeliveri
 fresh signature) and must end with that same item. Items are compared without `syncedAt`.
 One moto table and one cold-started handler serve every example of a test; examples use fresh user
 ids and remove their items afterwards.
+
+The three-writer property (contract §3, "Three writers, one outcome") mixes in reconciliation runs
+and the authorizer's token syncs and compares what users see (profile, createdAt, tombstone-ness):
+bookkeeping attributes (`syncedAt`, `source`, `updatedAt`, `lastEventId`) may differ between orders.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from hypothesis import strategies as st
 from tests.helpers import WebhookDriver
 from tests.reliability.support import REPORT, budget, read_item, without_synced_at
 from usersync.aws import dynamodb_client
+from usersync.models import UserRecord
 from usersync.observability import logger
+from usersync.reconcile import ReconcileReport, ReconcileRun
+from usersync.repository import UserRepository
 from usersync_dev.apigw import http_api_authorizer_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, deleted_user, session_claims
 
@@ -37,7 +44,7 @@ T_MAX = T_MIN + 10**9
 IN_ORDER_EXAMPLES = 150
 SINGLE_USER_EXAMPLES = 1300
 MULTI_USER_EXAMPLES = 450
-MIXED_EXAMPLES = 300
+THREE_WRITER_EXAMPLES = 400
 ISSUER = "https://clerk.example.test"
 PROFILE_FIELDS = ("email", "firstName", "lastName", "imageUrl")
 
@@ -118,6 +125,7 @@ def events_for(user_id: str, history: History) -> list[Event]:
             imageUrl=profile.image_url,
             createdAt=created_at,
             updatedAt=updated_at,
+            clerkUpdatedAt=updated_at,
             source="webhook",
             lastEventId=message_id,
         )
@@ -236,41 +244,161 @@ def test_any_order_with_redeliveries_converges_to_in_order_item(
     assert examples >= minimum
 
 
-# ---------------------------------------------------------------- webhook + authorizer
+# ---------------------------------------------------------------- three writers
 
 
 @dataclass(frozen=True)
-class TokenSync:
-    user: int  # index of the user in the scenario
-    iat_offset_ms: int  # position on the same time line as the webhook times (T_MIN + offset)
-    profile: Profile
+class ThreeWriterScenario:
+    """One user's Clerk history and what each writer does with it, in schedule order.
 
+    - webhook: a subset of the history's events (some may be lost), each maybe redelivered;
+    - reconcile: runs that each list Clerk at some version (`versions` index; a run after the delete
+      does not list the user, so writes nothing); a run scans the table at its first schedule entry
+      and writes at its second, so its snapshot can be stale;
+    - authorizer: tokens issued at some time after the user was created and before any delete,
+      carrying Clerk's profile as of their `iat` (Clerk mints session tokens from the current user).
+    """
 
-TOKEN_SPAN = T_MAX - T_MIN + 10**7  # up to the latest possible delete
-token_syncs = st.builds(
-    TokenSync,
-    user=st.integers(0, 1),
-    # Hypothesis favours small integers: half the draws come from the newest stretch of the time line
-    # so that tokens newer than every webhook write (which may then legitimately win) are common.
-    iat_offset_ms=st.integers(0, TOKEN_SPAN) | st.integers(T_MAX - T_MIN - 10**6, TOKEN_SPAN),
-    profile=profiles.filter(lambda profile: profile.email is not None),
-)
+    history: History
+    webhook_events: list[int]  # indices into the history's events, each at least once
+    reconcile_versions: list[int]  # version listed by each run
+    token_offsets: list[int]  # iat of each token, ms after the first version (rounded to seconds)
+    schedule: list[tuple[str, int]]
 
 
 @st.composite
-def mixed_scenarios(draw: st.DrawFn) -> tuple[list[History], list[TokenSync], list[int]]:
-    """Webhook histories for 1-2 users plus authorizer syncs; schedule indices past the webhook
-    events' count are token syncs."""
-    users = draw(st.lists(histories(), min_size=1, max_size=2))
-    tokens = draw(st.lists(token_syncs, min_size=1, max_size=4))
-    tokens = [TokenSync(t.user % len(users), t.iat_offset_ms, t.profile) for t in tokens]
-    event_count = sum(len(h.times) + (h.deleted_at is not None) for h in users)
-    webhook_schedule = draw(schedules(event_count))
-    return (
-        users,
-        tokens,
-        draw(st.permutations(webhook_schedule + [event_count + i for i in range(len(tokens))])),
+def three_writer_scenarios(draw: st.DrawFn) -> ThreeWriterScenario:
+    history = _versioned(draw(histories()))
+    event_count = len(history.times) + (history.deleted_at is not None)
+    delivered = draw(st.lists(st.integers(0, event_count - 1), max_size=event_count + 2))
+    runs = draw(st.lists(st.integers(0, len(history.times) - 1), max_size=3))
+    end = (history.deleted_at if history.deleted_at is not None else history.times[-1] + 10**7) - 1
+    span = end - history.times[0]
+    tokens = draw(st.lists(st.integers(1_000, max(1_000, span)), max_size=4))
+    entries = (
+        [("webhook", index) for index in delivered]
+        + [("reconcile", run) for run in range(len(runs)) for _ in range(2)]
+        + [("token", token) for token in range(len(tokens))]
     )
+    return ThreeWriterScenario(history, delivered, runs, tokens, draw(st.permutations(entries)))
+
+
+def _versioned(history: History) -> History:
+    """Each version's profile is distinct (its last name ends with the version), as Clerk's versions
+    of one user differ in something; see the README on why compare-first needs that."""
+    profiles = [
+        Profile(p.email, p.first_name, f"{p.last_name or ''}v{index}", p.image_url)
+        for index, p in enumerate(history.profiles)
+    ]
+    return History(history.times, profiles, history.deleted_at)
+
+
+def _profile_at(history: History, at: int) -> Profile:
+    """Clerk's profile of the user at time `at` (the newest version not after it)."""
+    index = max(i for i, updated_at in enumerate(history.times) if updated_at <= at)
+    return history.profiles[index]
+
+
+def _projection(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What users see: the profile, createdAt, and whether it is a tombstone (bookkeeping differs)."""
+    if item is None:
+        return None
+    if "deletedAt" in item:
+        return {"tombstone": True}
+    return {name: item[name] for name in (*PROFILE_FIELDS, "createdAt") if name in item}
+
+
+def expected_projection(scenario: ThreeWriterScenario, delta: int) -> dict[str, Any] | None:
+    """The contract's outcome, written independently of the code: a delivered delete wins; else the
+    profile is Clerk's as of the newest of (newest Clerk record delivered, newest token that could be
+    written), and createdAt is there once any Clerk record was delivered."""
+    history = scenario.history
+    delete_index = len(history.times) if history.deleted_at is not None else None
+    if delete_index is not None and delete_index in scenario.webhook_events:
+        return {"tombstone": True}
+    clerk_versions = [history.times[i] for i in scenario.webhook_events if i != delete_index]
+    clerk_versions += [history.times[v] for v in scenario.reconcile_versions]
+    # A token whose profile has no email is denied (contract §5): it writes nothing.
+    token_times = [
+        t
+        for t in (_token_time(history, offset, delta) - delta for offset in scenario.token_offsets)
+        if _profile_at(history, t).email
+    ]
+    newest = max([*clerk_versions, *token_times], default=None)
+    if newest is None:
+        return None
+    profile = _profile_at(history, newest)
+    projection = _present(
+        email=profile.email,
+        firstName=profile.first_name,
+        lastName=profile.last_name,
+        imageUrl=profile.image_url,
+    )
+    if clerk_versions:
+        projection["createdAt"] = history.times[0] + delta
+    return projection
+
+
+def _token_time(history: History, offset: int, delta: int) -> int:
+    """The token's iat in ms on the shifted time line: whole seconds, never before the user existed."""
+    at = history.times[0] + delta + offset
+    return max(at // 1000 * 1000, (history.times[0] + delta + 999) // 1000 * 1000)
+
+
+def check_three_writers(
+    webhook: WebhookDriver, authorizer: tuple[ModuleType, SigningKey], scenario: ThreeWriterScenario
+) -> None:
+    module, key = authorizer
+    # Tokens must be valid now: the whole time line ends in the recent past (iat never ahead).
+    delta = (int(time.time()) - 60) * 1000 - (T_MAX + 2 * 10**7)
+    history = _shifted(scenario.history, delta)
+    user_id = f"user_{uuid.uuid4().hex[:27]}"
+    events = events_for(user_id, history)
+    repository = UserRepository(dynamodb_client(), TABLE)
+    snapshots: dict[int, dict[str, UserRecord]] = {}
+    first_writer: str | None = None
+    for writer, index in scenario.schedule:
+        if writer == "webhook":
+            _apply(webhook, events[index])
+        elif writer == "reconcile" and index not in snapshots:
+            snapshots[index] = {r.user_id: r for r in repository.scan_versions() if r.user_id == user_id}
+        elif writer == "reconcile":
+            version = scenario.reconcile_versions[index]
+            listed = clerk_user(
+                user_id,
+                email=history.profiles[version].email,
+                first_name=history.profiles[version].first_name,
+                last_name=history.profiles[version].last_name,
+                image_url=history.profiles[version].image_url,
+                created_at=history.times[0],
+                updated_at=history.times[version],
+            )
+            ReconcileRun(repository, snapshots[index], ReconcileReport()).apply(listed)
+            REPORT["reconcile writes mixed into convergence"] += 1
+        else:
+            iat_ms = _token_time(scenario.history, scenario.token_offsets[index], delta)
+            profile = _profile_at(history, iat_ms)
+            claims = session_claims(
+                user_id,
+                email=profile.email,
+                first_name=profile.first_name,
+                last_name=profile.last_name,
+                image_url=profile.image_url,
+                issuer=ISSUER,
+                issued_at=iat_ms // 1000,
+                lifetime_seconds=int(time.time()) - iat_ms // 1000 + 600,
+            )
+            token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+            event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+            response = module.lambda_handler(event, webhook.context)
+            assert isinstance(response["isAuthorized"], bool)
+            REPORT["authorizer syncs mixed into convergence"] += 1
+        if first_writer is None and read_item(TABLE, user_id) is not None:
+            first_writer = writer
+    final = _stored_then_forget([user_id])[user_id]
+    assert _projection(final) == expected_projection(scenario, delta), (final, scenario)
+    if first_writer == "token" and final is not None and "createdAt" in final:
+        REPORT["users first stored by the authorizer that got createdAt"] += 1
 
 
 @pytest.fixture
@@ -283,90 +411,24 @@ def _shifted(history: History, delta: int) -> History:
     return History([t + delta for t in history.times], history.profiles, deleted_at)
 
 
-def check_mixed(
-    webhook: WebhookDriver,
-    authorizer: tuple[ModuleType, SigningKey],
-    users: list[History],
-    tokens: list[TokenSync],
-    schedule: list[int],
-) -> None:
-    module, key = authorizer
-    # Tokens must be valid now, so the whole time line ends in the recent past (iat never ahead).
-    delta = (int(time.time()) - 60) * 1000 - (T_MIN + TOKEN_SPAN)
-    user_ids, per_user = _build([_shifted(history, delta) for history in users])
-    events = [event for user_events in per_user for event in user_events]
-    for index in schedule:
-        if index < len(events):
-            _apply(webhook, events[index])
-            continue
-        sync = tokens[index - len(events)]
-        iat = (T_MIN + delta + sync.iat_offset_ms) // 1000
-        claims = session_claims(
-            user_ids[sync.user],
-            email=sync.profile.email,
-            first_name=sync.profile.first_name,
-            last_name=sync.profile.last_name,
-            image_url=sync.profile.image_url,
-            issuer=ISSUER,
-            issued_at=iat,
-            lifetime_seconds=int(time.time()) - iat + 600,
-        )
-        token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
-        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-        response = module.lambda_handler(event, webhook.context)
-        assert isinstance(response["isAuthorized"], bool)
-        REPORT["authorizer syncs mixed into convergence"] += 1
-
-    stored = _stored_then_forget(user_ids)
-    for position, (user_id, user_events) in enumerate(zip(user_ids, per_user, strict=True)):
-        final, webhook_item = stored[user_id], user_events[-1].expected_item
-        assert final is not None
-        if users[position].deleted_at is not None:
-            assert final == webhook_item  # the tombstone: no token resurrects it
-            continue
-        # A token never replaces a newer webhook write: the item is the webhook's newest update
-        # unless a token issued later than it carried a different profile and was written.
-        assert final["updatedAt"] >= webhook_item["updatedAt"]
-        if final["source"] == "webhook":
-            assert final == webhook_item
-            continue
-        written_by = [
-            sync
-            for sync in tokens
-            if sync.user == position
-            and ((T_MIN + delta + sync.iat_offset_ms) // 1000) * 1000 == final["updatedAt"]
-        ]
-        stored_profile = {name: final[name] for name in PROFILE_FIELDS if name in final}
-        token_profiles = [
-            _present(
-                email=sync.profile.email,
-                firstName=sync.profile.first_name,
-                lastName=sync.profile.last_name,
-                imageUrl=sync.profile.image_url,
-            )
-            for sync in written_by
-        ]
-        # Two tokens issued in the same second may carry different profiles: either may win.
-        assert stored_profile in token_profiles, (final, token_profiles)
-        # Equal times are a tie (the token's iat is whole seconds): whichever landed first stays.
-        assert final["updatedAt"] >= webhook_item["updatedAt"] and "lastEventId" not in final
-        REPORT["mixed examples where a token's profile won (newer or tied)"] += 1
-
-
 @pytest.mark.usefixtures("quiet_logs")
-def test_authorizer_syncs_never_overwrite_newer_webhook_writes_nor_resurrect(
+def test_webhook_reconcile_and_authorizer_writes_converge_in_any_order(
     webhook: WebhookDriver, authorizer: tuple[ModuleType, SigningKey]
 ) -> None:
+    """Contract §3 "Three writers, one outcome": any interleaving of webhook deliveries (some lost,
+    some repeated), reconciliation runs (with stale snapshots) and token syncs ends in the same
+    user-visible item: tombstone if deleted; else createdAt once Clerk's record arrived, and the
+    profile of the newest of (Clerk record, token)."""
     examples = 0
 
-    @budget(MIXED_EXAMPLES)
-    @given(mixed_scenarios())
-    def converges(scenario: tuple[list[History], list[TokenSync], list[int]]) -> None:
+    @budget(THREE_WRITER_EXAMPLES)
+    @given(three_writer_scenarios())
+    def converges(scenario: ThreeWriterScenario) -> None:
         nonlocal examples
         examples += 1
-        check_mixed(webhook, authorizer, *scenario)
+        check_three_writers(webhook, authorizer, scenario)
 
     converges()
     REPORT["convergence examples"] += examples
-    REPORT["convergence examples with authorizer syncs"] += examples
-    assert examples >= MIXED_EXAMPLES
+    REPORT["three-writer convergence examples"] += examples
+    assert examples >= THREE_WRITER_EXAMPLES

@@ -105,13 +105,14 @@ def test_webhook_table_unreachable_is_5xx_and_failure_counted(
 
 def test_aws_clients_fail_fast() -> None:
     """A hanging table must end in a 5xx well inside Lambda/API Gateway limits (29 s), not in a
-    timeout: short connect/read timeouts and bounded attempts (a benchmark, not a test, times it)."""
+    timeout: short connect/read timeouts and bounded attempts (test_time_budget.py times every
+    function against its template Timeout)."""
     reset_clients()
     try:
         for client, max_connect, max_read, max_attempts in (
-            (dynamodb_client(), 1, 2, 3),
-            (health_clients()[0], 1, 1, 2),
-            (health_clients()[1], 1, 1, 2),
+            (dynamodb_client(), 0.5, 1, 2),
+            (health_clients().dynamodb, 1, 1, 2),
+            (health_clients().cloudwatch, 1, 1, 2),
         ):
             config: Any = client.meta.config  # botocore-stubs do not declare Config's options
             assert config.connect_timeout <= max_connect and config.read_timeout <= max_read
@@ -147,7 +148,7 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
     capsys.readouterr()
     with Stubber(dynamodb_client()) as aws:
         aws.add_client_error("get_item", service_error_code=code, http_status_code=http_status)
-        aws.add_client_error("put_item", service_error_code=code, http_status_code=http_status)
+        aws.add_client_error("update_item", service_error_code=code, http_status_code=http_status)
         response = _authorize(pem_authorizer, lambda_context, _token(key))
         aws.assert_no_pending_responses()
     assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
@@ -277,7 +278,7 @@ def test_health_cloudwatch_error_is_503_with_message(
     health: Callable[[], tuple[int, dict[str, Any]]], code: str, http_status: int
 ) -> None:
     REPORT["faults injected"] += 1
-    with Stubber(health_clients()[1]) as aws:
+    with Stubber(health_clients().cloudwatch) as aws:
         aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
         status, body = health()
     _assert_sync_rate_down(status, body)

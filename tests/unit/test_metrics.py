@@ -17,10 +17,11 @@ from usersync.settings import HealthSettings
 
 
 def test_count_emits_the_metric_with_service_and_source(capsys: pytest.CaptureFixture[str]) -> None:
-    emit_metric(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
+    # (A SyncFailures alone would break contract §8, which tests/conftest.py checks on every flush.)
+    emit_metric(SyncMetric.STALE, SyncSource.AUTHORIZER)
     metrics.flush_metrics()
     (emitted,) = emitted_metrics(capsys.readouterr().out)
-    assert (emitted.name, emitted.value) == ("SyncFailures", 1)
+    assert (emitted.name, emitted.value) == ("SyncStale", 1)
     assert emitted.dimensions == {"service": "usersync", "Source": "authorizer"}
 
 

@@ -131,7 +131,7 @@ def test_token_record_is_ordered_by_iat_in_milliseconds(key: SigningKey) -> None
     record = pem_verifier(key).verify(mint_token(key, payload)).to_record()
 
     assert record.updated_at == payload["iat"] * 1000
-    assert record.source.value == "authorizer"
+    assert record.source is not None and record.source.value == "authorizer"
     assert record.created_at is None
 
 

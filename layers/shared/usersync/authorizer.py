@@ -30,7 +30,7 @@ from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
 from usersync.observability import logger
 from usersync.repository import UserRepository
-from usersync.sync import SyncResult, UserCache, UserDeletedError, sync_from_token
+from usersync.sync import SyncResult, UserCache, UserDeletedError, record_failed_attempt, sync_from_token
 from usersync.tokens import DenyReason, PendingSessionError, SessionClaims, TokenError, TokenVerifier
 
 SESSION_COOKIE = "__session"
@@ -145,9 +145,9 @@ class Authorizer:
         except UserDeletedError:
             return self._deny(request, DenyReason.USER_DELETED, verified_user_id=claims.sub, signed_out=False)
         except Exception:
-            # Anything unexpected in the sync (a malformed stored item, a bug) must not lock out a
-            # caller whose token is valid: count it as a failure so /health and the alarm see it.
-            emit_metric(SyncMetric.FAILURES, SyncSource.AUTHORIZER)
+            # Anything unexpected in the sync (a bug) must not lock out a caller whose token is valid:
+            # count it as a failed attempt (both metrics) so /health and the alarm see it.
+            record_failed_attempt(SyncSource.AUTHORIZER)
             logger.exception("authorizer sync failed unexpectedly", extra={"userId": claims.sub})
             result = SyncResult.FAILED
         # An INFO line per allowed request would cost more than the verification: API Gateway's

@@ -9,6 +9,7 @@ is bounded in time so a hanging dependency cannot make the endpoint hang with it
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from usersync.aws import error_code
+from usersync.budget import current_budget
 from usersync.metrics import SERVICE_DIMENSION, SOURCE_DIMENSION, SyncMetric
 from usersync.models import SyncSource
 from usersync.observability import logger
@@ -48,7 +51,9 @@ PERIOD_SECONDS = 60
 END_MARGIN = timedelta(seconds=1)
 
 # Both checks run in parallel; whatever has not answered by then is reported down. The botocore
-# timeouts (usersync.aws health config) normally end a call well before this.
+# timeouts (usersync.aws health config) normally end a call well before this. Within an invocation the
+# deadline is also capped by its time budget (usersync.budget), so the answer comes before Lambda's
+# Timeout even when both dependencies hang.
 DEFAULT_DEADLINE_SECONDS = 2.5
 
 
@@ -59,9 +64,8 @@ def _indicator(status: IndicatorStatus, **fields: Any) -> Indicator:
 def _aws_failure(service: str, exc: Exception) -> str:
     """A short, safe description of an AWS call failure (error code or exception type, no payloads)."""
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code") or "ClientError"
-        return f"{service} call failed: {code}"
-    return f"{service} unreachable: {type(exc).__name__}"
+        return f"{service} call failed: {error_code(exc)}"
+    return f"{service} unreachable: {error_code(exc)}"
 
 
 # ---------------------------------------------------------------- userTable
@@ -260,21 +264,25 @@ class HealthCheck:
         # A fresh pool each time (cheap next to two AWS calls): a call stuck past the deadline must
         # not hold a worker that the next check would queue behind. shutdown(wait=False) leaves it to
         # finish on its own, bounded by the botocore timeouts.
+        deadline = min(self.deadline_seconds, current_budget().remaining())
         pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
         try:
-            futures = {name: pool.submit(check) for name, check in checks.items()}
-            wait(futures.values(), timeout=self.deadline_seconds)
+            # Each check runs in a copy of this context, so its AWS calls see the invocation's budget.
+            futures = {
+                name: pool.submit(contextvars.copy_context().run, check) for name, check in checks.items()
+            }
+            wait(futures.values(), timeout=deadline)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        indicators = {name: self._outcome(name, future) for name, future in futures.items()}
+        indicators = {name: self._outcome(name, future, deadline) for name, future in futures.items()}
         report = HealthReport(indicators)
         if not report.healthy:
             logger.warning("health check failing", extra={"error": report.to_dict()["error"]})
         return report
 
-    def _outcome(self, name: str, future: Future[Indicator]) -> Indicator:
+    def _outcome(self, name: str, future: Future[Indicator], deadline: float) -> Indicator:
         if not future.done():
-            return _indicator("down", message=f"no answer within {self.deadline_seconds} s")
+            return _indicator("down", message=f"no answer within {round(deadline, 2):g} s")
         exc = future.exception()
         if exc is not None:  # a bug, not a dependency failure: still an answer, never a crash
             logger.error("health indicator raised", extra={"indicator": name}, exc_info=exc)

@@ -28,7 +28,7 @@ def profile(record: UserRecord) -> dict[str, Any]:
         "createdAt": record.created_at,
         "updatedAt": record.updated_at,
         "syncedAt": record.synced_at,
-        "source": record.source.value,
+        "source": record.source.value if record.source else None,
     }
 
 

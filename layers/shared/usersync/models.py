@@ -62,7 +62,6 @@ class ClerkDeletedUser(_Lenient):
     """`user.deleted` data: only `{id, object, deleted}`, no `updated_at`."""
 
     id: str = Field(min_length=1)
-    deleted: bool = True
 
 
 class ClerkEvent(_Lenient):
@@ -84,7 +83,13 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 class UserRecord(BaseModel):
-    """One item of the user table. Attribute names are the table's; None means absent."""
+    """One item of the user table. Attribute names are the table's; None means absent.
+
+    `updated_at` orders writes (Clerk's `updated_at`, or the token's `iat` for the authorizer);
+    `clerk_updated_at` is the newest Clerk record version applied (webhook/reconcile only), so an
+    authorizer write never hides which Clerk version the row already holds. `source` and `synced_at`
+    are optional: items written by other writers (a backfill, the console) may lack them.
+    """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -96,8 +101,9 @@ class UserRecord(BaseModel):
     created_at: int | None = Field(default=None, alias="createdAt")
     updated_at: int | None = Field(default=None, alias="updatedAt")
     deleted_at: int | None = Field(default=None, alias="deletedAt")
-    synced_at: str = Field(default_factory=utc_now_iso, alias="syncedAt")
-    source: SyncSource
+    clerk_updated_at: int | None = Field(default=None, alias="clerkUpdatedAt")
+    synced_at: str | None = Field(default=None, alias="syncedAt")
+    source: SyncSource | None = None
     last_event_id: str | None = Field(default=None, alias="lastEventId")
 
     @property
@@ -116,6 +122,7 @@ class UserRecord(BaseModel):
             image_url=_blank_to_none(user.image_url),
             created_at=user.created_at,
             updated_at=user.updated_at,
+            clerk_updated_at=user.updated_at,
             source=source,
             last_event_id=event_id,
         )
@@ -145,5 +152,7 @@ class UserRecord(BaseModel):
         }
 
     def to_attributes(self) -> dict[str, Any]:
-        """Plain attribute dict (table names, absent values dropped)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """Plain attribute dict (table names, absent values dropped), stamped with `syncedAt` now."""
+        attributes = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        attributes.setdefault("syncedAt", utc_now_iso())
+        return attributes

@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from usersync.aws import error_code
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import EpochMs, SyncSource, utc_now_iso
 from usersync.observability import logger
-from usersync.repository import RepositoryError, WriteOutcome
+from usersync.repository import RepositoryError, WriteOutcome, attributes_to_item
+from usersync.sync import sync_attempt
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -297,19 +299,6 @@ def record_for_event(
 # ---------------------------------------------------------------------------------------- repository
 
 
-# Strings and integers only, as in repository.py (hand-written there for the same cold-start reason).
-def _to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    item: dict[str, Any] = {}
-    for name, value in attributes.items():
-        if isinstance(value, str):
-            item[name] = {"S": value}
-        elif isinstance(value, int) and not isinstance(value, bool):
-            item[name] = {"N": str(value)}
-        else:
-            raise TypeError(f"attribute {name} must be a string or an integer")
-    return item
-
-
 def _plain(item: Mapping[str, Any]) -> dict[str, str | int]:
     """Strings and integral numbers back; other DynamoDB types (written by someone else) ignored."""
     plain: dict[str, str | int] = {}
@@ -342,12 +331,6 @@ def item_from_dynamodb(item: Mapping[str, Any], operation: str) -> OrganizationI
     return None
 
 
-def _error_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
-
-
 class OrganizationRepository:
     """Reads and writes the organizations table; every AWS failure surfaces as `RepositoryError`."""
 
@@ -378,21 +361,21 @@ class OrganizationRepository:
         try:
             self._client.put_item(
                 TableName=self._table_name,
-                Item=_to_item(record.to_attributes()),
+                Item=attributes_to_item(record.to_attributes()),
                 ConditionExpression=condition,
-                ExpressionAttributeValues=_to_item(values),
+                ExpressionAttributeValues=attributes_to_item(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise RepositoryError("PutItem", _error_code(exc)) from exc
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise RepositoryError("PutItem", error_code(exc)) from exc
             response: dict[str, Any] = dict(exc.response)
             stored: dict[str, Any] = response.get("Item") or {}
             if record.last_event_id and stored.get("lastEventId") == {"S": record.last_event_id}:
                 return WriteOutcome.DUPLICATE
             return WriteOutcome.STALE
         except BotoCoreError as exc:
-            raise RepositoryError("PutItem", _error_code(exc)) from exc
+            raise RepositoryError("PutItem", error_code(exc)) from exc
         return WriteOutcome.APPLIED
 
     def get_organization(self, org_id: str) -> OrganizationRecord | None:
@@ -404,7 +387,7 @@ class OrganizationRepository:
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("GetItem", _error_code(exc)) from exc
+            raise RepositoryError("GetItem", error_code(exc)) from exc
         item = response.get("Item")
         record = item_from_dynamodb(dict(item), "GetItem") if item else None
         return record if isinstance(record, OrganizationRecord) else None
@@ -426,7 +409,7 @@ class OrganizationRepository:
                 try:
                     response = self._client.batch_get_item(RequestItems=request)
                 except (ClientError, BotoCoreError) as exc:
-                    raise RepositoryError("BatchGetItem", _error_code(exc)) from exc
+                    raise RepositoryError("BatchGetItem", error_code(exc)) from exc
                 for item in response.get("Responses", {}).get(self._table_name, []):
                     record = item_from_dynamodb(dict(item), "BatchGetItem")
                     if isinstance(record, OrganizationRecord):
@@ -445,7 +428,7 @@ class OrganizationRepository:
             try:
                 response = self._client.query(TableName=self._table_name, **kwargs)
             except (ClientError, BotoCoreError) as exc:
-                raise RepositoryError(operation, _error_code(exc)) from exc
+                raise RepositoryError(operation, error_code(exc)) from exc
             for item in response.get("Items", []):
                 record = item_from_dynamodb(dict(item), operation)
                 if record is not None:
@@ -510,7 +493,7 @@ class OrganizationRepository:
                         deleted_at=deleted if isinstance(deleted, int) else None,
                     )
         except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("Scan", _error_code(exc)) from exc
+            raise RepositoryError("Scan", error_code(exc)) from exc
         return versions
 
 
@@ -547,7 +530,7 @@ def without_deleted_users(
             try:
                 response = client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:
-                raise RepositoryError("BatchGetItem", _error_code(exc)) from exc
+                raise RepositoryError("BatchGetItem", error_code(exc)) from exc
             for item in response.get("Responses", {}).get(users_table, []):
                 if "deletedAt" in item:
                     deleted.add(str(item["userId"]["S"]))
@@ -565,11 +548,10 @@ def without_deleted_users(
 def write_organization_item(repository: OrganizationRepository, record: OrganizationItem) -> WriteOutcome:
     """`repository.save`, counted as user writes are (sync.write_user): one SyncAttempts per write,
     SyncStale for a lost condition, SyncFailures (plus its attempt) for a failed call, re-raised."""
-    emit_metric(SyncMetric.ATTEMPTS, record.source)
     try:
-        outcome = repository.save(record)
+        with sync_attempt(record.source):
+            outcome = repository.save(record)
     except RepositoryError as exc:
-        emit_metric(SyncMetric.FAILURES, record.source)
         logger.error(
             "organization write failed",
             extra={"orgId": record.org_id, "source": record.source.value, "errorCode": exc.code},

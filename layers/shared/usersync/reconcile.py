@@ -2,14 +2,22 @@
 
 Webhooks can be missed (endpoint disabled, retries exhausted, table created after the users), so a
 scheduled run re-applies every Clerk user through the same conditional PutItem as the webhook
-(`sync.write_user`): a newer webhook write is never overwritten and a tombstone never resurrected,
-whatever interleaving happens while the run is in flight.
+(`sync.write_user`, the Clerk-record rule of usersync.repository): a newer webhook write is never
+overwritten, a tombstone never resurrected, and a row first stored by the authorizer gets Clerk's
+`createdAt` even when the token that wrote it is newer than Clerk's record.
 
-Cost: one paginated, eventually consistent Scan of the table at the start (projection userId,
-updatedAt, deletedAt). DynamoDB bills a Scan on the full item size, so it costs about 0.5 read unit
+Cost: one paginated, eventually consistent Scan of the table at the start, through the repository
+(projection userId, updatedAt, clerkUpdatedAt, deletedAt, source). DynamoDB bills a Scan on the
+full item size, so it costs about 0.5 read unit
 per 4 KB of table, e.g. ~6k read units for 100k users of ~500 bytes (a fraction of a cent on demand).
-It lets the run tell created from updated, skip every unchanged user without a write (a rerun costs
-zero writes) and find the users that are in the table but no longer in Clerk (`--prune`).
+It lets the run tell created from updated, skip every user whose stored Clerk version is Clerk's
+current one without a write (a rerun costs zero writes) and find the users that are in the table but
+no longer in Clerk (`--prune`). Whether anything else is written is left to the conditional write:
+the snapshot never decides that a write is stale.
+
+Time: every Clerk request checks the invocation's budget (usersync.budget) before each attempt, a
+request that hangs is retried once at most, and the run stops between pages (and between prune
+candidates) with DEADLINE_MARGIN_SECONDS left, so it ends with its counts logged, never killed.
 
 HTTP client: urllib3, not the official `clerk-backend-api` SDK. urllib3 is already loaded by botocore
 in every container, so it adds nothing to the layer and nothing to the cold start; the SDK would add
@@ -30,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import urllib3
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from usersync.budget import TimeBudget
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import ClerkUser, SyncSource, UserRecord
 from usersync.observability import logger
@@ -45,6 +53,12 @@ if TYPE_CHECKING:
 DEFAULT_API_URL = "https://api.clerk.com"
 MAX_PAGE_SIZE = 500  # Clerk: "greater than zero and less than 501"
 DEFAULT_MAX_RETRIES = 5
+# A request that got no answer in time (the server hangs) is retried once: a second hang says the API
+# is down for this run, and the next scheduled run retries. Rate limits and 5xx get DEFAULT_MAX_RETRIES.
+MAX_NETWORK_RETRIES = 1
+CONNECT_TIMEOUT_SECONDS = 2.0
+# Clerk answers a 500-user page in well under a second; ten seconds of silence is an outage.
+READ_TIMEOUT_SECONDS = 10.0
 MAX_RETRY_AFTER_SECONDS = 60.0  # Clerk's rate-limit windows are 10 s; longer headers are capped.
 BACKOFF_BASE_SECONDS = 0.5
 # Oldest first: users created while the run pages are appended at the end, so no page shifts under us.
@@ -89,6 +103,7 @@ class ClerkUsersClient:
         max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
         sleep: Sleep = time.sleep,
         timeout: urllib3.Timeout | None = None,
+        budget: TimeBudget | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
@@ -102,9 +117,11 @@ class ClerkUsersClient:
         self._max_retries = max(0, max_retries)
         self._max_retry_after = max_retry_after
         self._sleep = sleep
-        self._http = urllib3.PoolManager(
-            timeout=timeout or urllib3.Timeout(connect=3.0, read=20.0), retries=False
-        )
+        self._timeout = timeout or urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
+        limits = (self._timeout.connect_timeout, self._timeout.read_timeout)
+        self._attempt_seconds = sum(float(limit) for limit in limits if isinstance(limit, int | float))
+        self._budget = budget or TimeBudget.unlimited()
+        self._http = urllib3.PoolManager(timeout=self._timeout, retries=False)
         self._retry_after = urllib3.util.Retry()  # only for its Retry-After parser (seconds or HTTP date)
 
     def pages(self) -> Iterator[list[dict[str, Any]]]:
@@ -127,12 +144,15 @@ class ClerkUsersClient:
 
     def _get(self, path: str, fields: dict[str, str], *, allow_not_found: bool = False) -> Any:
         where = f"GET {path}" + (f"?offset={fields['offset']}" if "offset" in fields else "")
-        attempt = 0
+        attempt = network_failures = 0
         while True:
+            if not self._budget.allows(self._attempt_seconds):
+                raise ClerkApiError(f"Clerk API {where} not attempted: the invocation is out of time")
             try:
                 response = self._http.request("GET", self._base + path, fields=fields, headers=self._headers)
             except urllib3.exceptions.HTTPError as exc:
                 status, problem, delay = None, f"network error {type(exc).__name__}", None
+                network_failures += 1
             else:
                 status = response.status
                 if status == 200:
@@ -147,13 +167,15 @@ class ClerkUsersClient:
                     # 401/403/422...: retrying cannot help (wrong key, bad parameters).
                     raise ClerkApiError(f"Clerk API {where} failed: {problem}", status)
                 delay = self._retry_after_seconds(response) if status == 429 else None
-            if attempt >= self._max_retries:
+            if attempt >= self._max_retries or network_failures > MAX_NETWORK_RETRIES:
                 raise ClerkApiError(
                     f"Clerk API {where} failed after {attempt + 1} attempts: {problem}", status
                 )
             if delay is None:
                 delay = BACKOFF_BASE_SECONDS * 2**attempt
             delay = min(delay, self._max_retry_after)
+            if not self._budget.allows(delay + self._attempt_seconds):
+                raise ClerkApiError(f"Clerk API {where} failed, no time left to retry: {problem}", status)
             logger.warning(
                 "Clerk API retry", extra={"request": where, "problem": problem, "sleepSeconds": delay}
             )
@@ -200,41 +222,19 @@ class ReconcileReport:
         return data
 
 
-@dataclass(frozen=True)
-class _Stored:
-    updated_at: int | None
-    deleted_at: int | None
+def stored_clerk_version(stored: UserRecord) -> int | None:
+    """The Clerk `updated_at` a stored row holds: `clerkUpdatedAt`, or for rows written before it
+    existed `updatedAt`, unless the authorizer wrote the row (a token's `iat` is no Clerk version)."""
+    if stored.clerk_updated_at is not None:
+        return stored.clerk_updated_at
+    return None if stored.source is SyncSource.AUTHORIZER else stored.updated_at
 
 
-def _scan_versions(client: DynamoDBClient, table_name: str) -> dict[str, _Stored]:
-    """userId -> (updatedAt, deletedAt) of every item: one paginated Scan, eventually consistent.
+class ReconcileRun:
+    """One run's state: the table snapshot, the users Clerk listed so far, and the counts."""
 
-    Staleness is harmless: the snapshot only picks what to write; the conditional put decides.
-    """
-    stored: dict[str, _Stored] = {}
-    try:
-        for page in client.get_paginator("scan").paginate(
-            TableName=table_name,
-            ProjectionExpression="userId, updatedAt, deletedAt",
-        ):
-            for item in page.get("Items", []):
-                updated = item.get("updatedAt", {}).get("N")
-                deleted = item.get("deletedAt", {}).get("N")
-                stored[str(item["userId"]["S"])] = _Stored(
-                    int(updated) if updated is not None else None,
-                    int(deleted) if deleted is not None else None,
-                )
-    except (ClientError, BotoCoreError) as exc:
-        code = (
-            exc.response.get("Error", {}).get("Code", "ClientError") if isinstance(exc, ClientError) else ""
-        )
-        raise RepositoryError("Scan", str(code) or type(exc).__name__) from exc
-    return stored
-
-
-class _Run:
     def __init__(
-        self, repository: UserRepository, stored: dict[str, _Stored], report: ReconcileReport
+        self, repository: UserRepository, stored: dict[str, UserRecord], report: ReconcileReport
     ) -> None:
         self.repository = repository
         self.stored = stored
@@ -256,23 +256,32 @@ class _Run:
             self.report.skipped += 1
             return
         stored = self.stored.get(user.id)
-        if stored is not None and (
-            stored.deleted_at is not None or (stored.updated_at or 0) > user.updated_at
-        ):
-            self.report.skipped += 1
+        if stored is not None and stored.is_tombstone:
+            self.report.skipped += 1  # nothing resurrects a tombstone: no write needed to know it
             return
-        if stored is not None and stored.updated_at == user.updated_at:
-            self.report.unchanged += 1
+        stored_version = None if stored is None else stored_clerk_version(stored)
+        if stored_version is not None and stored_version >= user.updated_at:
+            # Clerk versions only grow (every writer's condition keeps them so), and a snapshot is
+            # never ahead of the table: the write would lose for sure. A token's `iat` is no Clerk
+            # version, so an authorizer-written row is never skipped here: the write decides.
+            if stored_version == user.updated_at:
+                self.report.unchanged += 1
+            else:
+                self.report.skipped += 1
             return
         if not self.report.dry_run:
             record = UserRecord.from_clerk_user(user, source=SyncSource.RECONCILE)
-            if write_user(self.repository, record) is not WriteOutcome.APPLIED:
-                self.report.skipped += 1  # a webhook or a delete landed since the scan: it wins
+            if write_user(self.repository, record) not in (WriteOutcome.APPLIED, WriteOutcome.MERGED):
+                self.report.skipped += 1  # the table holds a newer Clerk version or a tombstone: it wins
                 return
         if stored is None:
             self.report.created += 1
         else:
             self.report.updated += 1
+
+
+def _out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+    return remaining_seconds is not None and remaining_seconds() < DEADLINE_MARGIN_SECONDS
 
 
 def reconcile(
@@ -292,9 +301,11 @@ def reconcile(
     """
     report = ReconcileReport(dry_run=dry_run, prune=prune)
     try:
-        run = _Run(UserRepository(client, table_name), _scan_versions(client, table_name), report)
+        repository = UserRepository(client, table_name)
+        stored = {record.user_id: record for record in repository.scan_versions()}
+        run = ReconcileRun(repository, stored, report)
         for index, page in enumerate(clerk.pages()):
-            if index and remaining_seconds is not None and remaining_seconds() < DEADLINE_MARGIN_SECONDS:
+            if index and _out_of_time(remaining_seconds):
                 raise ReconcileError(
                     f"stopped after {report.seen} users, under {DEADLINE_MARGIN_SECONDS:.0f} s left"
                     " (the next run skips the users written so far without writing them again)"
@@ -302,7 +313,7 @@ def reconcile(
             for entry in page:
                 run.apply(entry)
         if prune:
-            _prune(run, clerk, now_ms)
+            _prune(run, clerk, now_ms, remaining_seconds)
     except (ReconcileError, RepositoryError) as exc:
         if not dry_run:
             emit_metric(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
@@ -320,7 +331,12 @@ def reconcile(
     return report
 
 
-def _prune(run: _Run, clerk: ClerkUsersClient, now_ms: Callable[[], int]) -> None:
+def _prune(
+    run: ReconcileRun,
+    clerk: ClerkUsersClient,
+    now_ms: Callable[[], int],
+    remaining_seconds: Callable[[], float] | None = None,
+) -> None:
     """Tombstone live table users that Clerk no longer has.
 
     Offset paging can skip a user when a deletion shifts the list mid-run, so each candidate is
@@ -334,6 +350,11 @@ def _prune(run: _Run, clerk: ClerkUsersClient, now_ms: Callable[[], int]) -> Non
             "of the Clerk instance this table mirrors?"
         )
     for user_id in candidates:
+        if _out_of_time(remaining_seconds):
+            raise ReconcileError(
+                f"prune stopped after {run.report.pruned} of {len(candidates)} candidates, under "
+                f"{DEADLINE_MARGIN_SECONDS:.0f} s left (the next run continues)"
+            )
         found = clerk.get_user(user_id)
         if found is not None:
             run.apply(found)

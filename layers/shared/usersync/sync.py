@@ -11,33 +11,56 @@ container) and writes only when the token says something newer and different.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource, UserRecord
 from usersync.observability import logger
-from usersync.repository import RepositoryError, UserRepository, WriteOutcome
+from usersync.repository import RepositoryError, UninterpretableItemError, UserRepository, WriteOutcome
+
+
+@contextmanager
+def sync_attempt(source: SyncSource) -> Iterator[None]:
+    """One `SyncAttempts`, and with it a `SyncFailures` if the block raises anything at all.
+
+    This and `record_failed_attempt` are the only places that emit `SyncFailures`, so a failure is
+    always also an attempt (contract §8): the failure rate /health and the alarm compute can never be
+    blinded by failures without attempts.
+    """
+    emit_metric(SyncMetric.ATTEMPTS, source)
+    try:
+        yield
+    except Exception:
+        emit_metric(SyncMetric.FAILURES, source)
+        raise
+
+
+def record_failed_attempt(source: SyncSource) -> None:
+    """A sync that failed before its write could be tried (an unreadable item, a bug): both metrics."""
+    emit_metric(SyncMetric.ATTEMPTS, source)
+    emit_metric(SyncMetric.FAILURES, source)
 
 
 def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
-    emit_metric(SyncMetric.ATTEMPTS, record.source)
+    """One counted write by the record's writer rule (see usersync.repository)."""
+    source = record.source or SyncSource.WEBHOOK
     try:
-        outcome = repository.save(record)
+        with sync_attempt(source):
+            outcome = repository.save(record)
     except RepositoryError as exc:
-        emit_metric(SyncMetric.FAILURES, record.source)
         logger.error(
             "user write failed",
-            extra={"userId": record.user_id, "source": record.source.value, "errorCode": exc.code},
+            extra={"userId": record.user_id, "source": source.value, "errorCode": exc.code},
         )
         raise
-    if outcome is not WriteOutcome.APPLIED:
-        emit_metric(SyncMetric.STALE, record.source)
+    if outcome in (WriteOutcome.STALE, WriteOutcome.DUPLICATE):
+        emit_metric(SyncMetric.STALE, source)
     # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
     logger.debug(
-        "user write",
-        extra={"userId": record.user_id, "source": record.source.value, "outcome": outcome.value},
+        "user write", extra={"userId": record.user_id, "source": source.value, "outcome": outcome.value}
     )
     return outcome
 
@@ -91,16 +114,20 @@ class UserCache:
 
 
 def _read_stored(repository: UserRepository, user_id: str, cache: UserCache) -> UserRecord | None:
-    """The stored record (cached), or None when absent or unreadable.
+    """The stored record (cached), or None when absent or the table could not be read.
 
-    A failed read is not a sync failure by itself: the caller falls through to the conditional put,
-    which is safe without the read, and it is the put's outcome that gets counted.
+    A failed read is not a sync failure by itself: the caller falls through to the conditional write,
+    which is safe without the read, and it is the write's outcome that gets counted. An item that was
+    read but cannot be interpreted is raised (UninterpretableItemError): writing over it blind would
+    only lose to its condition again, so the caller counts a failure instead.
     """
     hit, record = cache.get(user_id)
     if hit:
         return record
     try:
         record = repository.get(user_id)
+    except UninterpretableItemError:
+        raise
     except RepositoryError as exc:
         logger.warning(
             "stored user read failed; writing without compare",
@@ -112,15 +139,24 @@ def _read_stored(repository: UserRepository, user_id: str, cache: UserCache) -> 
 
 
 def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: UserCache) -> SyncResult:
-    """Compare-first upsert of the user a verified token describes (`candidate`, updatedAt = iat ms).
+    """Compare-first sync of the user a verified token describes (`candidate`, updatedAt = iat ms).
 
     Writes only when the stored copy is missing, or is older than the token and differs in
-    email/names/image; the write is the same conditional put as the webhook's, so a newer webhook
-    write always wins and a tombstone is never resurrected. Raises `UserDeletedError` for a
-    tombstone; a table failure is counted (SyncFailures) and reported as FAILED, never raised.
+    email/names/image; the write is the authorizer's conditional UpdateItem (see usersync.repository),
+    so a newer write always wins and a tombstone is never resurrected. Raises `UserDeletedError` for a
+    tombstone. Every failure (table down, out of time, unreadable item, a bug) is counted as a failed
+    attempt and reported as FAILED, never raised: a sync failure never denies a valid token.
     """
     user_id = candidate.user_id
-    stored = _read_stored(repository, user_id, cache)
+    try:
+        stored = _read_stored(repository, user_id, cache)
+    except UninterpretableItemError as exc:
+        record_failed_attempt(SyncSource.AUTHORIZER)
+        logger.error(
+            "stored user cannot be interpreted",
+            extra={"userId": user_id, "source": SyncSource.AUTHORIZER.value, "problem": exc.problem},
+        )
+        return SyncResult.FAILED
     if stored is not None and stored.is_tombstone:
         raise UserDeletedError(user_id)
     if stored is not None:
@@ -128,19 +164,21 @@ def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: Us
             return SyncResult.UNCHANGED
         if (stored.updated_at or 0) >= (candidate.updated_at or 0):
             return SyncResult.STORED_NEWER
-        candidate = candidate.model_copy(update={"created_at": stored.created_at})
     try:
         outcome = write_user(repository, candidate)
-    except RepositoryError:
+    except Exception:  # counted by write_user's attempt (RepositoryError is also logged there)
         cache.forget(user_id)
         return SyncResult.FAILED
     if outcome is WriteOutcome.APPLIED:
-        cache.put(user_id, candidate)
+        cache.put(user_id, candidate)  # its profile and updatedAt are now the stored ones
         return SyncResult.WRITTEN
     # Lost the condition: a newer write or a tombstone landed since we read (or we could not read).
     # Re-read once so a deletion is enforced now rather than after the cache expires.
     cache.forget(user_id)
-    latest = _read_stored(repository, user_id, cache)
+    try:
+        latest = _read_stored(repository, user_id, cache)
+    except UninterpretableItemError:
+        latest = None
     if latest is not None and latest.is_tombstone:
         raise UserDeletedError(user_id)
     return SyncResult.STALE

@@ -12,46 +12,78 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from usersync.http import HttpRequest
+from usersync.aws import secret_string
+from usersync.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
 from usersync.models import ClerkDeletedUser, ClerkEvent, ClerkUser, SyncSource, UserRecord
 from usersync.observability import logger
-from usersync.repository import RepositoryError, UserRepository, WriteOutcome
+from usersync.repository import (
+    RepositoryError,
+    UnstorableRecordError,
+    UserRepository,
+    WriteOutcome,
+    ensure_storable,
+)
 from usersync.settings import WebhookSettings
 from usersync.sync import write_user
 
 if TYPE_CHECKING:
     from usersync.organizations import OrganizationRepository
 
-SECRET_CACHE_SECONDS = 300
-
 USER_UPSERT_EVENTS = frozenset({"user.created", "user.updated"})
 USER_DELETED_EVENT = "user.deleted"
 _HEADER_FAMILIES = ("svix", "webhook")  # Clerk sends svix-*; Standard Webhooks names are accepted too
 
 
-class WebhookError(Exception):
-    """A webhook that is rejected without touching the table; `reason` is safe to log."""
+class WebhookRejection(Exception):
+    """A delivery refused without touching the table. Each subclass carries the HTTP status that
+    answers it (the handler maps by `status_code`, so a new subclass can never escape as a 500) and a
+    default `reason`; an instance may give a more precise reason. `reason` is safe to log."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    status_code: ClassVar[int] = 400
+    reason: str = "rejected"
+
+    def __init__(self, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(self.reason)
 
 
-class SignatureError(WebhookError):
+class WebhookSignatureError(WebhookRejection):
     """Missing or invalid signature headers, no matching signature, or timestamp out of tolerance."""
 
+    status_code = 401
+    reason = "invalid signature"
 
-class PayloadError(WebhookError):
+
+class WebhookPayloadError(WebhookRejection):
     """A verified body that is not JSON or lacks the fields its event type needs."""
 
+    reason = "invalid payload"
 
-class SecretUnavailableError(Exception):
-    """The signing secret could not be read from Secrets Manager: retryable, never a rejection."""
+
+class WebhookRequestError(WebhookRejection):
+    """Not an API Gateway proxy event we can read (wrong shape, undecodable body)."""
+
+    reason = "malformed request"
+
+
+class WebhookBodyTooLargeError(WebhookRejection):
+    """The body is over the size limit (256 KiB)."""
+
+    status_code = 413
+    reason = "body too large"
+
+
+class UnstorableUserError(WebhookRejection):
+    """A verified delivery DynamoDB can never store (user id over 2,048 bytes, item over 400 KB):
+    a 400, which Svix does not retry, rather than a 5xx it would retry for days."""
+
+    reason = "user cannot be stored"
 
 
 class WebhookStatus(StrEnum):
@@ -63,6 +95,7 @@ class WebhookStatus(StrEnum):
 
 _STATUS_BY_OUTCOME = {
     WriteOutcome.APPLIED: WebhookStatus.APPLIED,
+    WriteOutcome.MERGED: WebhookStatus.APPLIED,  # Clerk's createdAt joined a fresher token's profile
     WriteOutcome.STALE: WebhookStatus.IGNORED_STALE,
     WriteOutcome.DUPLICATE: WebhookStatus.IGNORED_DUPLICATE,
 }
@@ -71,7 +104,6 @@ _STATUS_BY_OUTCOME = {
 @dataclass(frozen=True)
 class WebhookResult:
     status: WebhookStatus
-    event_type: str
     user_id: str | None = None
 
 
@@ -101,30 +133,41 @@ def _webhook(secret: str) -> Webhook:
     return Webhook(secret)
 
 
+def read_request(event: Any) -> HttpRequest:
+    """The API Gateway proxy event as a request; its problems are rejections like any other."""
+    try:
+        return parse_proxy_event(event)
+    except PayloadTooLargeError as exc:
+        raise WebhookBodyTooLargeError(str(exc)) from None
+    except BadRequestError as exc:
+        raise WebhookRequestError(str(exc)) from None
+
+
 def verify_signature(body: bytes, headers: Mapping[str, str], secret: str) -> SignedMessage:
-    """Raise SignatureError unless one `v1` signature over `id.timestamp.body` matches `secret`."""
+    """Raise WebhookSignatureError unless one `v1` signature over `id.timestamp.body` matches `secret`."""
     signature_headers = _signature_headers(headers)
     if len(signature_headers) != len(("id", "timestamp", "signature")):
-        raise SignatureError("missing signature headers")
+        raise WebhookSignatureError("missing signature headers")
     try:
         _webhook(secret).verify(body, signature_headers, json_parse=False)
     except Exception as exc:  # malformed headers raise ValueError/binascii.Error, not the library's error
-        raise SignatureError(f"invalid signature: {type(exc).__name__}") from None
+        raise WebhookSignatureError(f"invalid signature: {type(exc).__name__}") from None
     return SignedMessage(
         message_id=signature_headers["webhook-id"],
         timestamp=int(float(signature_headers["webhook-timestamp"])),
     )
 
 
-def parse_event(body: bytes) -> ClerkEvent:
+def parse_clerk_event(body: bytes) -> ClerkEvent:
+    """The verified body as a Clerk event envelope (its `data` is validated per type later)."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+        raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
     try:
         return ClerkEvent.model_validate(document)
     except ValidationError as exc:
-        raise PayloadError(f"not a Clerk event: {_summarise(exc)}") from None
+        raise WebhookPayloadError(f"not a Clerk event: {_summarise(exc)}") from None
 
 
 def _summarise(exc: ValidationError) -> str:
@@ -147,7 +190,7 @@ def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
             deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
             return UserRecord.tombstone(deleted.id, deleted_at=deleted_at, event_id=message.message_id)
     except ValidationError as exc:
-        raise PayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
+        raise WebhookPayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
     return None
 
 
@@ -157,34 +200,31 @@ def process_webhook(
     repository: UserRepository,
     organizations: OrganizationRepository | None = None,
 ) -> WebhookResult:
-    """Verify, parse and apply one delivery. Raises WebhookError (reject) or RepositoryError (retry)."""
+    """Verify, parse and apply one delivery. Raises WebhookRejection (4xx) or RepositoryError (5xx)."""
     message = verify_signature(request.body, request.headers, secret)
     logger.set_correlation_id(message.message_id)
-    event = parse_event(request.body)
+    event = parse_clerk_event(request.body)
     logger.append_keys(eventType=event.type)
     organization_result = apply_organization_event(event, message, organizations)
     if organization_result is not None:
         return organization_result
     record = record_for(event, message)
     if record is None:
-        return WebhookResult(WebhookStatus.IGNORED_EVENT_TYPE, event.type)
+        return WebhookResult(WebhookStatus.IGNORED_EVENT_TYPE)
+    try:
+        ensure_storable(record)
+    except UnstorableRecordError as exc:
+        raise UnstorableUserError(str(exc)) from None
     outcome = write_user(repository, record)
-    return WebhookResult(_STATUS_BY_OUTCOME[outcome], event.type, record.user_id)
+    return WebhookResult(_STATUS_BY_OUTCOME[outcome], record.user_id)
 
 
 def signing_secret(settings: WebhookSettings) -> str:
-    """The `whsec_` secret: inline, or from Secrets Manager cached for SECRET_CACHE_SECONDS."""
+    """The `whsec_` secret: inline, or from Secrets Manager (cached; raises SecretUnavailableError)."""
     if settings.webhook_signing_secret:
         return settings.webhook_signing_secret
-    # Only this configuration needs Parameters (and its Secrets Manager client): import it here.
-    from aws_lambda_powertools.utilities.parameters import get_secret
-
     assert settings.webhook_secret_arn is not None  # guaranteed by WebhookSettings
-    try:
-        secret = get_secret(settings.webhook_secret_arn, max_age=SECRET_CACHE_SECONDS)
-    except Exception as exc:  # GetParameterError wraps every SDK failure; the cause names the AWS error
-        raise SecretUnavailableError(type(exc.__cause__ or exc).__name__) from exc
-    return secret.decode() if isinstance(secret, bytes) else str(secret)
+    return secret_string(settings.webhook_secret_arn)
 
 
 # ---------------------------------------------------------------- organizations and memberships
@@ -203,7 +243,7 @@ def apply_organization_event(
     try:
         record = record_for_event(event.type, event.data, deleted_at=deleted_at, event_id=message.message_id)
     except ValidationError as exc:
-        raise PayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
+        raise WebhookPayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
     assert record is not None  # every type in ORGANIZATION_EVENT_TYPES has a record
     user_id = getattr(record, "user_id", None)
     logger.append_keys(orgId=record.org_id)
@@ -211,4 +251,4 @@ def apply_organization_event(
         # Misconfigured (no ORGANIZATIONS_TABLE_NAME): a 5xx so Svix retries once it is fixed.
         raise RepositoryError("PutItem", "OrganizationsTableNotConfigured")
     outcome = write_organization_item(organizations, record)
-    return WebhookResult(_STATUS_BY_OUTCOME[outcome], event.type, user_id)
+    return WebhookResult(_STATUS_BY_OUTCOME[outcome], user_id)

@@ -1,0 +1,196 @@
+"""Items the table holds that usersync did not write (contract §3, tolerant reading).
+
+Backfill scripts, the console, older versions and the application itself write items through the
+raw DynamoDB API (botocore `put_item` on moto here, exactly as they would). The authorizer must deny
+every tombstone (any item with `deletedAt`), allow live items whatever extra attributes they carry,
+and `/me` must answer 200 / 404 / 503 for live / tombstone / uninterpretable: never a 500, never an
+allowed deleted user.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.helpers import FakeLambdaContext, metric_counts
+from tests.reliability.support import REPORT
+from usersync.aws import dynamodb_client
+from usersync.repository import UninterpretableItemError, item_to_record
+from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from usersync_dev.clerk import SigningKey, mint_token, session_claims
+
+TABLE = "usersync-test-users"
+USER_ID = "user_2otherWRITERother0000000"
+ISSUER = "https://clerk.example.test"
+
+# One attribute of every DynamoDB type, as another writer may add them.
+EVERY_TYPE: dict[str, dict[str, Any]] = {
+    "score": {"N": "12.75"},
+    "tags": {"L": [{"S": "a"}, {"N": "1"}]},
+    "settings": {"M": {"theme": {"S": "dark"}}},
+    "verified": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "blob": {"B": b"\x00\x01"},
+    "roles": {"SS": ["admin", "user"]},
+    "counts": {"NS": ["1", "2.5"]},
+}
+
+TOMBSTONES: dict[str, dict[str, Any]] = {
+    "only id and deletedAt": {"deletedAt": {"N": "1730000000000"}},
+    "foreign source": {"deletedAt": {"N": "1730000000000"}, "source": {"S": "backfill"}},
+    "every extra type": {"deletedAt": {"N": "1730000000000"}, "email": {"S": "x@example.com"}, **EVERY_TYPE},
+    "deletedAt with decimals": {"deletedAt": {"N": "1730000000000.5"}},
+    "deletedAt as a string": {"deletedAt": {"S": "2024-10-27T00:00:00Z"}},
+    "deletedAt as a boolean": {"deletedAt": {"BOOL": True}, "updatedAt": {"N": "1.5"}},
+}
+
+LIVE: dict[str, dict[str, Any]] = {
+    "no source, no syncedAt, no createdAt": {"email": {"S": "ada@example.com"}, "updatedAt": {"N": "1"}},
+    "foreign source": {"email": {"S": "ada@example.com"}, "source": {"S": "backfill"}},
+    "every extra type": {"email": {"S": "ada@example.com"}, "updatedAt": {"N": "5"}, **EVERY_TYPE},
+    "only the id": {},
+}
+
+UNINTERPRETABLE: dict[str, dict[str, Any]] = {
+    "updatedAt with decimals": {"email": {"S": "ada@example.com"}, "updatedAt": {"N": "17.5"}},
+    "updatedAt as a string": {"updatedAt": {"S": "yesterday"}},
+    "email as a list": {"email": {"L": [{"S": "ada@example.com"}]}},
+}
+
+
+def _put_raw(attributes: dict[str, Any], user_id: str = USER_ID) -> None:
+    dynamodb_client().put_item(TableName=TABLE, Item={"userId": {"S": user_id}, **attributes})
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("ins_other_writers")
+
+
+@pytest.fixture
+def authorizer(
+    key: SigningKey,
+    users_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+) -> Callable[[], dict[str, Any]]:
+    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
+    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
+    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    module = function_loader("authorizer")
+
+    def authorize() -> dict[str, Any]:
+        token = mint_token(key, session_claims(USER_ID, email="ada@example.com", issuer=ISSUER))
+        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        response: dict[str, Any] = module.lambda_handler(event, lambda_context)
+        return response
+
+    return authorize
+
+
+@pytest.fixture
+def me(
+    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> Callable[[], tuple[int, dict[str, Any]]]:
+    module = function_loader("me")
+
+    def call() -> tuple[int, dict[str, Any]]:
+        response = module.lambda_handler(
+            http_api_event("GET", "/me", authorizer_context={"userId": USER_ID}), lambda_context
+        )
+        return response["statusCode"], json.loads(response["body"])
+
+    return call
+
+
+@pytest.mark.parametrize("attributes", TOMBSTONES.values(), ids=TOMBSTONES.keys())
+def test_tombstones_of_other_writers_deny_and_are_not_found(
+    authorizer: Callable[[], dict[str, Any]],
+    me: Callable[[], tuple[int, dict[str, Any]]],
+    attributes: dict[str, Any],
+) -> None:
+    REPORT["other writers' items tried"] += 1
+    _put_raw(attributes)
+    assert authorizer() == {"isAuthorized": False}
+    status, body = me()
+    assert status == 404 and body["status"] == "not-found"
+    # And no token resurrects it: the item still has its deletedAt
+    item = dynamodb_client().get_item(TableName=TABLE, Key={"userId": {"S": USER_ID}})["Item"]
+    assert item["deletedAt"] == attributes["deletedAt"]
+    REPORT["other writers' items held"] += 1
+
+
+@pytest.mark.parametrize("attributes", LIVE.values(), ids=LIVE.keys())
+def test_live_items_of_other_writers_are_allowed_and_served(
+    authorizer: Callable[[], dict[str, Any]],
+    me: Callable[[], tuple[int, dict[str, Any]]],
+    attributes: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["other writers' items tried"] += 1
+    _put_raw(attributes)
+    capsys.readouterr()
+    response = authorizer()
+    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
+    assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 0
+    status, body = me()
+    assert status == 200 and body["userId"] == USER_ID and body["email"] == "ada@example.com"
+    # The other writer's attributes survive the authorizer's write (it updates only its own)
+    item = dynamodb_client().get_item(TableName=TABLE, Key={"userId": {"S": USER_ID}})["Item"]
+    assert {name: item[name] for name in EVERY_TYPE if name in attributes} == {
+        name: value for name, value in attributes.items() if name in EVERY_TYPE
+    }
+    REPORT["other writers' items held"] += 1
+
+
+@pytest.mark.parametrize("attributes", UNINTERPRETABLE.values(), ids=UNINTERPRETABLE.keys())
+def test_uninterpretable_items_are_a_read_failure_never_a_crash(
+    authorizer: Callable[[], dict[str, Any]],
+    me: Callable[[], tuple[int, dict[str, Any]]],
+    attributes: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    REPORT["other writers' items tried"] += 1
+    _put_raw(attributes)
+    capsys.readouterr()
+    # The authorizer allows the valid token and counts a failed sync (attempt and failure)
+    response = authorizer()
+    assert response["isAuthorized"] is True
+    counts = metric_counts(capsys.readouterr().out, "authorizer")
+    assert counts["SyncFailures"] == 1 and counts["SyncAttempts"] == 1
+    # /me answers as for an unreadable table
+    status, body = me()
+    assert status == 503 and body["status"] == "error"
+    REPORT["other writers' items held"] += 1
+
+
+def test_item_to_record_reads_what_it_needs_and_ignores_the_rest() -> None:
+    record = item_to_record(
+        {
+            "userId": {"S": USER_ID},
+            "email": {"S": "ada@example.com"},
+            "firstName": {"S": ""},
+            "createdAt": {"N": "1700000000000"},
+            "updatedAt": {"N": "1700000000001"},
+            "source": {"S": "spreadsheet"},
+            **EVERY_TYPE,
+        }
+    )
+    assert (record.email, record.first_name, record.created_at, record.updated_at, record.source) == (
+        "ada@example.com",
+        None,
+        1_700_000_000_000,
+        1_700_000_000_001,
+        None,
+    )
+    assert not record.is_tombstone
+    with pytest.raises(UninterpretableItemError):
+        item_to_record({"userId": {"N": "1"}})
+    with pytest.raises(UninterpretableItemError):
+        item_to_record({"email": {"S": "x@example.com"}})

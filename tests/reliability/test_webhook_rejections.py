@@ -1,0 +1,118 @@
+"""Every webhook rejection maps to a status code (contract §4), and unstorable deliveries are 400.
+
+The handler answers a `WebhookRejection` with the `status_code` its class carries, so no subclass
+can escape as an unhandled 500. This file holds one real trigger per subclass, and fails if a
+subclass is added without one: each is delivered to the real handler on moto and must get its status,
+with nothing written and no sync attempt counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers import Response, WebhookDriver, metric_counts
+from tests.reliability.support import REPORT, scan_all
+from usersync.models import SyncSource, UserRecord
+from usersync.repository import MAX_ITEM_BYTES, UnstorableRecordError, ensure_storable
+from usersync.webhooks import (
+    UnstorableUserError,
+    WebhookBodyTooLargeError,
+    WebhookPayloadError,
+    WebhookRejection,
+    WebhookRequestError,
+    WebhookSignatureError,
+)
+from usersync_dev.apigw import http_api_event
+from usersync_dev.clerk import clerk_event, clerk_user, deleted_user
+
+TABLE = "usersync-test-users"
+T0 = 1_730_279_325_025
+
+
+def _all_subclasses(cls: type[WebhookRejection]) -> set[type[WebhookRejection]]:
+    found: set[type[WebhookRejection]] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub, *_all_subclasses(sub)}
+    return found
+
+
+def _bad_signature(webhook: WebhookDriver) -> Response:
+    delivery = webhook.sign(clerk_event("user.created", clerk_user("user_1", updated_at=T0)))
+    return webhook.post(delivery, headers={**delivery.headers, "svix-signature": "v1,AAAA"})
+
+
+def _bad_payload(webhook: WebhookDriver) -> Response:
+    return webhook.post(webhook.sign(b"{not json"))
+
+
+def _bad_request(webhook: WebhookDriver) -> Response:
+    return webhook.invoke({"requestContext": {}, "body": 12})
+
+
+def _too_large(webhook: WebhookDriver) -> Response:
+    return webhook.invoke(http_api_event("POST", "/webhooks/clerk", body=b"x" * (256 * 1024 + 1)))
+
+
+def _unstorable(webhook: WebhookDriver) -> Response:
+    user_id = "user_" + "é" * 1500  # 3,005 bytes in UTF-8: over DynamoDB's 2,048-byte key limit
+    return webhook.deliver("msg_huge", clerk_event("user.created", clerk_user(user_id, updated_at=T0)))
+
+
+TRIGGERS: dict[type[WebhookRejection], Callable[[WebhookDriver], Response]] = {
+    WebhookSignatureError: _bad_signature,
+    WebhookPayloadError: _bad_payload,
+    WebhookRequestError: _bad_request,
+    WebhookBodyTooLargeError: _too_large,
+    UnstorableUserError: _unstorable,
+}
+
+
+def test_every_rejection_class_has_a_trigger_here_and_a_client_error_status() -> None:
+    subclasses = _all_subclasses(WebhookRejection)
+    assert subclasses == set(TRIGGERS), "add a trigger for the new WebhookRejection subclass"
+    for cls in subclasses:
+        assert 400 <= cls.status_code <= 499 and cls.reason, cls
+
+
+@pytest.mark.parametrize("cls", TRIGGERS, ids=lambda cls: cls.__name__)
+def test_each_rejection_reaches_the_caller_with_its_status(
+    webhook: WebhookDriver, cls: type[WebhookRejection], capsys: pytest.CaptureFixture[str]
+) -> None:
+    REPORT["webhook rejection types tried"] += 1
+    capsys.readouterr()
+    response = TRIGGERS[cls](webhook)
+    assert response.status == cls.status_code, response.body
+    assert response.body["status"] == "rejected" and response.body["message"]
+    counts = metric_counts(capsys.readouterr().out, "webhook")
+    assert counts["WebhookRejected"] == 1 and counts["SyncAttempts"] == 0
+    assert scan_all(TABLE) == []
+    REPORT["webhook rejection types held"] += 1
+
+
+@pytest.mark.parametrize("event_type", ["user.created", "user.updated", "user.deleted"])
+def test_a_user_id_over_the_key_limit_is_400_and_nothing_is_written(
+    webhook: WebhookDriver, event_type: str
+) -> None:
+    REPORT["unstorable deliveries tried"] += 1
+    user_id = "user_" + "x" * 2995  # 3,000 bytes
+    data = deleted_user(user_id) if event_type == "user.deleted" else clerk_user(user_id, updated_at=T0)
+    response = webhook.deliver("msg_long", clerk_event(event_type, data, timestamp=T0))
+    assert response.status == 400 and "2048" in response.body["message"]
+    assert scan_all(TABLE) == []
+    # The longest storable id is stored
+    fits = "user_" + "x" * 2043
+    fitting = clerk_event(event_type, {**data, "id": fits}, timestamp=T0)
+    assert webhook.deliver("msg_fits", fitting).status == 200
+    assert [item["userId"] for item in scan_all(TABLE)] == [fits]
+    REPORT["unstorable deliveries held"] += 1
+
+
+def test_an_item_over_400_kb_is_unstorable() -> None:
+    huge = UserRecord(
+        user_id="user_1", first_name="x" * MAX_ITEM_BYTES, updated_at=T0, source=SyncSource.WEBHOOK
+    )
+    with pytest.raises(UnstorableRecordError, match="400"):
+        ensure_storable(huge)
+    ensure_storable(huge.model_copy(update={"first_name": "x" * (MAX_ITEM_BYTES - 1024)}))

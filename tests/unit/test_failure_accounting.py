@@ -1,0 +1,53 @@
+"""Contract §8: every SyncFailures is also a SyncAttempts, by construction (usersync.sync).
+
+Also proves that the suite-wide check in tests/conftest.py sees flushes: a deliberately broken
+flush is caught by it (and then removed, so this test's own teardown passes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from usersync.metrics import SyncMetric, emit_metric
+from usersync.models import SyncSource
+from usersync.observability import metrics
+from usersync.sync import record_failed_attempt, sync_attempt
+
+
+def _totals(document: dict[str, Any]) -> tuple[float, float]:
+    def total(name: str) -> float:
+        value = document.get(name, 0)
+        return float(sum(value)) if isinstance(value, list) else float(value)
+
+    return total("SyncAttempts"), total("SyncFailures")
+
+
+def test_a_failure_inside_an_attempt_counts_both(
+    _failures_never_exceed_attempts: list[dict[str, Any]],
+) -> None:
+    with pytest.raises(ZeroDivisionError), sync_attempt(SyncSource.WEBHOOK):
+        _ = 1 / 0
+    with sync_attempt(SyncSource.WEBHOOK):
+        pass
+    metrics.flush_metrics()
+    assert _totals(_failures_never_exceed_attempts[-1]) == (2, 1)
+
+
+def test_a_failure_before_any_write_counts_both(
+    _failures_never_exceed_attempts: list[dict[str, Any]],
+) -> None:
+    record_failed_attempt(SyncSource.AUTHORIZER)
+    metrics.flush_metrics()
+    assert _totals(_failures_never_exceed_attempts[-1]) == (1, 1)
+
+
+def test_the_suite_wide_check_sees_a_failure_without_attempt(
+    _failures_never_exceed_attempts: list[dict[str, Any]],
+) -> None:
+    emit_metric(SyncMetric.FAILURES, SyncSource.WEBHOOK)  # what the old catch-all did
+    metrics.flush_metrics()
+    attempts, failures = _totals(_failures_never_exceed_attempts[-1])
+    assert failures > attempts  # the fixture would fail this test at teardown...
+    _failures_never_exceed_attempts.clear()  # ...so the deliberate breach is removed here

@@ -1,0 +1,126 @@
+"""The three-writer rule of the repository, case by case (contract §3, "Three writers, one outcome").
+
+The property test in tests/reliability/test_convergence.py checks every interleaving; these pin the
+cases the rule exists for, each on moto with the real conditional requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from usersync.aws import dynamodb_client
+from usersync.models import SyncSource, UserRecord
+from usersync.repository import UserRepository, WriteOutcome
+
+USER_ID = "user_3writers"
+CREATED = 1_700_000_000_000
+
+
+@pytest.fixture
+def repository(users_table: str) -> UserRepository:
+    return UserRepository(dynamodb_client(), users_table)
+
+
+def clerk(updated_at: int, first_name: str, *, source: SyncSource = SyncSource.WEBHOOK) -> UserRecord:
+    return UserRecord(
+        user_id=USER_ID,
+        email="ada@example.com",
+        first_name=first_name,
+        created_at=CREATED,
+        updated_at=updated_at,
+        source=source,
+        last_event_id=f"msg_{first_name}" if source is SyncSource.WEBHOOK else None,
+    )
+
+
+def token(iat_ms: int, first_name: str) -> UserRecord:
+    return UserRecord(
+        user_id=USER_ID,
+        email="ada@example.com",
+        first_name=first_name,
+        updated_at=iat_ms,
+        source=SyncSource.AUTHORIZER,
+    )
+
+
+def stored(repository: UserRepository) -> UserRecord:
+    record = repository.get(USER_ID)
+    assert record is not None
+    return record
+
+
+@pytest.mark.parametrize("writer", [SyncSource.WEBHOOK, SyncSource.RECONCILE])
+def test_a_user_first_stored_by_the_authorizer_gets_created_at_from_an_older_clerk_record(
+    repository: UserRepository, writer: SyncSource
+) -> None:
+    assert repository.save(token(CREATED + 60_000, "FromToken")) is WriteOutcome.APPLIED
+    assert repository.save(clerk(CREATED + 1, "FromClerk", source=writer)) is WriteOutcome.MERGED
+    record = stored(repository)
+    assert (record.created_at, record.first_name, record.clerk_updated_at) == (
+        CREATED,
+        "FromToken",  # the token is newer than Clerk's record: its profile stays
+        CREATED + 1,
+    )
+    # Replaying the record is stale now, and an even older one too
+    assert repository.save(clerk(CREATED + 1, "FromClerk", source=writer)) in (
+        WriteOutcome.STALE,
+        WriteOutcome.DUPLICATE,
+    )
+    assert repository.save(clerk(CREATED, "Oldest", source=writer)) is WriteOutcome.STALE
+
+
+def test_a_newer_clerk_record_replaces_an_authorizer_row_and_a_tie_goes_to_clerk(
+    repository: UserRepository,
+) -> None:
+    repository.save(token(CREATED + 60_000, "FromToken"))
+    assert repository.save(clerk(CREATED + 60_000, "FromClerk")) is WriteOutcome.APPLIED
+    record = stored(repository)
+    assert (record.first_name, record.created_at, record.source) == ("FromClerk", CREATED, SyncSource.WEBHOOK)
+    # A token of the same time, or older, changes nothing
+    assert repository.save(token(CREATED + 60_000, "Tie")) is WriteOutcome.STALE
+    assert stored(repository).first_name == "FromClerk"
+
+
+def test_a_newer_token_keeps_created_at_and_clerk_version_and_an_older_webhook_stays_out(
+    repository: UserRepository,
+) -> None:
+    repository.save(clerk(CREATED + 10, "V10"))
+    assert repository.save(token(CREATED + 60_000, "FromToken")) is WriteOutcome.APPLIED
+    record = stored(repository)
+    assert (record.first_name, record.created_at, record.clerk_updated_at, record.last_event_id) == (
+        "FromToken",
+        CREATED,
+        CREATED + 10,
+        "msg_V10",
+    )
+    # Clerk version 5 is older than the stored Clerk version 10: no merge, no write
+    assert repository.save(clerk(CREATED + 5, "V5")) is WriteOutcome.STALE
+    assert stored(repository).clerk_updated_at == CREATED + 10
+
+
+def test_legacy_rows_without_clerk_updated_at_keep_their_order(repository: UserRepository) -> None:
+    client: Any = dynamodb_client()
+    # Written by an older version: a webhook row whose Clerk version is its updatedAt
+    client.put_item(
+        TableName=repository.table_name,
+        Item={
+            "userId": {"S": USER_ID},
+            "firstName": {"S": "Legacy"},
+            "updatedAt": {"N": str(CREATED + 50)},
+            "source": {"S": "webhook"},
+        },
+    )
+    assert repository.save(clerk(CREATED + 40, "Older")) is WriteOutcome.STALE
+    assert repository.save(clerk(CREATED + 60, "Newer")) is WriteOutcome.APPLIED
+    assert stored(repository).first_name == "Newer"
+
+
+def test_nothing_resurrects_a_tombstone(repository: UserRepository) -> None:
+    repository.save(token(CREATED + 60_000, "FromToken"))
+    assert repository.save(UserRecord.tombstone(USER_ID, deleted_at=CREATED + 70_000)) is WriteOutcome.APPLIED
+    assert repository.save(clerk(CREATED + 1, "Late")) is WriteOutcome.STALE
+    assert repository.save(clerk(CREATED + 90_000, "Later")) is WriteOutcome.STALE
+    assert repository.save(token(CREATED + 90_000, "Token")) is WriteOutcome.STALE
+    assert stored(repository).is_tombstone
