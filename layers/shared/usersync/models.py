@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Clerk times are epoch milliseconds; 10**15 is the year 33658. Anything outside is not a Clerk time
 # (and past 38 digits DynamoDB cannot store it): rejecting it at parse time makes a webhook a 400,
@@ -26,22 +26,34 @@ class SyncSource(StrEnum):
     RECONCILE = "reconcile"
 
 
-class _Lenient(BaseModel):
+class ClerkPayload(BaseModel):
+    """Base of every shape Clerk sends (webhook data, Backend API objects, token claims): Clerk adds
+    fields over time, so unknown ones are ignored."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class ClerkEmailAddress(_Lenient):
+def empty_string_as_absent(value: Any) -> Any:
+    """Clerk renders an unset text field or claim as "" (or null): both mean absent."""
+    return None if value == "" else value
+
+
+# Optional Clerk text, "" read as None at parse time: an unknown value is never stored as "".
+ClerkText = Annotated[str | None, BeforeValidator(empty_string_as_absent)]
+
+
+class ClerkEmailAddress(ClerkPayload):
     id: str
     email_address: str
 
 
-class ClerkUser(_Lenient):
+class ClerkUser(ClerkPayload):
     """The Backend API User object carried by `user.created` / `user.updated` (and `GET /v1/users`)."""
 
     id: str = Field(min_length=1)
-    first_name: str | None = None
-    last_name: str | None = None
-    image_url: str | None = None
+    first_name: ClerkText = None
+    last_name: ClerkText = None
+    image_url: ClerkText = None
     email_addresses: list[ClerkEmailAddress] = Field(default_factory=list)
     primary_email_address_id: str | None = None
     created_at: EpochMs | None = None
@@ -54,17 +66,17 @@ class ClerkUser(_Lenient):
             return None
         for address in self.email_addresses:
             if address.id == self.primary_email_address_id:
-                return address.email_address
+                return address.email_address or None
         return None
 
 
-class ClerkDeletedUser(_Lenient):
+class ClerkDeletedUser(ClerkPayload):
     """`user.deleted` data: only `{id, object, deleted}`, no `updated_at`."""
 
     id: str = Field(min_length=1)
 
 
-class ClerkEvent(_Lenient):
+class ClerkEvent(ClerkPayload):
     """The webhook envelope; `data` is validated per event type once the type is known."""
 
     type: str
@@ -75,11 +87,6 @@ class ClerkEvent(_Lenient):
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _blank_to_none(value: str | None) -> str | None:
-    """Empty strings are never stored: an unknown value is an absent attribute."""
-    return value if value else None
 
 
 class UserRecord(BaseModel):
@@ -116,10 +123,10 @@ class UserRecord(BaseModel):
     ) -> UserRecord:
         return cls(
             user_id=user.id,
-            email=_blank_to_none(user.primary_email),
-            first_name=_blank_to_none(user.first_name),
-            last_name=_blank_to_none(user.last_name),
-            image_url=_blank_to_none(user.image_url),
+            email=user.primary_email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            image_url=user.image_url,
             created_at=user.created_at,
             updated_at=user.updated_at,
             clerk_updated_at=user.updated_at,

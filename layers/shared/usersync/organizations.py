@@ -29,9 +29,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from usersync.aws import error_code
 from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import EpochMs, SyncSource, utc_now_iso
+from usersync.models import ClerkPayload, ClerkText, EpochMs, SyncSource, utc_now_iso
 from usersync.observability import logger
-from usersync.repository import RepositoryError, WriteOutcome, attributes_to_item
+from usersync.repository import RepositoryError, WriteOutcome, lost_write, put_if
 from usersync.sync import sync_attempt
 
 if TYPE_CHECKING:
@@ -75,41 +75,37 @@ ClerkId = Annotated[str, Field(min_length=1), AfterValidator(_storable_id)]
 # ---------------------------------------------------------------------------------------- Clerk's shapes
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ClerkOrganization(_Lenient):
+class ClerkOrganization(ClerkPayload):
     """The Backend API Organization object (`organization.created|updated`, `GET /v1/organizations`)."""
 
     id: ClerkId
-    name: str | None = None
-    slug: str | None = None
-    image_url: str | None = None
+    name: ClerkText = None
+    slug: ClerkText = None
+    image_url: ClerkText = None
     created_at: EpochMs | None = None
     updated_at: EpochMs
 
 
-class ClerkDeletedOrganization(_Lenient):
+class ClerkDeletedOrganization(ClerkPayload):
     """`organization.deleted` data: `{id, object, deleted}`."""
 
     id: ClerkId
 
 
-class ClerkEmbeddedOrganization(_Lenient):
+class ClerkEmbeddedOrganization(ClerkPayload):
     """The organization copy a membership embeds; only its id is needed."""
 
     id: ClerkId
-    name: str | None = None
-    slug: str | None = None
+    name: ClerkText = None
+    slug: ClerkText = None
     updated_at: EpochMs | None = None
 
 
-class ClerkPublicUserData(_Lenient):
+class ClerkPublicUserData(ClerkPayload):
     user_id: ClerkId
 
 
-class ClerkDeletedMembership(_Lenient):
+class ClerkDeletedMembership(ClerkPayload):
     """What a membership tombstone needs. A real `organizationMembership.deleted` carries the whole
     membership (role `org:member`, `role_name`, `permissions`...); only these parts are required."""
 
@@ -121,16 +117,12 @@ class ClerkDeletedMembership(_Lenient):
 class ClerkMembership(ClerkDeletedMembership):
     """The Backend API OrganizationMembership object (`organizationMembership.created|updated`)."""
 
-    role: str | None = None
+    role: ClerkText = None
     created_at: EpochMs | None = None
     updated_at: EpochMs
 
 
 # ---------------------------------------------------------------------------------------- table items
-
-
-def _blank_to_none(value: str | None) -> str | None:
-    return value if value else None
 
 
 class _Item(BaseModel):
@@ -182,9 +174,9 @@ class OrganizationRecord(_Item):
     ) -> OrganizationRecord:
         return cls(
             org_id=organization.id,
-            name=_blank_to_none(organization.name),
-            slug=_blank_to_none(organization.slug),
-            image_url=_blank_to_none(organization.image_url),
+            name=organization.name,
+            slug=organization.slug,
+            image_url=organization.image_url,
             created_at=organization.created_at,
             updated_at=organization.updated_at,
             source=source,
@@ -232,9 +224,9 @@ class MembershipRecord(_Item):
             org_id=organization.id,
             membership_id=membership.id,
             user_id=membership.public_user_data.user_id,
-            role=_blank_to_none(membership.role),
-            org_name=_blank_to_none(organization.name),
-            org_slug=_blank_to_none(organization.slug),
+            role=membership.role,
+            org_name=organization.name,
+            org_slug=organization.slug,
             org_updated_at=organization.updated_at,
             created_at=membership.created_at,
             updated_at=membership.updated_at,
@@ -245,18 +237,15 @@ class MembershipRecord(_Item):
     @classmethod
     def tombstone(
         cls,
-        membership: ClerkDeletedMembership | MembershipRecord,
+        org_id: str,
+        membership_id: str,
+        user_id: str,
         *,
         deleted_at: int,
         source: SyncSource,
         event_id: str | None = None,
     ) -> MembershipRecord:
         """The keys (organization, membership, user) and the deletion time; role and copies dropped."""
-        if isinstance(membership, MembershipRecord):
-            org_id, membership_id, user_id = membership.org_id, membership.membership_id, membership.user_id
-        else:
-            org_id = membership.organization.id
-            membership_id, user_id = membership.id, membership.public_user_data.user_id
         return cls(
             org_id=org_id,
             membership_id=membership_id,
@@ -292,7 +281,14 @@ def record_for_event(
         return MembershipRecord.from_clerk(membership, source=source, event_id=event_id)
     if event_type == MEMBERSHIP_DELETED_EVENT:
         gone = ClerkDeletedMembership.model_validate(data)
-        return MembershipRecord.tombstone(gone, deleted_at=deleted_at, source=source, event_id=event_id)
+        return MembershipRecord.tombstone(
+            gone.organization.id,
+            gone.id,
+            gone.public_user_data.user_id,
+            deleted_at=deleted_at,
+            source=source,
+            event_id=event_id,
+        )
     return None
 
 
@@ -358,25 +354,8 @@ class OrganizationRepository:
             raise ValueError("a live organization or membership record needs updatedAt to be ordered")
         else:
             condition, values = UPSERT_CONDITION, {":updatedAt": record.updated_at}
-        try:
-            self._client.put_item(
-                TableName=self._table_name,
-                Item=attributes_to_item(record.to_attributes()),
-                ConditionExpression=condition,
-                ExpressionAttributeValues=attributes_to_item(values),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise RepositoryError("PutItem", error_code(exc)) from exc
-            response: dict[str, Any] = dict(exc.response)
-            stored: dict[str, Any] = response.get("Item") or {}
-            if record.last_event_id and stored.get("lastEventId") == {"S": record.last_event_id}:
-                return WriteOutcome.DUPLICATE
-            return WriteOutcome.STALE
-        except BotoCoreError as exc:
-            raise RepositoryError("PutItem", error_code(exc)) from exc
-        return WriteOutcome.APPLIED
+        stored = put_if(self._client, self._table_name, record.to_attributes(), condition, values)
+        return WriteOutcome.APPLIED if stored is None else lost_write(record.last_event_id, stored)
 
     def get_organization(self, org_id: str) -> OrganizationRecord | None:
         """An organization's profile (tombstone included): one GetItem."""

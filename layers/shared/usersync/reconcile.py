@@ -280,8 +280,23 @@ class ReconcileRun:
             self.report.updated += 1
 
 
-def _out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+def epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
+    """Less than DEADLINE_MARGIN_SECONDS left: stop now, with the counts logged, rather than be killed."""
     return remaining_seconds is not None and remaining_seconds() < DEADLINE_MARGIN_SECONDS
+
+
+def refuse_mass_prune(kind: str, candidates: int, live: int) -> None:
+    """Raise ReconcileError when a prune would tombstone more than PRUNE_SAFETY_RATIO of the live
+    `kind` (past PRUNE_SAFETY_MIN): that smells of a secret key of another Clerk instance."""
+    if candidates > PRUNE_SAFETY_MIN and candidates > PRUNE_SAFETY_RATIO * live:
+        raise ReconcileError(
+            f"refusing to prune {candidates} of {live} {kind}: is CLERK_SECRET_KEY the key of the Clerk "
+            "instance this table mirrors?"
+        )
 
 
 def reconcile(
@@ -291,7 +306,7 @@ def reconcile(
     *,
     dry_run: bool = False,
     prune: bool = False,
-    now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    now_ms: Callable[[], int] = epoch_ms,
     remaining_seconds: Callable[[], float] | None = None,
 ) -> ReconcileReport:
     """Apply every Clerk user to the table, page by page; with `prune`, tombstone users Clerk lost.
@@ -305,7 +320,7 @@ def reconcile(
         stored = {record.user_id: record for record in repository.scan_versions()}
         run = ReconcileRun(repository, stored, report)
         for index, page in enumerate(clerk.pages()):
-            if index and _out_of_time(remaining_seconds):
+            if index and out_of_time(remaining_seconds):
                 raise ReconcileError(
                     f"stopped after {report.seen} users, under {DEADLINE_MARGIN_SECONDS:.0f} s left"
                     " (the next run skips the users written so far without writing them again)"
@@ -344,13 +359,9 @@ def _prune(
     """
     live = [user_id for user_id, stored in run.stored.items() if stored.deleted_at is None]
     candidates = sorted(user_id for user_id in live if user_id not in run.seen_ids)
-    if len(candidates) > PRUNE_SAFETY_MIN and len(candidates) > PRUNE_SAFETY_RATIO * len(live):
-        raise ReconcileError(
-            f"refusing to prune {len(candidates)} of {len(live)} users: is CLERK_SECRET_KEY the key "
-            "of the Clerk instance this table mirrors?"
-        )
+    refuse_mass_prune("users", len(candidates), len(live))
     for user_id in candidates:
-        if _out_of_time(remaining_seconds):
+        if out_of_time(remaining_seconds):
             raise ReconcileError(
                 f"prune stopped after {run.report.pruned} of {len(candidates)} candidates, under "
                 f"{DEADLINE_MARGIN_SECONDS:.0f} s left (the next run continues)"

@@ -16,7 +16,6 @@ fan-out. Memberships of organizations that are gone are therefore never pruned o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,11 +42,12 @@ from usersync.organizations import (
 from usersync.reconcile import (
     DEADLINE_MARGIN_SECONDS,
     ORDER_BY,
-    PRUNE_SAFETY_MIN,
-    PRUNE_SAFETY_RATIO,
     ClerkApiError,
     ClerkUsersClient,
     ReconcileError,
+    epoch_ms,
+    out_of_time,
+    refuse_mass_prune,
 )
 from usersync.repository import RepositoryError, WriteOutcome
 
@@ -200,8 +200,8 @@ class _Run:
                 if key not in self.seen_keys and s.org_id in self.seen_orgs
             ),
         )
-        _guard("organizations", len(org_candidates), len(live_orgs))
-        _guard("memberships", len(member_candidates), len(live_members))
+        refuse_mass_prune("organizations", len(org_candidates), len(live_orgs))
+        refuse_mass_prune("memberships", len(member_candidates), len(live_members))
         now = self.now_ms()
         for org_id in org_candidates:
             found = self.clerk.get_organization(org_id)
@@ -225,22 +225,14 @@ class _Run:
                 if not (stored.membership_id and stored.user_id):
                     logger.warning("membership item without ids not pruned", extra={"orgId": org_id})
                     continue
-                gone = MembershipRecord(
-                    org_id=stored.org_id,
-                    membership_id=stored.membership_id,
-                    user_id=stored.user_id,
+                gone = MembershipRecord.tombstone(
+                    stored.org_id,
+                    stored.membership_id,
+                    stored.user_id,
                     deleted_at=now,
                     source=SyncSource.RECONCILE,
                 )
                 self._tombstone(gone, self.report.memberships, stored.membership_id)
-
-
-def _guard(kind: str, candidates: int, live: int) -> None:
-    if candidates > PRUNE_SAFETY_MIN and candidates > PRUNE_SAFETY_RATIO * live:
-        raise ReconcileError(
-            f"refusing to prune {candidates} of {live} {kind}: is CLERK_SECRET_KEY the key of the Clerk "
-            "instance this table mirrors?"
-        )
 
 
 def reconcile_organizations(
@@ -249,7 +241,7 @@ def reconcile_organizations(
     *,
     dry_run: bool = False,
     prune: bool = False,
-    now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    now_ms: Callable[[], int] = epoch_ms,
     remaining_seconds: Callable[[], float] | None = None,
 ) -> OrganizationsReport:
     """Apply every Clerk organization and its memberships; with `prune`, tombstone what Clerk lost.
@@ -261,7 +253,7 @@ def reconcile_organizations(
     try:
         run = _Run(clerk, repository, report, now_ms)
         for index, page in enumerate(clerk.organization_pages()):
-            if index and remaining_seconds is not None and remaining_seconds() < DEADLINE_MARGIN_SECONDS:
+            if index and out_of_time(remaining_seconds):
                 raise ReconcileError(
                     f"stopped after {report.organizations.seen} organizations, under "
                     f"{DEADLINE_MARGIN_SECONDS:.0f} s left (the next run skips what is written so far)"

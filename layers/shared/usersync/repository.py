@@ -208,6 +208,47 @@ def _condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
 
+def put_if(
+    client: DynamoDBClient,
+    table_name: str,
+    attributes: Mapping[str, Any],
+    condition: str,
+    values: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """One PutItem under `condition`: None when it landed, else the stored item it lost to (ALL_OLD).
+
+    The one conditional write of every table (users here, organizations in usersync.organizations);
+    any other failure is a RepositoryError.
+    """
+    extra: dict[str, Any] = {"ExpressionAttributeNames": dict(names)} if names else {}
+    try:
+        client.put_item(
+            TableName=table_name,
+            Item=attributes_to_item(attributes),
+            ConditionExpression=condition,
+            **extra,
+            ExpressionAttributeValues=attributes_to_item(values),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        if not _condition_failed(exc):
+            raise RepositoryError("PutItem", error_code(exc)) from exc
+        response: dict[str, Any] = dict(exc.response)
+        stored: dict[str, Any] = response.get("Item") or {}
+        return stored
+    except BotoCoreError as exc:
+        raise RepositoryError("PutItem", error_code(exc)) from exc
+    return None
+
+
+def lost_write(event_id: str | None, stored: Mapping[str, Any]) -> WriteOutcome:
+    """Why a conditional write lost: the same delivery (svix-id) already applied, or a newer copy."""
+    if event_id and stored.get("lastEventId") == {"S": event_id}:
+        return WriteOutcome.DUPLICATE
+    return WriteOutcome.STALE
+
+
 class UserRepository:
     """Reads and writes `UserRecord`s; every AWS failure surfaces as `RepositoryError`."""
 
@@ -232,7 +273,7 @@ class UserRepository:
     def save_tombstone(self, record: UserRecord) -> WriteOutcome:
         assert record.deleted_at is not None
         stored = self._put(record, TOMBSTONE_CONDITION, {":deletedAt": record.deleted_at})
-        return WriteOutcome.APPLIED if stored is None else self._lost(record, stored)
+        return WriteOutcome.APPLIED if stored is None else lost_write(record.last_event_id, stored)
 
     def save_clerk_record(self, record: UserRecord) -> WriteOutcome:
         """Clerk's record (webhook, reconcile): replace an older copy, or merge into a fresher token row."""
@@ -246,7 +287,7 @@ class UserRepository:
             return WriteOutcome.APPLIED
         if self._fresher_token_row(stored, version):
             return self._merge_into_token_row(record)
-        return self._lost(record, stored)
+        return lost_write(record.last_event_id, stored)
 
     def save_token_profile(self, record: UserRecord) -> WriteOutcome:
         """What a verified token says (updatedAt = iat ms): one conditional UpdateItem.
@@ -334,31 +375,8 @@ class UserRepository:
     def _put(self, record: UserRecord, condition: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """PutItem under `condition`: None when it landed, else the stored item (ALL_OLD)."""
         ensure_storable(record)
-        extra: dict[str, Any] = {"ExpressionAttributeNames": _SOURCE_NAME} if "#source" in condition else {}
-        try:
-            self._client.put_item(
-                TableName=self._table_name,
-                Item=attributes_to_item(record.to_attributes()),
-                ConditionExpression=condition,
-                **extra,
-                ExpressionAttributeValues=attributes_to_item(values),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise RepositoryError("PutItem", error_code(exc)) from exc
-            response: dict[str, Any] = dict(exc.response)
-            stored: dict[str, Any] = response.get("Item") or {}
-            return stored
-        except BotoCoreError as exc:
-            raise RepositoryError("PutItem", error_code(exc)) from exc
-        return None
-
-    @staticmethod
-    def _lost(record: UserRecord, stored: Mapping[str, Any]) -> WriteOutcome:
-        if record.last_event_id and stored.get("lastEventId") == {"S": record.last_event_id}:
-            return WriteOutcome.DUPLICATE
-        return WriteOutcome.STALE
+        names = _SOURCE_NAME if "#source" in condition else None
+        return put_if(self._client, self._table_name, record.to_attributes(), condition, values, names)
 
     # ------------------------------------------------------------ reads
 

@@ -36,9 +36,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from usersync.models import SyncSource, UserRecord
+from usersync.models import ClerkPayload, ClerkText, SyncSource, UserRecord
 from usersync.settings import AuthorizerSettings, ConfigurationError
 
 ALGORITHM = "RS256"
@@ -124,27 +124,18 @@ ORG_ROLE_PREFIX = "org:"
 _V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role")
 
 
-def _empty_string_as_absent(value: Any) -> Any:
-    """Clerk renders a claim shortcode with no value as "" (or null): both mean the claim is absent."""
-    return None if value == "" else value
+class OrganizationClaim(ClerkPayload):
+    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys).
 
-
-class OrganizationClaim(BaseModel):
-    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    A claim shortcode with no value renders as "" (or null): both mean the claim is absent."""
 
     id: str = Field(min_length=1)
-    slg: str | None = None
-    rol: str | None = None
-
-    _blanks = field_validator("slg", "rol", mode="before")(_empty_string_as_absent)
+    slg: ClerkText = None
+    rol: ClerkText = None
 
 
-class ActorClaim(BaseModel):
+class ActorClaim(ClerkPayload):
     """`act`: present while someone (`sub`, usually a dashboard admin) impersonates the user."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     sub: str = Field(min_length=1)
 
@@ -165,31 +156,27 @@ def _org_role(role: str | None) -> str | None:
     return role if role.startswith(ORG_ROLE_PREFIX) else ORG_ROLE_PREFIX + role
 
 
-class SessionClaims(BaseModel):
+class SessionClaims(ClerkPayload):
     """The claims usersync reads: Clerk defaults (`sub`, `sid`, `iat`, `v`, `sts`, `o`, `act`, v1's
     `org_*`) plus the custom profile claims. Every other claim is ignored.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged with ClerkPayload's
 
     sub: str = Field(min_length=1, max_length=255)
     email: str = Field(min_length=1, max_length=320)
-    first_name: str | None = Field(default=None, alias="firstName")
-    last_name: str | None = Field(default=None, alias="lastName")
-    image_url: str | None = Field(default=None, alias="imageUrl")
-    sid: str | None = None
+    first_name: ClerkText = Field(default=None, alias="firstName")
+    last_name: ClerkText = Field(default=None, alias="lastName")
+    image_url: ClerkText = Field(default=None, alias="imageUrl")
+    sid: ClerkText = None
     iat: int
     v: int | None = Field(default=None, strict=True)  # Clerk writes 2; "2" or true is not a version
-    sts: str | None = None
+    sts: ClerkText = None
     o: OrganizationClaim | None = None
     act: ActorClaim | None = None
-    org_id: str | None = None
-    org_slug: str | None = None
-    org_role: str | None = None
-
-    _blanks = field_validator(
-        "first_name", "last_name", "image_url", "sid", "sts", "org_id", "org_slug", "org_role", mode="before"
-    )(_empty_string_as_absent)
+    org_id: ClerkText = None
+    org_slug: ClerkText = None
+    org_role: ClerkText = None
 
     @model_validator(mode="before")
     @classmethod
