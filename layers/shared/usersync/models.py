@@ -89,7 +89,24 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class UserRecord(BaseModel):
+class SyncedItem(BaseModel):
+    """What every item usersync writes carries (user, organization and membership tables): Clerk's
+    times, the deletion time that makes it a tombstone, and the delivery that wrote it. Attribute
+    names are the table's; None means absent."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    created_at: int | None = Field(default=None, alias="createdAt")
+    updated_at: int | None = Field(default=None, alias="updatedAt")
+    deleted_at: int | None = Field(default=None, alias="deletedAt")
+    last_event_id: str | None = Field(default=None, alias="lastEventId")
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.deleted_at is not None
+
+
+class UserRecord(SyncedItem):
     """One item of the user table. Attribute names are the table's; None means absent.
 
     `updated_at` orders writes (Clerk's `updated_at`, or the token's `iat` for the authorizer);
@@ -98,24 +115,14 @@ class UserRecord(BaseModel):
     are optional: items written by other writers (a backfill, the console) may lack them.
     """
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
     user_id: str = Field(alias="userId", min_length=1)
     email: str | None = None
     first_name: str | None = Field(default=None, alias="firstName")
     last_name: str | None = Field(default=None, alias="lastName")
     image_url: str | None = Field(default=None, alias="imageUrl")
-    created_at: int | None = Field(default=None, alias="createdAt")
-    updated_at: int | None = Field(default=None, alias="updatedAt")
-    deleted_at: int | None = Field(default=None, alias="deletedAt")
     clerk_updated_at: int | None = Field(default=None, alias="clerkUpdatedAt")
     synced_at: str | None = Field(default=None, alias="syncedAt")
     source: SyncSource | None = None
-    last_event_id: str | None = Field(default=None, alias="lastEventId")
-
-    @property
-    def is_tombstone(self) -> bool:
-        return self.deleted_at is not None
 
     @classmethod
     def from_clerk_user(

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from usersync.aws import error_code
 from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import ClerkPayload, ClerkText, EpochMs, SyncSource, utc_now_iso
+from usersync.models import ClerkPayload, ClerkText, EpochMs, SyncedItem, SyncSource, utc_now_iso
 from usersync.observability import logger
 from usersync.repository import RepositoryError, WriteOutcome, lost_write, put_if
 from usersync.sync import sync_attempt
@@ -125,22 +125,12 @@ class ClerkMembership(ClerkDeletedMembership):
 # ---------------------------------------------------------------------------------------- table items
 
 
-class _Item(BaseModel):
-    """Fields every item of the table has; attribute names are the table's, None means absent."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+class _Item(SyncedItem):
+    """Fields every item of the organizations table has; unlike users' rows, always stamped."""
 
     org_id: str = Field(alias="orgId", min_length=1)
-    created_at: int | None = Field(default=None, alias="createdAt")
-    updated_at: int | None = Field(default=None, alias="updatedAt")
-    deleted_at: int | None = Field(default=None, alias="deletedAt")
     synced_at: str = Field(default_factory=utc_now_iso, alias="syncedAt")
     source: SyncSource = SyncSource.WEBHOOK
-    last_event_id: str | None = Field(default=None, alias="lastEventId")
-
-    @property
-    def is_tombstone(self) -> bool:
-        return self.deleted_at is not None
 
     @property
     def pk(self) -> str:
