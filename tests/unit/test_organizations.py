@@ -69,6 +69,17 @@ def test_empty_strings_are_never_stored() -> None:
     assert "name" not in attributes and "slug" not in attributes and "imageUrl" not in attributes
 
 
+def test_a_membership_stores_no_empty_role_or_organization_copy() -> None:
+    organization = clerk_organization("org_1", name="", slug="")
+    data = clerk_membership("orgmem_1", organization=organization, user_id="user_1")
+    data["role"] = ""
+    record = record_for_event("organizationMembership.created", data, deleted_at=0, event_id="msg_1")
+    assert isinstance(record, MembershipRecord)
+    attributes = record.to_attributes()
+    assert {"role", "orgName", "orgSlug"}.isdisjoint(attributes)
+    assert attributes["membershipId"] == "orgmem_1" and attributes["gsi1pk"] == "USER#user_1"
+
+
 def test_other_event_types_have_no_record() -> None:
     assert record_for_event("organizationInvitation.created", {"id": "x"}, deleted_at=0, event_id="m") is None
 
