@@ -28,5 +28,5 @@ def match_dimensions_as_a_set() -> None:
     def less_than(self: Any, other: Any) -> bool:
         return _dimension_key(self) < _dimension_key(other)
 
-    dimension.__lt__ = less_than  # type: ignore[method-assign,assignment]
+    dimension.__lt__ = less_than  # type: ignore[method-assign]
     dimension._usersync_set_semantics = True  # type: ignore[attr-defined]

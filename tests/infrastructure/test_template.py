@@ -126,7 +126,14 @@ def test_authorizer_is_the_default_and_configured_for_http_api_simple_responses(
     auth = RESOURCES["UsersApi"]["Properties"]["Auth"]
     assert auth["DefaultAuthorizer"] == "ClerkAuthorizer"
     authorizer = auth["Authorizers"]["ClerkAuthorizer"]
-    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    # The function, or its SnapStart alias (tests/infrastructure/test_snapstart_template.py translates both).
+    assert authorizer["FunctionArn"] == {
+        "Fn::If": [
+            "SnapStartOn",
+            {"Ref": "AuthorizerFunction.Alias"},
+            {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]},
+        ]
+    }
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
     # SAM's HttpApi creates no invoke permission for a Lambda authorizer unless asked (500 on /me).
@@ -366,7 +373,8 @@ def _runtime_imports(tree: ast.Module) -> set[str]:
 
 
 def test_layer_package_imports_only_runtime_dependencies() -> None:
-    allowed = set(sys.stdlib_module_names) | {"usersync"} | _runtime_modules()
+    # snapshot_restore_py: provided by Lambda's Python runtime (SnapStart hooks), imported guarded.
+    allowed = set(sys.stdlib_module_names) | {"usersync", "snapshot_restore_py"} | _runtime_modules()
     assert {"aws_lambda_powertools", "jwt", "standardwebhooks", "pydantic", "boto3"} <= allowed
     offenders = {}
     for path in sorted((REPO_ROOT / "layers" / "shared" / "usersync").rglob("*.py")):

@@ -53,3 +53,7 @@ def accepts_missing_context(handler: Callable[[Any, Any], _R]) -> Callable[[Any,
         return handler(event, context)
 
     return wrapper
+
+
+# Every handler imports this module: the SnapStart after-restore hook is registered once, at init.
+from usersync import snapstart as _snapstart  # noqa: E402, F401
