@@ -22,7 +22,7 @@ from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench import authorizer_warm, cold_start, compare_first, sync_cost, webhook_path  # noqa: E402
+from bench import authorizer_warm, cold_start, compare_first, deployed, sync_cost, webhook_path  # noqa: E402
 from bench._common import REPO_ROOT, Goal, fmt  # noqa: E402
 
 RESULTS_JSON = REPO_ROOT / "bench" / "results.json"
@@ -34,6 +34,7 @@ FULL: dict[str, Callable[[], list[Goal]]] = {
     "cold-start": cold_start.run,
     "sync-cost": sync_cost.run,
     "compare-first": compare_first.run,
+    "deployed": deployed.run,
 }
 QUICK: dict[str, Callable[[], list[Goal]]] = {
     "authorizer": lambda: authorizer_warm.run(rounds=3, calls=50),
@@ -41,6 +42,7 @@ QUICK: dict[str, Callable[[], list[Goal]]] = {
     "cold-start": lambda: cold_start.run(rounds=3, contrasts=False),
     "sync-cost": lambda: sync_cost.run(events=100, rounds=1),
     "compare-first": lambda: compare_first.run(calls=100),
+    "deployed": lambda: deployed.run(rounds=1),
 }
 
 
