@@ -193,7 +193,7 @@ class CountingMoto:
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from moto.server import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         from usersync_dev.moto_compat import match_dimensions_as_a_set
@@ -400,6 +400,8 @@ class Sample:
     layer_modules_with_bytecode: int
     calls: dict[str, Counter[str]]
     stdout_bytes: int
+    log_bytes_first: int = 0
+    log_bytes_per_later_request: float = 0.0
 
 
 def _fresh_tree(source: Path, target: Path) -> None:
@@ -456,6 +458,8 @@ def run_process(world: World, python: str, function: str, variant: str, layer: P
             layer_modules_with_bytecode=result["layer_modules_with_bytecode"],
             calls=split_calls(world.moto.log[start:]),
             stdout_bytes=stdout_path.stat().st_size,
+            log_bytes_first=result["log_bytes_first"],
+            log_bytes_per_later_request=result["log_bytes_per_later_request"],
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -570,13 +574,15 @@ def _call_counts(
         measured[function] = {
             "first": dict(sample.calls["first"]),
             "later": dict(sample.calls["later"]),
-            "log_bytes_per_process": sample.stdout_bytes,
+            "log_bytes_first": sample.log_bytes_first,
+            "log_bytes_per_later_request": sample.log_bytes_per_later_request,
         }
     for function, sample in extra.items():
         measured[function] = {
             "first": dict(sample.calls["first"]),
             "later": dict(sample.calls["later"]),
-            "log_bytes_per_process": sample.stdout_bytes,
+            "log_bytes_first": sample.log_bytes_first,
+            "log_bytes_per_later_request": sample.log_bytes_per_later_request,
         }
     stats = sorted(set(world.moto.metric_stats_per_get_metric_data))
     measured["health"]["metric_stats_per_get_metric_data"] = stats
@@ -590,6 +596,10 @@ def _call_counts(
     for function, phases in measured.items():
         lines.append(f"  {function:<10} cold first request: {_fmt_calls(Counter(phases['first']))}")
         lines.append(f"  {'':<10} {later_label[function]}: {_fmt_calls(Counter(phases['later']))}")
+        lines.append(
+            f"  {'':<10} stdout (logs + EMF): {phases['log_bytes_first']} B with init, "
+            f"{phases['log_bytes_per_later_request']:.0f} B per warm request"
+        )
     lines.append(f"  GetMetricData MetricStat queries per call: {stats}")
     print("\n".join(lines), flush=True)
     return Goal(

@@ -53,21 +53,27 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-import app  # noqa: E402
+import app  # type: ignore[import-not-found]  # noqa: E402 - the handler, from /var/task
 
 initialized = time.perf_counter()
 first = app.lambda_handler(spec["events"][0], Context())
 answered = time.perf_counter()
 peak_rss_kb = peak_rss()
 mark("first")
+sys.stdout.flush()
+log_bytes_first = os.fstat(1).st_size  # stdout is a file: init and first request's log and EMF lines
 later = [app.lambda_handler(event, Context()) for event in spec["events"][1:]]
 mark("later")
+sys.stdout.flush()
+log_bytes_later = os.fstat(1).st_size - log_bytes_first
 result = {
     "init_ms": (initialized - started) * 1000,
     "first_request_ms": (answered - initialized) * 1000,
     "total_ms": (answered - started) * 1000,
     "peak_rss_kb": peak_rss_kb,
     "responses": [first, *later],
+    "log_bytes_first": log_bytes_first,
+    "log_bytes_per_later_request": log_bytes_later / max(1, len(later)),
 }
 # Which layer modules had bytecode beside them (read, not compiled): proves what each variant measured.
 layer_specs = [

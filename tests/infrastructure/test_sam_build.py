@@ -247,8 +247,8 @@ def _imported_module_names(root: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner)
 
     for path in root.rglob("*.py"):
         visit(ast.parse(path.read_text(encoding="utf-8")))

@@ -88,6 +88,7 @@ def _authorizer_uri_target(translated: dict[str, Any]) -> Any:
 
 
 def _authorizer_permission(translated: dict[str, Any]) -> dict[str, Any]:
+    permission: dict[str, Any]
     (permission,) = (
         r["Properties"]
         for name, r in _resources(translated, "AWS::Lambda::Permission").items()
