@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -359,3 +360,29 @@ def test_built_handler_imports_with_python312_from_the_built_layout_alone(
     assert outside == {}, "a module came from outside /var/task, /opt/python and the runtime's stdlib"
     assert modules["app"] == str(tmp_path / function / "var-task" / "app.py")
     assert modules["usersync"].startswith(str(tmp_path / function / "opt" / "python" / "usersync"))
+
+
+def test_sam_package_zips_the_bytecode_with_the_layer(built: Path, tmp_path: Path) -> None:
+    """`sam package`/`sam deploy` zip the build with SAM's own make_zip (fixed 1980 timestamps, which is
+    why the bytecode is hash-based): every .pyc must reach the zip Lambda unpacks under /opt."""
+    layer = built / "SharedLayer"
+    sam_python = REPO_ROOT / ".venv" / "sam-cli" / "bin" / "python"
+    script = (
+        "import sys\n"
+        "from samcli.lib.package.utils import make_zip\n"
+        "print(make_zip(sys.argv[1], sys.argv[2]))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - the SAM CLI's interpreter, our fixed script
+        [str(sam_python), "-c", script, str(tmp_path / "layer"), str(layer)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(done.stdout.strip()) as archive:
+        zipped = {name for name in archive.namelist() if not name.endswith("/")}
+    on_disk = {str(p.relative_to(layer)) for p in layer.rglob("*") if p.is_file()}
+    assert zipped == on_disk
+    assert sum(name.endswith(".cpython-312.pyc") for name in zipped) == sum(
+        name.endswith(".py") for name in zipped
+    )
