@@ -22,7 +22,15 @@ from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench import authorizer_warm, cold_start, compare_first, org_events, sync_cost, webhook_path  # noqa: E402
+from bench import (  # noqa: E402
+    authorizer_warm,
+    cold_start,
+    compare_first,
+    deployed,
+    org_events,
+    sync_cost,
+    webhook_path,
+)
 from bench._common import REPO_ROOT, Goal, fmt  # noqa: E402
 
 RESULTS_JSON = REPO_ROOT / "bench" / "results.json"
@@ -35,6 +43,7 @@ FULL: dict[str, Callable[[], list[Goal]]] = {
     "sync-cost": sync_cost.run,
     "compare-first": compare_first.run,
     "org-events": org_events.run,
+    "deployed": deployed.run,
 }
 QUICK: dict[str, Callable[[], list[Goal]]] = {
     "authorizer": lambda: authorizer_warm.run(rounds=3, calls=50),
@@ -43,6 +52,7 @@ QUICK: dict[str, Callable[[], list[Goal]]] = {
     "sync-cost": lambda: sync_cost.run(events=100, rounds=1),
     "compare-first": lambda: compare_first.run(calls=100),
     "org-events": lambda: org_events.run(organizations=20),
+    "deployed": lambda: deployed.run(rounds=1),
 }
 
 

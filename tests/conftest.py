@@ -27,6 +27,12 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402
 
+from usersync_dev.moto_compat import match_dimensions_as_a_set  # noqa: E402
+
+# CloudWatch matches dimensions as a set; moto only in put order. Fixed here, in the stand-in, so
+# /health keeps one query per series (CONTRACT §7).
+match_dimensions_as_a_set()
+
 from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, load_function  # noqa: E402
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402

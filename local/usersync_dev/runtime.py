@@ -231,9 +231,16 @@ class Route:
 
 
 def _logical_id(node: Any) -> str:
-    """The resource a !Ref / !GetAtt X.Arn points to."""
+    """The resource a !Ref / !GetAtt X.Arn (or !Ref X.Alias, SAM's alias of X) points to."""
+    if isinstance(node, dict) and "Fn::If" in node:
+        # The SnapStart parameter picks the function's alias or the function: locally both are the
+        # function itself (no versions here), so both branches must name the same one.
+        _condition, when_true, when_false = node["Fn::If"]
+        chosen = {_logical_id(when_true), _logical_id(when_false)}
+        if len(chosen) == 1:
+            return chosen.pop()
     if isinstance(node, dict) and "Ref" in node:
-        return str(node["Ref"])
+        return str(node["Ref"]).removesuffix(".Alias")
     if isinstance(node, dict) and "Fn::GetAtt" in node:
         return str(node["Fn::GetAtt"][0])
     raise TemplateError(f"expected !Ref or !GetAtt, got {node!r}")

@@ -1,18 +1,25 @@
-"""The SAM CLI accepts the template (`sam validate --lint`) and `sam build` ships only runtime code.
+"""The SAM CLI accepts the template (`sam validate --lint`) and `sam build` ships what is measured.
 
 Needs aws-sam-cli (`make cfn-lint` puts it in .venv/sam-cli; a missing CLI fails, never skips).
-Offline, without AWS credentials: the build copies the project to a temporary directory and empties
-its requirements files, because resolving the layer's arm64 wheels needs PyPI (that part is
-`make build`, checked by hand).
+Offline, without AWS credentials: one real `sam build` of a copy of the project per module, the layer's
+Makefile installing its pinned arm64 wheels from the wheelhouse `make wheels` downloaded from PyPI
+(`make test` does that first). The built layer is then checked as Lambda would load it: Python 3.12
+bytecode beside every source file, only imported distributions, handlers importable from /var/task and
+/opt/python alone.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +52,12 @@ def _python312_dir() -> Path | None:
 
 
 SAM = _sam()
+WHEELHOUSE = REPO_ROOT / ".venv" / "wheels" / "manylinux2014_aarch64"
+# importlib.util.MAGIC_NUMBER of CPython 3.12 (3531), and the pyc flags of PEP 552's unchecked hash mode:
+# bit 0 (hash-based) set, bit 1 (check_source) clear.
+PYTHON312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH_FLAGS = 0b01
+LAMBDA_RUNTIME_MODULES = {"snapshot_restore_py"}
 
 
 @pytest.fixture(autouse=True)
@@ -94,36 +107,282 @@ def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
     assert "PAY_AS_YOU_GO" in result.stdout + result.stderr
 
 
-def test_sam_build_ships_the_package_in_the_layer_and_no_dev_code(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`sam build` of a copy of the project, offline: the layer's wheels come from WHEELHOUSE."""
+    assert SAM is not None
     python312 = _python312_dir()
     assert python312 is not None, "sam build of a python3.12 function needs python3.12 on PATH"
+    assert any(WHEELHOUSE.glob("*.whl")), f"no wheels in {WHEELHOUSE}: run `make wheels` (PyPI, once)"
+    tmp_path = tmp_path_factory.mktemp("sam-build")
     project = tmp_path / "project"
     project.mkdir()
     for name in ("template.yaml", "samconfig.toml"):
         shutil.copy2(REPO_ROOT / name, project / name)
     for name in ("functions", "layers"):
-        shutil.copytree(REPO_ROOT / name, project / name)
-    for requirements in project.rglob("requirements.txt"):
-        requirements.write_text("", encoding="utf-8")  # offline: no pip download from PyPI
+        shutil.copytree(REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = _sam_env(tmp_path)
     env["PATH"] = f"{python312}{os.pathsep}{env['PATH']}"
+    env["WHEELHOUSE"] = str(WHEELHOUSE)  # offline: pip --no-index --find-links
+    env.pop("PYTHONPATH", None)
     build = tmp_path / "build"
-
     result = _run(["build", "--build-dir", str(build)], project, env)
     assert result.returncode == 0, result.stdout + result.stderr
+    yield build
 
-    # The layer: SAM copied layers/shared/ into python/, so `import usersync` works on Lambda.
+
+@pytest.fixture(scope="module")
+def runnable_layer(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built layer's python/ as this machine can load it.
+
+    On aarch64 that is the build itself. Elsewhere its native extensions (pydantic_core, cryptography)
+    cannot load, so the same Makefile builds a twin from the same versions' x86_64 wheels; it must hold
+    exactly the same Python files, so importing it proves the deployed layout imports.
+    """
+    deployed = built / "SharedLayer" / "python"
+    if platform.machine() in {"aarch64", "arm64"}:
+        return deployed
+    twin = tmp_path_factory.mktemp("host-layer")
+    wheelhouse = WHEELHOUSE.parent / f"manylinux2014_{platform.machine()}"
+    assert any(wheelhouse.glob("*.whl")), f"no wheels in {wheelhouse}: run `make wheels`"
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MAKEFLAGS", "MFLAGS"}}
+    env.update(
+        {
+            "ARTIFACTS_DIR": str(twin),
+            "LAYER_PLATFORM": f"manylinux2014_{platform.machine()}",
+            "WHEELHOUSE": str(wheelhouse),
+        }
+    )
+    make = shutil.which("make")
+    assert make is not None
+    done = subprocess.run(  # noqa: S603 - our own Makefile
+        [make, "-s", "-C", str(REPO_ROOT / "layers" / "shared"), "build-SharedLayer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    twin_python = twin / "python"
+
+    def python_files(root: Path) -> set[Path]:
+        return {p.relative_to(root) for p in root.rglob("*") if p.suffix in {".py", ".pyc"}}
+
+    assert python_files(twin_python) == python_files(deployed)
+    return twin_python
+
+
+def test_sam_build_ships_the_package_in_the_layer_and_no_dev_code(built: Path) -> None:
+    # The layer: the Makefile copied layers/shared/usersync into python/, so `import usersync` works.
     source = REPO_ROOT / "layers" / "shared" / "usersync"
-    built_package = build / "SharedLayer" / "python" / "usersync"
+    built_package = built / "SharedLayer" / "python" / "usersync"
     expected = {p.relative_to(source) for p in source.rglob("*.py") if "__pycache__" not in p.parts}
     assert {p.relative_to(built_package) for p in built_package.rglob("*.py")} == expected
     # Each function artifact is its handler directory and nothing else.
-    for name, function in load_template()["Resources"].items():
-        if function["Type"] != "AWS::Serverless::Function":
-            continue
-        code = REPO_ROOT / function["Properties"]["CodeUri"]
+    functions = _functions()
+    for name, code in functions.items():
         expected_files = {p.relative_to(code) for p in code.rglob("*.py") if "__pycache__" not in p.parts}
-        assert {p.relative_to(build / name) for p in (build / name).rglob("*.py")} == expected_files, name
-    shipped = [p.relative_to(build) for p in build.rglob("*") if p.is_file()]
+        assert {p.relative_to(built / name) for p in (built / name).rglob("*.py")} == expected_files, name
+    # First-party code only (third-party distributions carry their own test_* modules, e.g. annotated_types).
+    first_party = [built_package, *(built / name for name in functions)]
+    shipped = [p.relative_to(built) for root in first_party for p in root.rglob("*") if p.is_file()]
     dev_only = [p for p in shipped if DEV_ONLY_PARTS & set(p.parts) or p.name.startswith("test_")]
     assert shipped and not dev_only
+
+
+def _functions() -> dict[str, Path]:
+    return {
+        name: REPO_ROOT / resource["Properties"]["CodeUri"]
+        for name, resource in load_template()["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def _python312() -> str:
+    directory = _python312_dir()
+    assert directory is not None
+    return str(directory / "python3.12")
+
+
+def test_every_layer_module_ships_python312_unchecked_hash_bytecode(built: Path) -> None:
+    layer = built / "SharedLayer" / "python"
+    probe = subprocess.run(  # noqa: S603
+        [
+            _python312(),
+            "-c",
+            "import importlib.util, sys; sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert probe.stdout == PYTHON312_MAGIC
+    sources = sorted(layer.rglob("*.py"))
+    assert len(sources) > 100 and layer / "usersync" / "webhooks.py" in sources
+    wrong: dict[str, str] = {}
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        if not compiled.is_file():
+            wrong[str(source.relative_to(layer))] = "no .pyc"
+            continue
+        header = compiled.read_bytes()[:16]
+        if header[:4] != PYTHON312_MAGIC:
+            wrong[str(source.relative_to(layer))] = f"magic {header[:4]!r}"
+        elif int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
+            wrong[str(source.relative_to(layer))] = f"flags {int.from_bytes(header[4:8], 'little'):#b}"
+    assert wrong == {}
+    # No bytecode without its source, and none for another interpreter.
+    strays = [p for p in layer.rglob("*.pyc") if not p.name.endswith(".cpython-312.pyc")]
+    assert strays == []
+
+
+def _imported_module_names(root: Path) -> set[str]:
+    """Every module first-party code imports (lazy imports inside functions included, TYPE_CHECKING not)."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner)
+
+    for path in root.rglob("*.py"):
+        visit(ast.parse(path.read_text(encoding="utf-8")))
+    return names
+
+
+def _distribution_modules(layer: Path) -> dict[str, set[str]]:
+    """Distribution name -> the top-level modules its RECORD installed into the layer."""
+    found: dict[str, set[str]] = {}
+    for record in layer.glob("*.dist-info/RECORD"):
+        name = record.parent.name.split("-")[0].lower().replace("_", "-")
+        tops = {line.split(",")[0].split("/")[0] for line in record.read_text(encoding="utf-8").splitlines()}
+        found[name] = {top.split(".")[0] for top in tops if not top.endswith((".dist-info", ".data"))}
+    return found
+
+
+def test_layer_holds_only_distributions_the_code_imports(built: Path, runnable_layer: Path) -> None:
+    layer = built / "SharedLayer" / "python"
+    distributions = _distribution_modules(layer)
+    assert "standardwebhooks" in distributions  # declared: the webhook imports it
+    assert not {
+        "svix",
+        "httpx",
+        "httpcore",
+        "anyio",
+        "h11",
+        "attrs",
+        "deprecated",
+        "wrapt",
+        "certifi",
+        "idna",
+        "pycparser",
+        "aws-xray-sdk",
+    } & set(distributions)
+    wanted = set()
+    for root in [layer / "usersync", *(built / name for name in _functions())]:
+        wanted |= _imported_module_names(root)
+    # The stdlib and what Lambda's runtime provides (SnapStart's hooks module, imported guarded).
+    provided = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_MODULES
+    wanted = {name for name in wanted if name.split(".")[0] not in provided}
+    script = (
+        "import importlib, json, sys\n"
+        f"sys.path[:0] = [{str(runnable_layer)!r}]\n"
+        f"for name in {sorted(wanted)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run(  # noqa: S603
+        [_python312(), "-I", "-B", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(json.loads(done.stdout))
+    unimported = {name for name, modules in distributions.items() if not modules & imported}
+    assert unimported == set(), "shipped but never imported by the handlers"
+
+
+def _import_from_built_layout(built: Path, layer: Path, function: str, tmp_path: Path) -> dict[str, str]:
+    """Import the built handler as Lambda does: /var/task = the function, /opt/python = the layer."""
+    task = tmp_path / function / "var-task"
+    opt_python = tmp_path / function / "opt" / "python"
+    shutil.copytree(built / function, task)
+    shutil.copytree(layer, opt_python)
+    script = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(task)!r}, {str(opt_python)!r}]\n"
+        "import app\n"
+        "assert callable(app.lambda_handler)\n"
+        "print(json.dumps({n: getattr(m, '__file__', None) or '' for n, m in sys.modules.items()}))\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "USERS_TABLE_NAME": "usersync-test-users",
+        "POWERTOOLS_SERVICE_NAME": "usersync",
+        "POWERTOOLS_METRICS_NAMESPACE": "usersync-test",
+        "CLERK_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:clerk-webhook",
+        "CLERK_JWKS_URL": "https://clerk.example.com/.well-known/jwks.json",
+    }
+    done = subprocess.run(  # noqa: S603
+        [_python312(), "-I", "-B", "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    modules: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return modules
+
+
+@pytest.mark.parametrize(
+    ("function", "must_import"),
+    [("WebhookFunction", "standardwebhooks"), ("AuthorizerFunction", "jwt")],
+)
+def test_built_handler_imports_with_python312_from_the_built_layout_alone(
+    built: Path, runnable_layer: Path, tmp_path: Path, function: str, must_import: str
+) -> None:
+    modules = _import_from_built_layout(built, runnable_layer, function, tmp_path)
+    assert must_import in modules and "usersync" in modules
+    stdlib = subprocess.run(  # noqa: S603
+        [_python312(), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outside = {
+        name: path
+        for name, path in modules.items()
+        if path and not path.startswith((str(tmp_path / function), stdlib))
+    }
+    assert outside == {}, "a module came from outside /var/task, /opt/python and the runtime's stdlib"
+    assert modules["app"] == str(tmp_path / function / "var-task" / "app.py")
+    assert modules["usersync"].startswith(str(tmp_path / function / "opt" / "python" / "usersync"))
+
+
+def test_sam_package_zips_the_bytecode_with_the_layer(built: Path, tmp_path: Path) -> None:
+    """`sam package`/`sam deploy` zip the build with SAM's own make_zip (fixed 1980 timestamps, which is
+    why the bytecode is hash-based): every .pyc must reach the zip Lambda unpacks under /opt."""
+    layer = built / "SharedLayer"
+    sam_python = REPO_ROOT / ".venv" / "sam-cli" / "bin" / "python"
+    script = (
+        "import sys\n"
+        "from samcli.lib.package.utils import make_zip\n"
+        "print(make_zip(sys.argv[1], sys.argv[2]))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - the SAM CLI's interpreter, our fixed script
+        [str(sam_python), "-c", script, str(tmp_path / "layer"), str(layer)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(done.stdout.strip()) as archive:
+        zipped = {name for name in archive.namelist() if not name.endswith("/")}
+    on_disk = {str(p.relative_to(layer)) for p in layer.rglob("*") if p.is_file()}
+    assert zipped == on_disk
+    assert sum(name.endswith(".cpython-312.pyc") for name in zipped) == sum(
+        name.endswith(".py") for name in zipped
+    )

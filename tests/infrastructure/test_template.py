@@ -137,7 +137,14 @@ def test_authorizer_is_the_default_and_configured_for_http_api_simple_responses(
     auth = RESOURCES["UsersApi"]["Properties"]["Auth"]
     assert auth["DefaultAuthorizer"] == "ClerkAuthorizer"
     authorizer = auth["Authorizers"]["ClerkAuthorizer"]
-    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    # The function, or its SnapStart alias (tests/infrastructure/test_snapstart_template.py translates both).
+    assert authorizer["FunctionArn"] == {
+        "Fn::If": [
+            "SnapStartOn",
+            {"Ref": "AuthorizerFunction.Alias"},
+            {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]},
+        ]
+    }
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
     # SAM's HttpApi creates no invoke permission for a Lambda authorizer unless asked (500 on /me).
@@ -299,9 +306,10 @@ def test_one_shared_layer_built_by_sam_for_python312_arm64() -> None:
     layers = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
     assert list(layers) == ["SharedLayer"]
     layer = layers["SharedLayer"]
-    # SAM copies ContentUri into python/ and pip-installs its requirements.txt: python/usersync/ at runtime.
+    # SAM runs layers/shared/Makefile (build-SharedLayer): python/usersync/ plus the pinned requirements,
+    # compiled to Python 3.12 bytecode (tests/infrastructure/test_sam_build.py builds it).
     assert layer["Properties"]["ContentUri"] == "layers/shared/"
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
@@ -309,7 +317,7 @@ def test_one_shared_layer_built_by_sam_for_python312_arm64() -> None:
 def test_layer_source_holds_only_the_package_and_its_requirements() -> None:
     source = REPO_ROOT / "layers" / "shared"
     entries = {p.name for p in source.iterdir() if p.name != "__pycache__"}
-    assert entries == {"requirements.txt", "usersync"}
+    assert entries == {"Makefile", "requirements.txt", "usersync"}
     files = [p for p in (source / "usersync").rglob("*") if "__pycache__" not in p.parts and p.is_file()]
     dev_only = [
         p for p in files if p.name.startswith(("test_", "conftest")) or p.suffix not in (".py", ".typed")
@@ -326,10 +334,16 @@ def _layer_requirements() -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
-def test_layer_requirements_match_the_project_dependencies() -> None:
+def test_layer_requirements_are_the_project_dependencies_pinned_with_their_closure() -> None:
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
         project = tomllib.load(handle)["project"]
-    assert _requirement_names(_layer_requirements()) == _requirement_names(project["dependencies"])
+    layer = [Requirement(line) for line in _layer_requirements()]
+    # Every direct dependency ships; every pin is exact (the layer is installed --no-deps).
+    assert _requirement_names(project["dependencies"]) <= {r.name.lower() for r in layer}
+    assert all(str(r.specifier).startswith("==") for r in layer)
+    # svix is a dev dependency only: its API client is never imported by a handler.
+    assert "svix" not in {r.name.lower() for r in layer} | _requirement_names(project["dependencies"])
+    assert "standardwebhooks" in _requirement_names(project["dependencies"])
 
 
 def _runtime_modules() -> set[str]:
@@ -375,8 +389,9 @@ def _runtime_imports(tree: ast.Module) -> set[str]:
 
 
 def test_layer_package_imports_only_runtime_dependencies() -> None:
-    allowed = set(sys.stdlib_module_names) | {"usersync"} | _runtime_modules()
-    assert {"aws_lambda_powertools", "jwt", "svix", "pydantic", "boto3"} <= allowed
+    # snapshot_restore_py: provided by Lambda's Python runtime (SnapStart hooks), imported guarded.
+    allowed = set(sys.stdlib_module_names) | {"usersync", "snapshot_restore_py"} | _runtime_modules()
+    assert {"aws_lambda_powertools", "jwt", "standardwebhooks", "pydantic", "boto3"} <= allowed
     offenders = {}
     for path in sorted((REPO_ROOT / "layers" / "shared" / "usersync").rglob("*.py")):
         extra = _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))) - allowed

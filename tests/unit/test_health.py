@@ -121,7 +121,8 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
 
 def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     queries = sync_metric_queries(settings(POWERTOOLS_SERVICE_NAME="svc", POWERTOOLS_METRICS_NAMESPACE="ns"))
-    assert len(queries) == 8 and len({query["Id"] for query in queries}) == 8
+    # CloudWatch bills per metric requested: one MetricStat per (metric, source), no more (CONTRACT §7).
+    assert len(queries) == 4 and len({query["Id"] for query in queries}) == 4
     seen: dict[tuple[str, str], list[list[str]]] = {}
     for query in queries:
         assert "Expression" not in query
@@ -133,9 +134,9 @@ def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
         seen.setdefault((stat["Metric"]["MetricName"], by_name["Source"]), []).append(
             [d["Name"] for d in dimensions]
         )
-    # every (metric, source) pair once in each order of its two dimensions
+    # every (metric, source) pair once, its dimensions in one canonical order (by name, case-insensitive)
     assert seen == {
-        (metric, source): [["service", "Source"], ["Source", "service"]]
+        (metric, source): [["service", "Source"]]
         for metric in ("SyncAttempts", "SyncFailures")
         for source in ("webhook", "authorizer")
     }
@@ -191,8 +192,8 @@ def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
     assert read_sync_counts(cloudwatch, unnamed_settings, datetime.now(UTC)) == SyncCounts(9, 0)
 
 
-def test_cloudwatch_answering_both_orders_alike_is_not_double_counted(aws: None) -> None:
-    # On AWS dimensions are a set: both orders return the same series, which must count once.
+def test_results_are_summed_per_metric_over_both_sources(aws: None) -> None:
+    # What CloudWatch answers (stubbed): every series of a metric adds up, each counted once.
     cloudwatch = boto3.client("cloudwatch")
     queries = sync_metric_queries(settings())
     values = {"SyncAttempts": [30.0, 20.0], "SyncFailures": [2.0]}
@@ -228,6 +229,7 @@ def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) ->
     assert counts == SyncCounts(attempts=110, failures=3)
     assert recorder.names() == ["GetMetricData"]
     params = recorder.calls[0][1]
+    assert len(params["MetricDataQueries"]) == 4  # one per (metric, source): what CloudWatch bills
     assert params["EndTime"] - params["StartTime"] == timedelta(minutes=15)
     assert now < params["EndTime"] <= now + timedelta(seconds=5)  # a datapoint stamped `now` is inside
 

@@ -87,55 +87,45 @@ def check_user_table(client: DynamoDBClient, table_name: str) -> Indicator:
 # ---------------------------------------------------------------- syncFailureRate
 
 
-# The two orders the dimension pair can be listed in: ours (case-insensitive by name) and the one
-# Powertools writes in its EMF documents. CloudWatch treats dimensions as a set, so on AWS both
-# queries return the same series and the larger (equal) one is used; moto, the test double of the
-# tests and the local stack, compares them as an ordered list, so it only matches the order the
-# datapoints were put in. Asking for both and taking the larger is exact on AWS and on moto alike.
-_DIMENSION_ORDERS: tuple[tuple[str, ...], ...] = (
-    (SERVICE_DIMENSION, SOURCE_DIMENSION),
-    (SOURCE_DIMENSION, SERVICE_DIMENSION),
-)
-
-
-def _query_id(metric: SyncMetric, source: SyncSource, order: int = 0) -> str:
+def _query_id(metric: SyncMetric, source: SyncSource) -> str:
     name = "attempts" if metric is SyncMetric.ATTEMPTS else "failures"
-    return f"{name}{source.value.capitalize()}{'' if order == 0 else f'Order{order}'}"
+    return f"{name}{source.value.capitalize()}"
 
 
 def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef]:
-    """Plain MetricStat queries (no SEARCH, no Metrics Insights) for attempts and failures per source.
+    """One plain MetricStat (no SEARCH, no Metrics Insights) per metric and source: 4, as billed.
 
     The dimension set is exactly what Powertools emits, `{service, Source}` (`{Source}` when no
     service name is set): CloudWatch matches a metric only on its full dimension set, so leaving
-    `service` out would match nothing.
+    `service` out would match nothing. CloudWatch treats that set as unordered; it is listed in one
+    canonical order (by name, case-insensitive), the order the local EMF forwarder puts datapoints in.
+    moto, the tests' stand-in, compares dimension lists in order: usersync_dev.moto_compat fixes that
+    in test and dev code, so production never pays for a second query per series.
     """
-    # Without a service name Powertools adds no `service` dimension: then `Source` is the whole set.
-    orders = _DIMENSION_ORDERS if settings.service_name else ((SOURCE_DIMENSION,),)
     queries: list[MetricDataQueryTypeDef] = []
     for metric in (SyncMetric.ATTEMPTS, SyncMetric.FAILURES):
         for source in SYNC_SOURCES:
             dimension_values = {SOURCE_DIMENSION: source.value}
             if settings.service_name:
                 dimension_values[SERVICE_DIMENSION] = settings.service_name
-            for order, names in enumerate(orders):
-                queries.append(
-                    {
-                        "Id": _query_id(metric, source, order),
-                        "MetricStat": {
-                            "Metric": {
-                                "Namespace": settings.metrics_namespace,
-                                "MetricName": metric.value,
-                                "Dimensions": [
-                                    {"Name": name, "Value": dimension_values[name]} for name in names
-                                ],
-                            },
-                            "Period": PERIOD_SECONDS,
-                            "Stat": "Sum",
+            queries.append(
+                {
+                    "Id": _query_id(metric, source),
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": settings.metrics_namespace,
+                            "MetricName": metric.value,
+                            "Dimensions": [
+                                {"Name": name, "Value": dimension_values[name]}
+                                for name in sorted(dimension_values, key=str.casefold)
+                            ],
                         },
-                        "ReturnData": True,
-                    }
-                )
+                        "Period": PERIOD_SECONDS,
+                        "Stat": "Sum",
+                    },
+                    "ReturnData": True,
+                }
+            )
     return queries
 
 
@@ -158,15 +148,7 @@ def read_sync_counts(client: CloudWatchClient, settings: HealthSettings, now: da
     totals = {result["Id"]: sum(result.get("Values", [])) for result in response["MetricDataResults"]}
 
     def total(metric: SyncMetric) -> int:
-        return round(
-            sum(
-                max(
-                    totals.get(_query_id(metric, source, order), 0.0)
-                    for order in range(len(_DIMENSION_ORDERS))
-                )
-                for source in SYNC_SOURCES
-            )
-        )
+        return round(sum(totals.get(_query_id(metric, source), 0.0) for source in SYNC_SOURCES))
 
     return SyncCounts(attempts=total(SyncMetric.ATTEMPTS), failures=total(SyncMetric.FAILURES))
 
