@@ -1,32 +1,37 @@
 """What CloudFormation does with template.yaml for given parameter values, offline.
 
-- `translate(values)`: the AWS::LanguageExtensions step (resolve `!If` on parameter-only conditions,
-  drop `AWS::NoValue`, split known strings), then the AWS SAM translator (`samtranslator`, the library
-  behind `sam validate` and CloudFormation's AWS::Serverless transform) with the same values.
-- `failed_assertions(values)`: the template's `Rules` evaluated as CloudFormation does before creating a
-  change set: a rule whose RuleCondition holds must have every Assert true.
+- `translate(overrides, template=None)`: the template (template.yaml unless one is given) translated
+  with its parameter defaults plus `overrides`, by the SAM CLI's own pipeline (sam_translate.py, run by
+  the SAM CLI's interpreter): AWS::LanguageExtensions, then the AWS::Serverless transform.
+- `failed_assertions(overrides)`: the template's `Rules` evaluated as CloudFormation does before creating
+  a change set: a rule whose RuleCondition holds must have every Assert true.
 
-Hand-written evaluators (no library evaluates Rules offline): they cover the functions our template
-uses and raise on any other, so a new construct fails the tests instead of being misread.
+Rules are evaluated by hand (no library evaluates them offline): the evaluator covers the functions our
+template uses and raises on any other, so a new construct fails the tests instead of being misread.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+import atexit
+import json
+import os
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
 
-from samtranslator.translator.transform import transform
+from usersync_dev.template import REPO_ROOT, load_template
 
-from usersync_dev.template import load_template
-
-_NO_VALUE = object()
+SAM_PYTHON = REPO_ROOT / ".venv" / "sam-cli" / "bin" / "python"
+SAM_TRANSLATE = Path(__file__).with_name("sam_translate.py")
 
 
 class Unsupported(AssertionError):
-    """The template uses a construct these evaluators do not know."""
+    """The template uses a construct the Rules evaluator does not know."""
 
 
-def parameter_values(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def parameter_values(template: dict[str, Any], overrides: dict[str, Any]) -> dict[str, str]:
     """Defaults, then `overrides`; a parameter without a default and no override is an error, as on deploy."""
     values: dict[str, Any] = {}
     for name, spec in template["Parameters"].items():
@@ -40,114 +45,92 @@ def parameter_values(template: dict[str, Any], overrides: dict[str, Any]) -> dic
     return {name: str(value) for name, value in values.items()}
 
 
-def _ref(name: str, values: dict[str, Any]) -> Any:
-    if name in values:
-        return values[name]
-    raise Unsupported(f"Ref {name} is not a parameter")
-
-
-def _truth(node: Any, values: dict[str, Any], conditions: dict[str, Any]) -> bool:
-    """A Conditions/Rules boolean expression over parameter values."""
+def _truth(node: Any, values: dict[str, str]) -> bool:
+    """A Rules boolean expression over parameter values (Rules may not name Conditions)."""
     if not (isinstance(node, dict) and len(node) == 1):
         raise Unsupported(f"not a condition function: {node!r}")
     ((function, argument),) = node.items()
     if function == "Fn::Not":
-        return not _truth(argument[0], values, conditions)
+        return not _truth(argument[0], values)
     if function == "Fn::And":
-        return all(_truth(item, values, conditions) for item in argument)
+        return all(_truth(item, values) for item in argument)
     if function == "Fn::Or":
-        return any(_truth(item, values, conditions) for item in argument)
+        return any(_truth(item, values) for item in argument)
     if function == "Fn::Equals":
         left, right = (_scalar(item, values) for item in argument)
         return str(left) == str(right)
     if function == "Fn::Contains":
         options, value = argument
         return str(_scalar(value, values)) in [str(_scalar(option, values)) for option in options]
-    if function == "Condition":
-        return _truth(conditions[argument], values, conditions)
     raise Unsupported(f"condition function {function}")
 
 
-def _scalar(node: Any, values: dict[str, Any]) -> Any:
+def _scalar(node: Any, values: dict[str, str]) -> Any:
     if isinstance(node, dict) and set(node) == {"Ref"}:
-        return _ref(node["Ref"], values)
+        if node["Ref"] in values:
+            return values[node["Ref"]]
+        raise Unsupported(f"Ref {node['Ref']} is not a parameter")
     if isinstance(node, dict):
         raise Unsupported(f"not a scalar: {node!r}")
     return node
 
 
-def _language_extensions(node: Any, values: dict[str, Any], conditions: dict[str, Any]) -> Any:
-    """Resolve what AWS::LanguageExtensions resolves before the SAM transform sees the template."""
-    if isinstance(node, list):
-        resolved = [_language_extensions(item, values, conditions) for item in node]
-        return [item for item in resolved if item is not _NO_VALUE]
-    if not isinstance(node, dict):
-        return node
-    if node == {"Ref": "AWS::NoValue"}:
-        return _NO_VALUE
-    if set(node) == {"Fn::If"}:
-        name, when_true, when_false = node["Fn::If"]
-        chosen = when_true if _truth(conditions[name], values, conditions) else when_false
-        return _language_extensions(chosen, values, conditions)
-    if set(node) == {"Fn::Split"}:
-        delimiter, source = node["Fn::Split"]
-        text = _scalar(_language_extensions(source, values, conditions), values)
-        return str(text).split(delimiter)
-    members = {key: _language_extensions(value, values, conditions) for key, value in node.items()}
-    return {key: value for key, value in members.items() if value is not _NO_VALUE}
+class _SamTranslator:
+    """One SAM CLI interpreter serving every translation of a test run (sam_translate.py): importing the
+    SAM CLI takes about half a second, a translation a few hundredths."""
+
+    def __init__(self) -> None:
+        assert SAM_PYTHON.exists(), "aws-sam-cli not found: `make cfn-lint` installs it in .venv/sam-cli"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION")) and k != "PYTHONPATH"
+        }
+        env.update({"AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"})
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(  # noqa: S603 - our own script, the SAM CLI's interpreter
+            [str(SAM_PYTHON), str(SAM_TRANSLATE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+        )
+        atexit.register(self.close)
+
+    def translate(self, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(json.dumps({"template": template, "parameters": parameters}) + "\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            self._stderr.seek(0)
+            stderr = self._stderr.read().decode(errors="replace")
+            raise AssertionError(f"sam_translate.py exited ({self._process.wait()}): {stderr[-3000:]}")
+        reply: dict[str, Any] = json.loads(line)
+        assert "error" not in reply, reply.get("error")
+        translated: dict[str, Any] = reply["template"]
+        return translated
+
+    def close(self) -> None:
+        """End of stdin ends the script."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=30)
+        self._stderr.close()
 
 
-def resolve_parameter_refs(node: Any, overrides: dict[str, Any]) -> Any:
-    """`node` with every `Ref` to a parameter replaced by its value (Number parameters as numbers),
-    as CloudFormation does when it creates the resources; other intrinsics are left alone."""
-    template = load_template()
-    values = parameter_values(template, overrides)
-
-    def typed(name: str) -> Any:
-        if template["Parameters"][name]["Type"] == "Number":
-            number = float(values[name])
-            return int(number) if number.is_integer() else number
-        return values[name]
-
-    def walk(item: Any) -> Any:
-        if isinstance(item, list):
-            return [walk(element) for element in item]
-        if isinstance(item, dict):
-            if set(item) == {"Ref"} and item["Ref"] in values:
-                return typed(item["Ref"])
-            return {key: walk(value) for key, value in item.items()}
-        return item
-
-    return walk(node)
+@cache
+def _sam_translator() -> _SamTranslator:
+    return _SamTranslator()
 
 
-class _NoManagedPolicies:
-    """The translator asks for AWS managed policy ARNs only when a function names one; ours never do."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-def translate(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The CloudFormation template a deploy with these parameter values produces."""
-    template = copy.deepcopy(load_template())
-    values = parameter_values(template, overrides)
-    transforms = template.pop("Transform")
-    assert transforms == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"], transforms
-    conditions = template.get("Conditions", {})
-    rules = template.pop("Rules", None)
-    resources = _language_extensions(template["Resources"], values, conditions)
-    for resource in resources.values():  # what `sam deploy` does first: upload code, point at S3
-        properties = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str):
-                properties[key] = f"s3://usersync-artifacts/{properties[key].strip('/')}.zip"
-    template["Resources"] = resources
-    template["Transform"] = "AWS::Serverless-2016-10-31"
-    translated: dict[str, Any] = transform(template, dict(values), _NoManagedPolicies())
-    if rules is not None:
-        translated["Rules"] = rules
-    return translated
+def translate(overrides: dict[str, Any], template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CloudFormation template a deploy of `template` (template.yaml when None) with these parameter
+    values produces."""
+    template = load_template() if template is None else template
+    return _sam_translator().translate(template, parameter_values(template, overrides))
 
 
 def failed_assertions(overrides: dict[str, Any]) -> list[str]:
@@ -156,9 +139,9 @@ def failed_assertions(overrides: dict[str, Any]) -> list[str]:
     values = parameter_values(template, overrides)
     failed = []
     for rule in template.get("Rules", {}).values():
-        if "RuleCondition" in rule and not _truth(rule["RuleCondition"], values, {}):
+        if "RuleCondition" in rule and not _truth(rule["RuleCondition"], values):
             continue
         for assertion in rule["Assertions"]:
-            if not _truth(assertion["Assert"], values, {}):
+            if not _truth(assertion["Assert"], values):
                 failed.append(" ".join(str(assertion["AssertDescription"]).split()))
     return failed

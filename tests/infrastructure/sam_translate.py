@@ -1,21 +1,22 @@
 """Translate a SAM template to CloudFormation offline, as CloudFormation's transforms would.
 
 Run by the SAM CLI's own interpreter (.venv/sam-cli/bin/python, where samtranslator lives; the
-project venv keeps the layer's library versions): reads {"template": ..., "parameters": ...} as JSON
-on stdin, writes the translated template as JSON on stdout. AWS::LanguageExtensions is expanded first
-with the SAM CLI's implementation, then the Serverless transform runs, the same pipeline
-`sam validate` uses. Local CodeUri/ContentUri become S3 URIs, as they are after `sam package`.
+project venv keeps the layer's library versions) and driven by tests/infrastructure/cfn.py: reads one
+{"template": ..., "parameters": ...} JSON request per line on stdin and answers each with one JSON line
+on stdout, {"template": translated} or {"error": traceback}, until stdin closes (importing the SAM CLI
+costs far more than a translation, so one process serves a whole test run). AWS::LanguageExtensions is
+expanded first with the SAM CLI's implementation, then the Serverless transform runs, the same
+pipeline `sam validate` uses. Local CodeUri/ContentUri become S3 URIs, as they are after `sam package`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from typing import Any
 
-from samcli.lib.cfn_language_extensions.sam_integration import (  # type: ignore[import-not-found]
-    expand_language_extensions,
-)
+from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions
 from samtranslator.parser import parser
 from samtranslator.translator.translator import Translator
 
@@ -40,6 +41,16 @@ def translate(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str,
     return translated
 
 
+def serve() -> None:
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply: dict[str, Any] = {"template": translate(request["template"], request["parameters"])}
+        except Exception:  # reported to the test that asked, which fails with it
+            reply = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(reply, default=str) + "\n")
+        sys.stdout.flush()
+
+
 if __name__ == "__main__":
-    request = json.load(sys.stdin)
-    json.dump(translate(request["template"], request["parameters"]), sys.stdout, default=str)
+    serve()

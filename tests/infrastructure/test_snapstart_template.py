@@ -1,49 +1,24 @@
 """The SnapStart parameter through SAM: on, the API and its authorizer invoke the alias; off, nothing changes.
 
-Translated offline with the SAM CLI's translator (its own venv, as `sam validate` in test_sam_build.py):
-AWS::LanguageExtensions first (it resolves the parameter's !If), then the Serverless transform.
+Translated offline by tests/infrastructure/cfn.py with the SAM CLI's own pipeline (its own venv, as
+`sam validate` in test_sam_build.py): AWS::LanguageExtensions first (it resolves the parameter's !If),
+then the Serverless transform.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from usersync_dev.template import REPO_ROOT, load_template
+from tests.infrastructure.cfn import translate
+from usersync_dev.template import load_template
 
-SAM_PYTHON = REPO_ROOT / ".venv" / "sam-cli" / "bin" / "python"
-TRANSLATE = Path(__file__).with_name("sam_translate.py")
 ALIAS = "live"
 # Values for the parameters that have no default (the rest keep theirs).
 REQUIRED = {"ClerkWebhookSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:clerk-webhook"}
 FUNCTIONS = ("WebhookFunction", "AuthorizerFunction", "HealthFunction", "MeFunction")
-
-
-def translate(template: dict[str, Any], **parameters: str) -> dict[str, Any]:
-    assert SAM_PYTHON.exists(), "aws-sam-cli not found: run `make cfn-lint` (installs it in .venv/sam-cli)"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION"))
-    }
-    env.update({"AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"})
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run(  # noqa: S603 - our own script, the SAM CLI's interpreter
-        [str(SAM_PYTHON), str(TRANSLATE)],
-        input=json.dumps({"template": template, "parameters": {**REQUIRED, **parameters}}),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    translated: dict[str, Any] = json.loads(done.stdout)
-    return translated
 
 
 def without_snapstart(template: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +49,7 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def snapstart_on(template: dict[str, Any]) -> dict[str, Any]:
-    return translate(template, SnapStart="true")
+    return translate({**REQUIRED, "SnapStart": "true"}, template)
 
 
 def _resources(translated: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -127,8 +102,8 @@ def test_on_every_function_snapshots_published_versions_and_routes_invoke_the_al
 
 
 def test_off_translates_exactly_as_the_template_without_snapstart(template: dict[str, Any]) -> None:
-    off = translate(template, SnapStart="false")
-    before = translate(without_snapstart(template))
+    off = translate({**REQUIRED, "SnapStart": "false"}, template)
+    before = translate(REQUIRED, without_snapstart(template))
     assert off["Resources"] == before["Resources"]
     assert off.get("Outputs") == before.get("Outputs")
     # and, said directly: no versions, no aliases, no snapshots, the authorizer is the function itself
