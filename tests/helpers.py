@@ -131,3 +131,18 @@ class LogCapture:
     @property
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+
+# The authorizer context of Clerk's documented example session tokens
+# (usersync_dev.clerk.clerk_documented_claims): v1 and v2 must both give exactly this.
+DOCS_CONTEXT = {
+    "userId": "user_123",
+    "email": "ada@example.com",
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "sessionId": "sess_123",
+    "orgId": "org_123",
+    "orgSlug": "org-slug",
+    "orgRole": "org:admin",
+    "actorId": "user_456",
+}

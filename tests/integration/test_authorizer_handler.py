@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
+from tests.helpers import DOCS_CONTEXT, REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
 from tests.jwks_server import JwksServer
 from usersync.authorizer import Authorizer, Unauthorized
 from usersync.aws import dynamodb_client
@@ -561,17 +561,6 @@ def test_a_warm_container_rereads_after_the_cache_ttl(
 
 # ------------------------------------------------------------------------------------ session token v2
 
-DOCS_CONTEXT = {
-    "userId": "user_123",
-    "email": "ada@example.com",
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "sessionId": "sess_123",
-    "orgId": "org_123",
-    "orgSlug": "org-slug",
-    "orgRole": "org:admin",
-    "actorId": "user_456",
-}
 DOCS_ISSUER, DOCS_ORIGIN = "https://clerk.your-site.com", "https://example.com"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
@@ -100,9 +101,9 @@ class FakeClerk:
         return 404, {}, error
 
 
-@pytest.fixture
-def clerk() -> Iterator[FakeClerk]:
-    fake = FakeClerk()
+@contextmanager
+def serving(fake: FakeClerk) -> Iterator[None]:
+    """`fake` behind a loopback HTTP server for the test's duration (sets `fake.url`)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -123,9 +124,18 @@ def clerk() -> Iterator[FakeClerk]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def clerk() -> Iterator[FakeClerk]:
+    fake = FakeClerk()
+    with serving(fake):
+        yield fake
 
 
 # ---------------------------------------------------------------- counting writes, running

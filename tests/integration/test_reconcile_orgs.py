@@ -4,11 +4,8 @@ its guard; a rerun writes nothing. Writes are counted with botocore event hooks 
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +14,7 @@ import boto3
 import pytest
 
 from tests.helpers import FakeLambdaContext, metric_counts
-from tests.integration.test_reconcile import SECRET_KEY, FakeClerk
+from tests.integration.test_reconcile import SECRET_KEY, FakeClerk, serving
 from tests.organizations_support import T0, DynamoCalls
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource
@@ -100,29 +97,8 @@ class FakeClerkWithOrganizations(FakeClerk):
 @pytest.fixture
 def clerk() -> Iterator[FakeClerkWithOrganizations]:
     fake = FakeClerkWithOrganizations()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, headers, body = fake.handle("GET", self.path, self.headers)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with serving(fake):
+        yield fake
 
 
 @dataclass

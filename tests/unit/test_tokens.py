@@ -16,6 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import DOCS_CONTEXT
 from tests.jwks_server import JwksServer
 from usersync.settings import AuthorizerSettings, ConfigurationError
 from usersync.tokens import (
@@ -395,17 +396,6 @@ def clerk_docs_v1_example(**overrides: Any) -> dict[str, Any]:
     return clerk_documented_claims(1, now_s(), **overrides)
 
 
-DOCS_CONTEXT = {
-    "userId": "user_123",
-    "email": "ada@example.com",
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "sessionId": "sess_123",
-    "orgId": "org_123",
-    "orgSlug": "org-slug",
-    "orgRole": "org:admin",
-    "actorId": "user_456",
-}
 ORG_KEYS = {"orgId", "orgSlug", "orgRole"}
 
 
