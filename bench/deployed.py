@@ -53,6 +53,8 @@ LAYER_MAKEFILE_DIR = REPO_ROOT / "layers" / "shared"
 WHEELS = REPO_ROOT / ".venv" / "wheels"
 CACHE = REPO_ROOT / ".venv" / "bench-deployed"
 TABLE = "usersync-bench-deployed-users"
+ORGANIZATIONS_TABLE = "usersync-bench-deployed-organizations"
+ME_MEMBERSHIPS = 2  # organizations of the /me caller with memberships (one BatchGetItem reads them all)
 SECRET_NAME = "usersync/bench/clerk-webhook"
 NAMESPACE = "usersync-bench"
 BASE_ENV = {
@@ -62,6 +64,7 @@ BASE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "USERS_TABLE_NAME": TABLE,
+    "ORGANIZATIONS_TABLE_NAME": ORGANIZATIONS_TABLE,  # the template's Globals give it to every function
     "POWERTOOLS_SERVICE_NAME": "usersync",
     "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
     "LOG_LEVEL": "INFO",
@@ -175,8 +178,14 @@ def peer_layer(python: str, pip_platform: str) -> Path:
     return target
 
 
+# Processes of one deployed function with different data: /me for a stored user without memberships,
+# and for one with ME_MEMBERSHIPS memberships (both seeded before the process starts).
+FUNCTION_OF = {"me-member": "me"}
+
+
 def function_dir(function: str, variant: str) -> Path:
-    return PEER_DIR / function if variant == "peer" else FUNCTIONS_DIR / function
+    deployed_function = FUNCTION_OF.get(function, function)
+    return PEER_DIR / deployed_function if variant == "peer" else FUNCTIONS_DIR / deployed_function
 
 
 # ---------------------------------------------------------------- moto, counting every call
@@ -290,14 +299,16 @@ class World:
         import boto3
 
         from usersync_dev.clerk import SigningKey, new_webhook_secret
-        from usersync_dev.template import create_users_table
+        from usersync_dev.template import create_organizations_table, create_users_table
 
         moto = CountingMoto()
         moto.start()
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         )
-        create_users_table(session.client("dynamodb", endpoint_url=moto.url()), TABLE)
+        dynamodb = session.client("dynamodb", endpoint_url=moto.url())
+        create_users_table(dynamodb, TABLE)
+        create_organizations_table(dynamodb, ORGANIZATIONS_TABLE)
         secret = new_webhook_secret()
         arn = session.client("secretsmanager", endpoint_url=moto.url()).create_secret(
             Name=SECRET_NAME, SecretString=secret
@@ -306,7 +317,44 @@ class World:
         moto.log.clear()
         return cls(moto, secret, arn, key, key.public_pem())
 
+    def seed_me_caller(self, user_id: str, memberships: int) -> None:
+        """Store the user (as a webhook would) and `memberships` organizations with a live membership
+        each, before the /me process starts (these calls are not counted: they precede its log)."""
+        import boto3
+
+        from usersync.models import ClerkUser, SyncSource, UserRecord
+        from usersync.organizations import (
+            ClerkMembership,
+            ClerkOrganization,
+            MembershipRecord,
+            OrganizationRecord,
+            OrganizationRepository,
+        )
+        from usersync.repository import UserRepository
+        from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user, now_ms
+
+        client = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        ).client("dynamodb", endpoint_url=self.moto.url())
+        user = ClerkUser.model_validate(clerk_user(user_id, created_at=now_ms()))
+        UserRepository(client, TABLE).save(UserRecord.from_clerk_user(user, source=SyncSource.WEBHOOK))
+        organizations = OrganizationRepository(client, ORGANIZATIONS_TABLE)
+        for index in range(memberships):
+            org = clerk_organization(f"org_{user_id}_{index}", name=f"Org {index}", slug=f"org-{index}")
+            organizations.save(
+                OrganizationRecord.from_clerk(
+                    ClerkOrganization.model_validate(org), source=SyncSource.WEBHOOK
+                )
+            )
+            membership = clerk_membership(f"orgmem_{user_id}_{index}", organization=org, user_id=user_id)
+            organizations.save(
+                MembershipRecord.from_clerk(
+                    ClerkMembership.model_validate(membership), source=SyncSource.WEBHOOK
+                )
+            )
+
     def env(self, function: str) -> dict[str, str]:
+        function = FUNCTION_OF.get(function, function)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         env.update(BASE_ENV)
         env.update(
@@ -370,19 +418,22 @@ class World:
             token = mint_token(self.key, session_claims(user_id, first_name="Ada"))
             event = http_api_authorizer_event("GET", "/me", headers={"Authorization": f"Bearer {token}"})
             return [event, event]  # the same user again: compare-first finds nothing to write
-        if function == "me":
+        if function in {"me", "me-member"}:
+            self.seed_me_caller(user_id, ME_MEMBERSHIPS if function == "me-member" else 0)
             return [http_api_event("GET", "/me", authorizer_context={"userId": user_id})] * 2
         return [http_api_event("GET", "/health")] * 2  # the second within the container cache
 
 
 def _accepted(function: str, response: dict[str, Any]) -> bool:
+    """The answer the seeded world calls for: /me finds its caller and lists every seeded organization."""
     if function == "authorizer":
         return response.get("isAuthorized") is True
-    return (
-        int(response.get("statusCode", 0)) in {200, 404, 503}
-        if function in {"me", "health"}
-        else (200 <= int(response.get("statusCode", 0)) < 300)
-    )
+    status = int(response.get("statusCode", 0))
+    if function in {"me", "me-member"}:
+        listed = json.loads(response.get("body") or "{}").get("organizations")
+        expected = ME_MEMBERSHIPS if function == "me-member" else 0
+        return status == 200 and isinstance(listed, list) and len(listed) == expected
+    return status in {200, 503} if function == "health" else 200 <= status < 300
 
 
 # ---------------------------------------------------------------- one fresh process
@@ -425,7 +476,7 @@ def run_process(world: World, python: str, function: str, variant: str, layer: P
         spec = {
             "task": str(task),
             "opt_python": str(opt_python),
-            "function_name": f"usersync-bench-{function}",
+            "function_name": f"usersync-bench-{FUNCTION_OF.get(function, function)}",
             "events": world.events(function),
             "result": str(root / "result.json"),
             "mark_url": f"{world.moto.url()}/__bench__",
@@ -499,7 +550,7 @@ def run(*, rounds: int = 11, variants: tuple[str, ...] = VARIANTS, counts: bool 
             )
         extra: dict[str, Sample] = {}
         if counts:  # call counts of the other two functions (bytecode layer, one process each)
-            for function in ("me", "health"):
+            for function in ("me", "me-member", "health"):
                 extra[function] = run_process(world, python, function, "bytecode", layers["bytecode"], work)
         version = subprocess.run(
             [python, "-c", "import platform; print(platform.python_version())"],
@@ -591,6 +642,7 @@ def _call_counts(
         "webhook": "next event (user.updated, warm)",
         "authorizer": "same user again (compare-first, warm)",
         "me": "again (warm)",
+        "me-member": "again (warm)",
         "health": "again within the 5 s container cache",
     }
     for function, phases in measured.items():

@@ -57,6 +57,24 @@ def test_webhook_in_deployed_mode_bytecode_and_source_only(world: deployed.World
         assert sample.peak_rss_mb > 0 and sample.stdout_bytes > 0
 
 
+def test_me_in_deployed_mode_reads_the_organizations_table_the_template_names(
+    world: deployed.World, work: Path
+) -> None:
+    python = deployed.python312()
+    pip_platform, _note = deployed.measurement_platform()
+    bytecode = deployed.build_layer(work, python, pip_platform)
+
+    alone = deployed.run_process(world, python, "me", "bytecode", bytecode, work)
+    member = deployed.run_process(world, python, "me-member", "bytecode", bytecode, work)
+
+    # run_process refuses answers other than 200 listing the seeded organizations (0, then 2).
+    assert alone.calls["first"] == Counter({"DynamoDB GetItem": 1, "DynamoDB Query": 1})
+    assert member.calls["first"] == Counter(
+        {"DynamoDB GetItem": 1, "DynamoDB Query": 1, "DynamoDB BatchGetItem": 1}
+    ), "one BatchGetItem for all of the caller's organizations"
+    assert member.calls["later"] == member.calls["first"], "/me caches nothing between requests"
+
+
 def test_split_calls_cuts_one_process_log_at_the_runner_marks() -> None:
     log = ["DynamoDB GetItem", "DynamoDB PutItem", "mark:first", "DynamoDB GetItem", "mark:later", "x y"]
     assert deployed.split_calls(log) == {
