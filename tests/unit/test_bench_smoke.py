@@ -92,6 +92,8 @@ def test_compare_first() -> None:
     rows = assert_well_formed(compare_first.run(calls=6, users=2, tokens_per_user=2), "compare-first")
     assert rows[0]["details"]["calls"] == 6
     assert isinstance(rows[0]["details"]["dynamodb_calls"], dict)
+    # The count follows the authorizer's real write (a conditional UpdateItem), once per new user.
+    assert rows[0]["details"]["dynamodb_calls"].get("UpdateItem") == 2
 
 
 def test_main_writes_results_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
