@@ -18,7 +18,9 @@ aarch64 the layer's native extensions (pydantic_core, cryptography) cannot load:
 builds it from the same versions' x86_64 wheels for the measurement, and the result says so.
 
 Every AWS call each process makes reaches the moto server, which counts them per request: the call
-counts that feed the README's cost per million are printed and stored with the results.
+counts that feed the README's cost per million are printed and stored with the results. /me runs on
+the template's two tables for a stored caller without memberships ("me") and with ME_MEMBERSHIPS
+("me-member"), so its Query and BatchGetItem are counted as deployed.
 """
 
 from __future__ import annotations
