@@ -15,7 +15,7 @@ from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import SyncSource
 from usersync.observability import logger, metrics
 from usersync.organizations import OrganizationRepository
-from usersync.reconcile import ReconcileError, reconcile
+from usersync.reconcile import ReconcileError, ReconcileOptions, reconcile
 from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
 from usersync.settings import ReconcileSettings
 
@@ -43,24 +43,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
     dry_run = isinstance(event, dict) and event.get("dryRun") is True
     budget = current_budget()
+    options = ReconcileOptions(dry_run=dry_run, prune=settings.prune, remaining_seconds=budget.remaining)
     clerk = ClerkOrganizationsClient(secret_key(settings), settings.clerk_api_url, budget=budget)
-    report = reconcile(
-        clerk,
-        dynamodb_client(),
-        settings.users_table_name,
-        dry_run=dry_run,
-        prune=settings.prune,
-        remaining_seconds=budget.remaining,
-    )
+    report = reconcile(clerk, dynamodb_client(), settings.users_table_name, options)
     # Organizations and memberships (CONTRACT §11), when the deployment has their table.
     organizations = OrganizationRepository.from_env(dynamodb_client())
     if organizations is None:
         return report.counts()
-    organizations_report = reconcile_organizations(
-        clerk,
-        organizations,
-        dry_run=dry_run,
-        prune=settings.prune,
-        remaining_seconds=budget.remaining,
-    )
+    organizations_report = reconcile_organizations(clerk, organizations, options)
     return {**report.counts(), "organizations": organizations_report.counts()}

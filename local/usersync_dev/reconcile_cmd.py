@@ -20,6 +20,7 @@ from usersync.reconcile import (
     DEFAULT_MAX_RETRIES,
     MAX_PAGE_SIZE,
     ReconcileError,
+    ReconcileOptions,
     reconcile,
 )
 from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
@@ -68,14 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     clerk = ClerkOrganizationsClient(
         secret_key, args.clerk_api_url, page_size=args.page_size, max_retries=args.max_retries
     )
+    options = ReconcileOptions(dry_run=args.dry_run, prune=args.prune)
     try:
-        report = reconcile(clerk, dynamodb_client(), args.table, dry_run=args.dry_run, prune=args.prune)
+        report = reconcile(clerk, dynamodb_client(), args.table, options)
         if args.organizations_table:
             organizations = reconcile_organizations(
-                clerk,
-                OrganizationRepository(dynamodb_client(), args.organizations_table),
-                dry_run=args.dry_run,
-                prune=args.prune,
+                clerk, OrganizationRepository(dynamodb_client(), args.organizations_table), options
             )
             print(json.dumps({"organizations": organizations.counts()}))
             if organizations.pruned_ids:

@@ -22,7 +22,13 @@ from tests.helpers import FakeLambdaContext, LogCapture, metric_counts
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.observability import metrics
-from usersync.reconcile import ClerkUsersClient, ReconcileError, ReconcileReport, reconcile
+from usersync.reconcile import (
+    ClerkUsersClient,
+    ReconcileError,
+    ReconcileOptions,
+    ReconcileReport,
+    reconcile,
+)
 from usersync.repository import UserRepository
 from usersync_dev import reconcile_cmd
 from usersync_dev.clerk import clerk_event, clerk_user, sign_delivery
@@ -182,7 +188,8 @@ class Runner:
 
     def run(self, **kwargs: Any) -> ReconcileReport:
         client_args = {key: kwargs.pop(key) for key in ("page_size", "max_retries") if key in kwargs}
-        return reconcile(self.client(**client_args), dynamodb_client(), self.table, **kwargs)
+        options = ReconcileOptions(**kwargs)
+        return reconcile(self.client(**client_args), dynamodb_client(), self.table, options)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from usersync.aws import dynamodb_client
 from usersync.models import SyncSource
 from usersync.observability import metrics
 from usersync.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
-from usersync.reconcile import ReconcileError
+from usersync.reconcile import ReconcileError, ReconcileOptions
 from usersync.reconcile_orgs import ClerkOrganizationsClient, OrganizationsReport, reconcile_organizations
 from usersync_dev.clerk import clerk_membership, clerk_organization
 
@@ -114,7 +114,7 @@ class Runner:
         client = ClerkOrganizationsClient(
             SECRET_KEY, self.clerk.url, page_size=page_size, sleep=self.sleeps.append
         )
-        return reconcile_organizations(client, self.repository, **kwargs)
+        return reconcile_organizations(client, self.repository, ReconcileOptions(**kwargs))
 
 
 @pytest.fixture

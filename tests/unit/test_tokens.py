@@ -95,9 +95,9 @@ def test_valid_token_from_pem_yields_the_claims(key: SigningKey) -> None:
     assert verified == SessionClaims(
         sub=USER_ID,
         email="ada@example.com",
-        firstName="Ada",
-        lastName="Lovelace",
-        imageUrl="https://img.clerk.com/ada.png",
+        first_name="Ada",
+        last_name="Lovelace",
+        image_url="https://img.clerk.com/ada.png",
         sid=payload["sid"],
         iat=payload["iat"],
         v=2,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -42,12 +42,19 @@ def empty_string_as_absent(value: Any) -> Any:
 ClerkText = Annotated[str | None, BeforeValidator(empty_string_as_absent)]
 
 
+class ClerkRecord(ClerkPayload):
+    """A Clerk object usersync mirrors (user, organization, membership): Clerk's times version it."""
+
+    created_at: EpochMs | None = None
+    updated_at: EpochMs
+
+
 class ClerkEmailAddress(ClerkPayload):
     id: str
     email_address: str
 
 
-class ClerkUser(ClerkPayload):
+class ClerkUser(ClerkRecord):
     """The Backend API User object carried by `user.created` / `user.updated` (and `GET /v1/users`)."""
 
     id: str = Field(min_length=1)
@@ -56,8 +63,6 @@ class ClerkUser(ClerkPayload):
     image_url: ClerkText = None
     email_addresses: list[ClerkEmailAddress] = Field(default_factory=list)
     primary_email_address_id: str | None = None
-    created_at: EpochMs | None = None
-    updated_at: EpochMs
 
     @property
     def primary_email(self) -> str | None:
@@ -106,6 +111,22 @@ class SyncedItem(BaseModel):
         return self.deleted_at is not None
 
 
+class ClerkStamp(TypedDict):
+    """What an item written from a Clerk object records besides its data: Clerk's times (they order
+    the writes) and the writer, with the delivery (svix-id) when a webhook wrote it."""
+
+    created_at: int | None
+    updated_at: int
+    source: SyncSource
+    last_event_id: str | None
+
+
+def clerk_stamp(clerk: ClerkRecord, *, source: SyncSource, event_id: str | None) -> ClerkStamp:
+    return ClerkStamp(
+        created_at=clerk.created_at, updated_at=clerk.updated_at, source=source, last_event_id=event_id
+    )
+
+
 class UserRecord(SyncedItem):
     """One item of the user table. Attribute names are the table's; None means absent.
 
@@ -134,11 +155,8 @@ class UserRecord(SyncedItem):
             first_name=user.first_name,
             last_name=user.last_name,
             image_url=user.image_url,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
             clerk_updated_at=user.updated_at,
-            source=source,
-            last_event_id=event_id,
+            **clerk_stamp(user, source=source, event_id=event_id),
         )
 
     @classmethod

@@ -29,7 +29,16 @@ from pydantic import AfterValidator, Field
 
 from usersync.aws import error_code
 from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import ClerkPayload, ClerkText, EpochMs, SyncedItem, SyncSource, utc_now_iso
+from usersync.models import (
+    ClerkPayload,
+    ClerkRecord,
+    ClerkText,
+    EpochMs,
+    SyncedItem,
+    SyncSource,
+    clerk_stamp,
+    utc_now_iso,
+)
 from usersync.observability import logger
 from usersync.repository import RepositoryError, WriteOutcome, lost_write, put_if
 from usersync.sync import sync_attempt
@@ -75,15 +84,13 @@ ClerkId = Annotated[str, Field(min_length=1), AfterValidator(_storable_id)]
 # ---------------------------------------------------------------------------------------- Clerk's shapes
 
 
-class ClerkOrganization(ClerkPayload):
+class ClerkOrganization(ClerkRecord):
     """The Backend API Organization object (`organization.created|updated`, `GET /v1/organizations`)."""
 
     id: ClerkId
     name: ClerkText = None
     slug: ClerkText = None
     image_url: ClerkText = None
-    created_at: EpochMs | None = None
-    updated_at: EpochMs
 
 
 class ClerkDeletedOrganization(ClerkPayload):
@@ -114,12 +121,10 @@ class ClerkDeletedMembership(ClerkPayload):
     public_user_data: ClerkPublicUserData
 
 
-class ClerkMembership(ClerkDeletedMembership):
+class ClerkMembership(ClerkDeletedMembership, ClerkRecord):
     """The Backend API OrganizationMembership object (`organizationMembership.created|updated`)."""
 
     role: ClerkText = None
-    created_at: EpochMs | None = None
-    updated_at: EpochMs
 
 
 # ---------------------------------------------------------------------------------------- table items
@@ -167,10 +172,7 @@ class OrganizationRecord(_Item):
             name=organization.name,
             slug=organization.slug,
             image_url=organization.image_url,
-            created_at=organization.created_at,
-            updated_at=organization.updated_at,
-            source=source,
-            last_event_id=event_id,
+            **clerk_stamp(organization, source=source, event_id=event_id),
         )
 
     @classmethod
@@ -218,10 +220,7 @@ class MembershipRecord(_Item):
             org_name=organization.name,
             org_slug=organization.slug,
             org_updated_at=organization.updated_at,
-            created_at=membership.created_at,
-            updated_at=membership.updated_at,
-            source=source,
-            last_event_id=event_id,
+            **clerk_stamp(membership, source=source, event_id=event_id),
         )
 
     @classmethod

@@ -284,9 +284,18 @@ def epoch_ms() -> int:
     return int(time.time() * 1000)
 
 
-def out_of_time(remaining_seconds: Callable[[], float] | None) -> bool:
-    """Less than DEADLINE_MARGIN_SECONDS left: stop now, with the counts logged, rather than be killed."""
-    return remaining_seconds is not None and remaining_seconds() < DEADLINE_MARGIN_SECONDS
+@dataclass(frozen=True)
+class ReconcileOptions:
+    """How a run goes; the users' run and the organizations' run take the same options."""
+
+    dry_run: bool = False  # count what would be written, write nothing
+    prune: bool = False  # tombstone what Clerk no longer has (after a complete listing only)
+    now_ms: Callable[[], int] = epoch_ms  # the deletion time of a pruned item
+    remaining_seconds: Callable[[], float] | None = None  # the invocation's time left; None: unlimited
+
+    def out_of_time(self) -> bool:
+        """Less than DEADLINE_MARGIN_SECONDS left: stop now, with the counts logged, rather than be killed."""
+        return self.remaining_seconds is not None and self.remaining_seconds() < DEADLINE_MARGIN_SECONDS
 
 
 def refuse_mass_prune(kind: str, candidates: int, live: int) -> None:
@@ -303,38 +312,34 @@ def reconcile(
     clerk: ClerkUsersClient,
     client: DynamoDBClient,
     table_name: str,
-    *,
-    dry_run: bool = False,
-    prune: bool = False,
-    now_ms: Callable[[], int] = epoch_ms,
-    remaining_seconds: Callable[[], float] | None = None,
+    options: ReconcileOptions,
 ) -> ReconcileReport:
     """Apply every Clerk user to the table, page by page; with `prune`, tombstone users Clerk lost.
 
     Raises ReconcileError (with the partial report) when Clerk or the table fails; the pages applied
     before the failure stay applied. Nothing is pruned unless the whole listing succeeded.
     """
-    report = ReconcileReport(dry_run=dry_run, prune=prune)
+    report = ReconcileReport(dry_run=options.dry_run, prune=options.prune)
     try:
         repository = UserRepository(client, table_name)
         stored = {record.user_id: record for record in repository.scan_versions()}
         run = ReconcileRun(repository, stored, report)
         for index, page in enumerate(clerk.pages()):
-            if index and out_of_time(remaining_seconds):
+            if index and options.out_of_time():
                 raise ReconcileError(
                     f"stopped after {report.seen} users, under {DEADLINE_MARGIN_SECONDS:.0f} s left"
                     " (the next run skips the users written so far without writing them again)"
                 )
             for entry in page:
                 run.apply(entry)
-        if prune:
-            _prune(run, clerk, now_ms, remaining_seconds)
+        if options.prune:
+            _prune(run, clerk, options)
     except (ReconcileError, RepositoryError) as exc:
-        if not dry_run:
+        if not options.dry_run:
             emit_metric(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
         logger.error("reconcile failed", extra={"error": str(exc), "reconcile": report.counts()})
         raise ReconcileError(f"reconcile failed: {exc}", report) from exc
-    if not dry_run:
+    if not options.dry_run:
         for metric, value in (
             (SyncMetric.RECONCILE_CREATED, report.created),
             (SyncMetric.RECONCILE_UPDATED, report.updated),
@@ -346,12 +351,7 @@ def reconcile(
     return report
 
 
-def _prune(
-    run: ReconcileRun,
-    clerk: ClerkUsersClient,
-    now_ms: Callable[[], int],
-    remaining_seconds: Callable[[], float] | None = None,
-) -> None:
+def _prune(run: ReconcileRun, clerk: ClerkUsersClient, options: ReconcileOptions) -> None:
     """Tombstone live table users that Clerk no longer has.
 
     Offset paging can skip a user when a deletion shifts the list mid-run, so each candidate is
@@ -361,7 +361,7 @@ def _prune(
     candidates = sorted(user_id for user_id in live if user_id not in run.seen_ids)
     refuse_mass_prune("users", len(candidates), len(live))
     for user_id in candidates:
-        if out_of_time(remaining_seconds):
+        if options.out_of_time():
             raise ReconcileError(
                 f"prune stopped after {run.report.pruned} of {len(candidates)} candidates, under "
                 f"{DEADLINE_MARGIN_SECONDS:.0f} s left (the next run continues)"
@@ -371,7 +371,7 @@ def _prune(
             run.apply(found)
             continue
         if not run.report.dry_run:
-            record = UserRecord.tombstone(user_id, deleted_at=now_ms(), source=SyncSource.RECONCILE)
+            record = UserRecord.tombstone(user_id, deleted_at=options.now_ms(), source=SyncSource.RECONCILE)
             if write_user(run.repository, record) is not WriteOutcome.APPLIED:
                 continue  # already tombstoned since the scan
         run.report.pruned += 1

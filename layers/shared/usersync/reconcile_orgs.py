@@ -16,7 +16,7 @@ fan-out. Memberships of organizations that are gone are therefore never pruned o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -45,8 +45,7 @@ from usersync.reconcile import (
     ClerkApiError,
     ClerkUsersClient,
     ReconcileError,
-    epoch_ms,
-    out_of_time,
+    ReconcileOptions,
     refuse_mass_prune,
 )
 from usersync.repository import RepositoryError, WriteOutcome
@@ -115,12 +114,12 @@ class _Run:
         clerk: ClerkOrganizationsClient,
         repository: OrganizationRepository,
         report: OrganizationsReport,
-        now_ms: Callable[[], int],
+        options: ReconcileOptions,
     ) -> None:
         self.clerk = clerk
         self.repository = repository
         self.report = report
-        self.now_ms = now_ms
+        self.options = options
         self.stored = repository.scan_versions()
         self.seen_orgs: set[str] = set()
         self.seen_keys: set[tuple[str, str]] = set()
@@ -202,7 +201,7 @@ class _Run:
         )
         refuse_mass_prune("organizations", len(org_candidates), len(live_orgs))
         refuse_mass_prune("memberships", len(member_candidates), len(live_members))
-        now = self.now_ms()
+        now = self.options.now_ms()
         for org_id in org_candidates:
             found = self.clerk.get_organization(org_id)
             if found is not None:
@@ -238,32 +237,28 @@ class _Run:
 def reconcile_organizations(
     clerk: ClerkOrganizationsClient,
     repository: OrganizationRepository,
-    *,
-    dry_run: bool = False,
-    prune: bool = False,
-    now_ms: Callable[[], int] = epoch_ms,
-    remaining_seconds: Callable[[], float] | None = None,
+    options: ReconcileOptions,
 ) -> OrganizationsReport:
     """Apply every Clerk organization and its memberships; with `prune`, tombstone what Clerk lost.
 
     Raises ReconcileError (its report is None; the partial counts are logged) when Clerk or the table
     fails; what was applied before stays applied. Nothing is pruned unless the whole listing succeeded.
     """
-    report = OrganizationsReport(dry_run=dry_run, prune=prune)
+    report = OrganizationsReport(dry_run=options.dry_run, prune=options.prune)
     try:
-        run = _Run(clerk, repository, report, now_ms)
+        run = _Run(clerk, repository, report, options)
         for index, page in enumerate(clerk.organization_pages()):
-            if index and out_of_time(remaining_seconds):
+            if index and options.out_of_time():
                 raise ReconcileError(
                     f"stopped after {report.organizations.seen} organizations, under "
                     f"{DEADLINE_MARGIN_SECONDS:.0f} s left (the next run skips what is written so far)"
                 )
             for entry in page:
                 run.organization(entry)
-        if prune:
+        if options.prune:
             run.prune()
     except (ReconcileError, RepositoryError) as exc:
-        if not dry_run:
+        if not options.dry_run:
             emit_metric(SyncMetric.RECONCILE_FAILED, SyncSource.RECONCILE)
         logger.error(
             "organizations reconcile failed", extra={"error": str(exc), "reconcile": report.counts()}

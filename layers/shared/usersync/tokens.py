@@ -294,19 +294,16 @@ class JwksKeySource:
         url: str,
         *,
         fetch_timeout: float = JWKS_FETCH_TIMEOUT_SECONDS,
-        cache_seconds: float = JWKS_CACHE_SECONDS,
-        refetch_interval: float = UNKNOWN_KID_REFETCH_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = jwt.PyJWKClient(
             url,
             cache_keys=False,
             cache_jwk_set=True,
-            lifespan=cache_seconds,
+            lifespan=JWKS_CACHE_SECONDS,
             timeout=fetch_timeout,
             headers={"User-Agent": "usersync-authorizer"},  # some CDNs refuse urllib's default agent
         )
-        self._refetch_interval = refetch_interval
         self._clock = clock
         self._last_forced_refetch: float | None = None
         self._lock = threading.Lock()
@@ -326,7 +323,7 @@ class JwksKeySource:
         with self._lock:
             now = self._clock()
             last = self._last_forced_refetch
-            if last is not None and now - last < self._refetch_interval:
+            if last is not None and now - last < UNKNOWN_KID_REFETCH_INTERVAL_SECONDS:
                 raise KeyUnavailableError(DenyReason.UNKNOWN_KEY)
             self._last_forced_refetch = now
         key = self._client.match_kid(self._signing_keys(refresh=True), kid)
