@@ -139,3 +139,13 @@ def organizations_table(users_table: str, monkeypatch: pytest.MonkeyPatch) -> st
     create_organizations_table(dynamodb_client(), ORGANIZATIONS_TABLE_NAME)
     monkeypatch.setenv("ORGANIZATIONS_TABLE_NAME", ORGANIZATIONS_TABLE_NAME)
     return ORGANIZATIONS_TABLE_NAME
+
+
+@pytest.fixture
+def restore_process_state() -> Iterator[None]:
+    """For code that changes the process itself (environment, cached AWS clients), as the bench does."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    reset_clients()

@@ -24,13 +24,9 @@ MEMBERSHIP = "orgmem_2abcDEFghiJKLmnoPQRst"
 
 
 @pytest.fixture
-def webhook(
-    organizations_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-) -> WebhookDriver:
-    return WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
+def webhook(organizations_table: str, webhook: WebhookDriver) -> WebhookDriver:
+    """conftest's webhook driver, loaded once the organizations table exists (and is configured)."""
+    return webhook
 
 
 def stored(pk: str, sk: str) -> dict[str, Any] | None:

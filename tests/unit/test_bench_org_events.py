@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
-from usersync.aws import reset_clients
-
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _restore_process_state() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_clients()
+# The bench sets environment variables and clients for its own stacks: restored after each test.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_process_state")]
 
 
 def test_org_events_counts_one_call_per_event_and_me_requests() -> None:

@@ -8,25 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from usersync.aws import reset_clients
-
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _restore_process_state() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-    reset_clients()
+# The bench sets environment variables and clients for its own stacks: restored after each test.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_process_state")]
 
 
 def assert_well_formed(goals: list[Any], benchmark: str) -> list[dict[str, Any]]:
