@@ -39,8 +39,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("webhook signing secret unavailable", extra={"errorCode": exc.code})
         return json_response(503, {"status": "error", "message": "signing secret unavailable"})
     except RepositoryError as exc:
-        # Svix retries any non-2xx; nothing is lost. (User and organization writes alike.)
+        # Svix retries any non-2xx; nothing is lost. (User and organization writes alike.) The write's
+        # own failure is already logged and counted; this also covers a failure before any write.
         status_code = 503 if exc.code in _RETRY_LATER_CODES else 500
+        logger.error("webhook not applied", extra={"statusCode": status_code, "errorCode": exc.code})
         return json_response(status_code, {"status": "error", "message": "table write failed"})
     logger.info("webhook processed", extra={"status": result.status.value, "userId": result.user_id})
     return json_response(200, {"status": result.status.value})

@@ -14,10 +14,11 @@ import pytest
 
 from tests.helpers import Response, WebhookDriver, metric_counts
 from tests.reliability.support import REPORT, scan_all
+from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.repository import MAX_ITEM_BYTES, UnstorableRecordError, ensure_storable
 from usersync.webhooks import (
-    UnstorableUserError,
+    UnstorableDeliveryError,
     WebhookBodyTooLargeError,
     WebhookPayloadError,
     WebhookRejection,
@@ -25,7 +26,7 @@ from usersync.webhooks import (
     WebhookSignatureError,
 )
 from usersync_dev.apigw import http_api_event
-from usersync_dev.clerk import clerk_event, clerk_user, deleted_user
+from usersync_dev.clerk import clerk_event, clerk_organization, clerk_user, deleted_user
 
 TABLE = "usersync-test-users"
 T0 = 1_730_279_325_025
@@ -65,7 +66,7 @@ TRIGGERS: dict[type[WebhookRejection], Callable[[WebhookDriver], Response]] = {
     WebhookPayloadError: _bad_payload,
     WebhookRequestError: _bad_request,
     WebhookBodyTooLargeError: _too_large,
-    UnstorableUserError: _unstorable,
+    UnstorableDeliveryError: _unstorable,
 }
 
 
@@ -116,3 +117,25 @@ def test_an_item_over_400_kb_is_unstorable() -> None:
     with pytest.raises(UnstorableRecordError, match="400"):
         ensure_storable(huge)
     ensure_storable(huge.model_copy(update={"first_name": "x" * (MAX_ITEM_BYTES - 1024)}))
+
+
+def test_a_lone_surrogate_in_a_user_is_400_and_nothing_is_written(webhook: WebhookDriver) -> None:
+    """JSON may escape half a surrogate pair (`\\ud800`): valid JSON, signed, but no UTF-8 text that
+    DynamoDB would ever accept, so a 400 rather than a 5xx Svix would retry for days."""
+    REPORT["unstorable deliveries tried"] += 1
+    user = clerk_user("user_1", first_name="Ada\ud800", updated_at=T0)
+    response = webhook.deliver("msg_surrogate", clerk_event("user.created", user))
+    assert response.status == 400 and "first" in response.body["message"]
+    assert scan_all(TABLE) == []
+    REPORT["unstorable deliveries held"] += 1
+
+
+def test_a_lone_surrogate_in_an_organization_is_400_and_nothing_is_written(
+    organizations_table: str, webhook: WebhookDriver
+) -> None:
+    REPORT["unstorable deliveries tried"] += 1
+    organization = clerk_organization("org_1", name="Acme\udfff", updated_at=T0)
+    response = webhook.deliver("msg_org_surrogate", clerk_event("organization.created", organization))
+    assert response.status == 400 and "name" in response.body["message"]
+    assert dynamodb_client().scan(TableName=organizations_table)["Items"] == []
+    REPORT["unstorable deliveries held"] += 1

@@ -70,6 +70,8 @@ TOMBSTONE_CONDITION = "attribute_not_exists(pk) OR attribute_not_exists(deletedA
 # DynamoDB caps a sort key at 1,024 bytes and `sk`/`gsi1sk` embed these ids behind a prefix: an id that
 # cannot be stored is a 400 at parse time, not a write that fails on every Svix retry.
 MAX_ID_BYTES = 1000
+# DynamoDB's key limits per key attribute (partition keys 2,048 bytes, sort keys 1,024 bytes).
+ORGANIZATION_KEY_LIMITS = {"pk": 2048, "sk": 1024, "gsi1pk": 2048, "gsi1sk": 1024}
 
 
 def _storable_id(value: str) -> str:

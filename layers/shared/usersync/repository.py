@@ -191,17 +191,30 @@ def _source(item: Mapping[str, Any]) -> SyncSource | None:
         return None
 
 
-def ensure_storable(record: UserRecord) -> None:
-    """Raise UnstorableRecordError for a record DynamoDB would refuse on every retry."""
-    if len(record.user_id.encode()) > MAX_KEY_BYTES:
-        raise UnstorableRecordError(f"userId is over DynamoDB's {MAX_KEY_BYTES}-byte key limit")
-    # DynamoDB's item size: attribute names plus values (UTF-8), numbers at most 21 bytes.
-    size = sum(
-        len(name.encode()) + (len(value.encode()) if isinstance(value, str) else 21)
-        for name, value in record.to_attributes().items()
-    )
+def ensure_storable_item(attributes: Mapping[str, Any], key_limits: Mapping[str, int], kind: str) -> None:
+    """Raise UnstorableRecordError for an item DynamoDB would refuse on every retry: a key attribute
+    over its byte limit, text that is no valid UTF-8 (a lone surrogate from a JSON `\\ud800` escape),
+    or an item over 400 KB (attribute names plus values, numbers at most 21 bytes)."""
+    size = 0
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            try:
+                length = len(value.encode())
+            except UnicodeEncodeError:
+                raise UnstorableRecordError(f"{name} is not valid Unicode text") from None
+            limit = key_limits.get(name)
+            if limit is not None and length > limit:
+                raise UnstorableRecordError(f"{name} is over DynamoDB's {limit}-byte key limit")
+        else:
+            length = 21
+        size += len(name.encode()) + length
     if size > MAX_ITEM_BYTES:
-        raise UnstorableRecordError("the user item would be over DynamoDB's 400 KB item limit")
+        raise UnstorableRecordError(f"the {kind} item would be over DynamoDB's 400 KB item limit")
+
+
+def ensure_storable(record: UserRecord) -> None:
+    """Raise UnstorableRecordError for a user record DynamoDB would refuse on every retry."""
+    ensure_storable_item(record.to_attributes(), {"userId": MAX_KEY_BYTES}, "user")
 
 
 def _condition_failed(exc: ClientError) -> bool:

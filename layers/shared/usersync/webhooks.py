@@ -27,6 +27,7 @@ from usersync.repository import (
     UserRepository,
     WriteOutcome,
     ensure_storable,
+    ensure_storable_item,
 )
 from usersync.settings import WebhookSettings
 from usersync.sync import write_user
@@ -79,11 +80,12 @@ class WebhookBodyTooLargeError(WebhookRejection):
     reason = "body too large"
 
 
-class UnstorableUserError(WebhookRejection):
-    """A verified delivery DynamoDB can never store (user id over 2,048 bytes, item over 400 KB):
-    a 400, which Svix does not retry, rather than a 5xx it would retry for days."""
+class UnstorableDeliveryError(WebhookRejection):
+    """A verified delivery DynamoDB can never store (a key over its byte limit, an item over 400 KB,
+    text with a lone surrogate): a 400, which Svix does not retry, rather than a 5xx it would retry
+    for days."""
 
-    reason = "user cannot be stored"
+    reason = "delivery cannot be stored"
 
 
 class WebhookStatus(StrEnum):
@@ -214,7 +216,7 @@ def process_webhook(
     try:
         ensure_storable(record)
     except UnstorableRecordError as exc:
-        raise UnstorableUserError(str(exc)) from None
+        raise UnstorableDeliveryError(str(exc)) from None
     outcome = write_user(repository, record)
     return WebhookResult(_STATUS_BY_OUTCOME[outcome], record.user_id)
 
@@ -235,7 +237,12 @@ def apply_organization_event(
     event: ClerkEvent, message: SignedMessage, organizations: OrganizationRepository | None
 ) -> WebhookResult | None:
     """Apply an organization/membership event with one conditional write; None for other types."""
-    from usersync.organizations import ORGANIZATION_EVENT_TYPES, record_for_event, write_organization_item
+    from usersync.organizations import (
+        ORGANIZATION_EVENT_TYPES,
+        ORGANIZATION_KEY_LIMITS,
+        record_for_event,
+        write_organization_item,
+    )
 
     if event.type not in ORGANIZATION_EVENT_TYPES:
         return None
@@ -250,5 +257,9 @@ def apply_organization_event(
     if organizations is None:
         # Misconfigured (no ORGANIZATIONS_TABLE_NAME): a 5xx so Svix retries once it is fixed.
         raise RepositoryError("PutItem", "OrganizationsTableNotConfigured")
+    try:
+        ensure_storable_item(record.to_attributes(), ORGANIZATION_KEY_LIMITS, "organization")
+    except UnstorableRecordError as exc:
+        raise UnstorableDeliveryError(str(exc)) from None
     outcome = write_organization_item(organizations, record)
     return WebhookResult(_STATUS_BY_OUTCOME[outcome], user_id)
