@@ -71,3 +71,19 @@ def test_no_attempt_is_started_when_none_fits(silent_table: tuple[socket.socket,
     with time_budget(TimeBudget(time.monotonic() + 0.2)), pytest.raises(RepositoryError) as raised:
         repository.get("user_1")
     assert raised.value.code == "TimeBudgetExhaustedError" and _attempts(listener) == 0
+
+
+def test_a_hanging_jwks_fetch_ends_inside_the_invocation_budget() -> None:
+    """The JWKS fetch is bounded by what the invocation has left, not by its fixed 2 s per operation."""
+    from usersync.tokens import DenyReason, JwksKeySource, KeyUnavailableError
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepts connections, never answers
+        source = JwksKeySource(f"http://127.0.0.1:{listener.getsockname()[1]}/.well-known/jwks.json")
+        started = time.monotonic()
+        with time_budget(TimeBudget(time.monotonic() + 0.6)), pytest.raises(KeyUnavailableError) as denied:
+            source.key_for("kid_1")
+        elapsed = time.monotonic() - started
+    assert denied.value.reason is DenyReason.JWKS_UNAVAILABLE
+    assert elapsed < 0.6, f"{elapsed:.2f} s: the fetch outlived the budget"

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from usersync.budget import current_budget
 from usersync.models import ClerkPayload, ClerkText, SyncSource, UserRecord
 from usersync.settings import AuthorizerSettings, ConfigurationError
 
@@ -305,10 +306,16 @@ class JwksKeySource:
             headers={"User-Agent": "usersync-authorizer"},  # some CDNs refuse urllib's default agent
         )
         self._clock = clock
+        self._fetch_timeout = fetch_timeout
         self._last_forced_refetch: float | None = None
         self._lock = threading.Lock()
 
     def _signing_keys(self, refresh: bool) -> list[jwt.PyJWK]:
+        # urllib's timeout bounds each socket operation (connect, TLS, each read), not the fetch: a third
+        # of what the invocation has left each, so even a slow-but-answering endpoint ends in time.
+        # (A cached key set makes no request, and then the timeout is unused.)
+        remaining = current_budget().remaining()
+        self._client.timeout = max(0.05, min(self._fetch_timeout, remaining / 3))
         try:
             return self._client.get_signing_keys(refresh=refresh)
         # PyJWT wraps connection errors, but a non-JSON body surfaces as ValueError and some socket
@@ -325,6 +332,10 @@ class JwksKeySource:
             last = self._last_forced_refetch
             if last is not None and now - last < UNKNOWN_KID_REFETCH_INTERVAL_SECONDS:
                 raise KeyUnavailableError(DenyReason.UNKNOWN_KEY)
+            # A second fetch in one invocation only when it can end in time (the first one may have
+            # used most of the budget): else deny now rather than let Lambda time out.
+            if not current_budget().allows(self._fetch_timeout):
+                raise KeyUnavailableError(DenyReason.JWKS_UNAVAILABLE)
             self._last_forced_refetch = now
         key = self._client.match_kid(self._signing_keys(refresh=True), kid)
         if key is None:
