@@ -110,8 +110,10 @@ def test_alarm_math_is_failures_over_attempts_with_a_minimum_attempts_guard(temp
     assert returned == ["failureRate"]
     rate = metrics["failureRate"]["Expression"]
     assert rate == {"Fn::Sub": "IF(attempts >= ${SyncMinAttempts}, failures / attempts, 0)"}
-    assert metrics["attempts"]["Expression"] == "FILL(attemptsWebhook, 0) + FILL(attemptsAuthorizer, 0)"
-    assert metrics["failures"]["Expression"] == "FILL(failuresWebhook, 0) + FILL(failuresAuthorizer, 0)"
+    for metric in ("attempts", "failures"):
+        assert metrics[metric]["Expression"] == (
+            f"FILL({metric}Webhook, 0) + FILL({metric}Authorizer, 0) + FILL({metric}Reconcile, 0)"
+        )
 
 
 def metric_stat_keys(queries: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[tuple[str, str]]]]:
@@ -133,20 +135,35 @@ def test_alarm_reads_exactly_what_health_reads_on_service_and_source(template: d
             stat = query["MetricStat"]
             assert stat["Stat"] == "Sum"
             assert {d["Name"] for d in stat["Metric"]["Dimensions"]} == {"service", "Source"}
-    health = HealthSettings.from_env(
-        {
-            "USERS_TABLE_NAME": "t",
-            "POWERTOOLS_METRICS_NAMESPACE": namespace,
-            "POWERTOOLS_SERVICE_NAME": service,
-        }
-    )
-    health_queries: list[dict[str, Any]] = [dict(query) for query in sync_metric_queries(health)]
-    expected = {
-        (namespace, metric, frozenset({("service", service), ("Source", source)}))
-        for metric in ("SyncAttempts", "SyncFailures")
-        for source in ("webhook", "authorizer")
+    # The alarm always reads reconciliation's writes too (0 without the function); /health reads them
+    # only where the function is deployed (RECONCILE_DEPLOYED), so a stack without it pays for 4.
+    environment = {
+        "USERS_TABLE_NAME": "t",
+        "POWERTOOLS_METRICS_NAMESPACE": namespace,
+        "POWERTOOLS_SERVICE_NAME": service,
     }
-    assert metric_stat_keys(alarm_queries) == expected == metric_stat_keys(health_queries)
+
+    def expected(*sources: str) -> set[tuple[str, str, frozenset[tuple[str, str]]]]:
+        return {
+            (namespace, metric, frozenset({("service", service), ("Source", source)}))
+            for metric in ("SyncAttempts", "SyncFailures")
+            for source in sources
+        }
+
+    with_reconcile = HealthSettings.from_env(environment | {"RECONCILE_DEPLOYED": "true"})
+    without = HealthSettings.from_env(environment)
+    assert metric_stat_keys(alarm_queries) == expected("webhook", "authorizer", "reconcile")
+    assert metric_stat_keys([dict(q) for q in sync_metric_queries(with_reconcile)]) == expected(
+        "webhook", "authorizer", "reconcile"
+    )
+    without_queries = [dict(q) for q in sync_metric_queries(without)]
+    assert metric_stat_keys(without_queries) == expected("webhook", "authorizer")
+
+
+def test_health_counts_reconciliation_exactly_where_the_template_deploys_it(template: dict[str, Any]) -> None:
+    variable = template["Resources"]["HealthFunction"]["Properties"]["Environment"]["Variables"]
+    assert variable["RECONCILE_DEPLOYED"] == {"Fn::If": ["HasClerkSecretKey", "true", "false"]}
+    assert template["Resources"]["ReconcileFunction"]["Condition"] == "HasClerkSecretKey"
 
 
 def test_alarm_notifies_the_optional_topic(template: dict[str, Any]) -> None:

@@ -427,7 +427,8 @@ def test_alarm_is_failures_over_attempts_on_the_emitted_dimension_set() -> None:
         assert query["MetricStat"]["Stat"] == "Sum"
         assert query["MetricStat"]["Period"] * alarm["EvaluationPeriods"] == 15 * 60
         stats.add((metric["MetricName"], dimensions["Source"]))
-    assert stats == {(m, s) for m in ("SyncAttempts", "SyncFailures") for s in ("webhook", "authorizer")}
+    sources = ("webhook", "authorizer", "reconcile")  # reconciliation's writes count too (CONTRACT §11)
+    assert stats == {(m, s) for m in ("SyncAttempts", "SyncFailures") for s in sources}
     (result,) = [q for q in queries.values() if q.get("ReturnData")]
     for query in queries.values():
         expression = query.get("Expression")

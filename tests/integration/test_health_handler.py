@@ -162,6 +162,25 @@ def test_both_sources_are_added_up(health: HealthEndpoint) -> None:
     assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (100, 6, 0.06)
 
 
+def test_reconciliation_failures_count_where_it_is_deployed(
+    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_sync_metrics(90, 1, source="webhook")
+    put_sync_metrics(10, 9, source="reconcile")  # a nightly repair whose writes failed
+    monkeypatch.setenv("RECONCILE_DEPLOYED", "true")
+    status, body = health.get()
+    assert status == 503
+    assert (rate(body)["attempts"], rate(body)["failures"]) == (100, 10)
+
+
+def test_reconciliation_is_not_queried_where_it_is_not_deployed(health: HealthEndpoint) -> None:
+    put_sync_metrics(90, 1, source="webhook")
+    put_sync_metrics(10, 9, source="reconcile")
+    status, body = health.get()
+    assert status == 200
+    assert (rate(body)["attempts"], rate(body)["failures"]) == (90, 1)
+
+
 def test_metrics_outside_the_window_are_not_counted(health: HealthEndpoint) -> None:
     put_sync_metrics(100, 50, minutes_ago=20)  # a past outage, 20 min ago: outside the 15-min window
     put_sync_metrics(30, 1, minutes_ago=14)

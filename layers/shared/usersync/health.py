@@ -37,8 +37,14 @@ IndicatorStatus = Literal["up", "down"]
 USER_TABLE = "userTable"
 SYNC_FAILURE_RATE = "syncFailureRate"
 
-# The sources whose writes count towards the failure rate (the alarm in template.yaml uses the same).
-SYNC_SOURCES: tuple[SyncSource, ...] = (SyncSource.WEBHOOK, SyncSource.AUTHORIZER)
+
+def sync_sources(settings: HealthSettings) -> tuple[SyncSource, ...]:
+    """The sources whose writes count towards the failure rate (the alarm in template.yaml uses the
+    same): reconciliation's only where it is deployed, so a stack without it pays for 4 metrics."""
+    if settings.reconcile_deployed:
+        return (SyncSource.WEBHOOK, SyncSource.AUTHORIZER, SyncSource.RECONCILE)
+    return (SyncSource.WEBHOOK, SyncSource.AUTHORIZER)
+
 
 # One-minute buckets summed here, rather than one bucket as long as the window: every returned
 # datapoint lies inside [start, end) whatever CloudWatch's period alignment, and a 1440-minute
@@ -93,7 +99,8 @@ def _query_id(metric: SyncMetric, source: SyncSource) -> str:
 
 
 def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef]:
-    """One plain MetricStat (no SEARCH, no Metrics Insights) per metric and source: 4, as billed.
+    """One plain MetricStat (no SEARCH, no Metrics Insights) per metric and source: 4 (6 with
+    reconciliation), as billed.
 
     The dimension set is exactly what Powertools emits, `{service, Source}` (`{Source}` when no
     service name is set): CloudWatch matches a metric only on its full dimension set, so leaving
@@ -104,7 +111,7 @@ def sync_metric_queries(settings: HealthSettings) -> list[MetricDataQueryTypeDef
     """
     queries: list[MetricDataQueryTypeDef] = []
     for metric in (SyncMetric.ATTEMPTS, SyncMetric.FAILURES):
-        for source in SYNC_SOURCES:
+        for source in sync_sources(settings):
             dimension_values = {SOURCE_DIMENSION: source.value}
             if settings.service_name:
                 dimension_values[SERVICE_DIMENSION] = settings.service_name
@@ -148,7 +155,7 @@ def read_sync_counts(client: CloudWatchClient, settings: HealthSettings, now: da
     totals = {result["Id"]: sum(result.get("Values", [])) for result in response["MetricDataResults"]}
 
     def total(metric: SyncMetric) -> int:
-        return round(sum(totals.get(_query_id(metric, source), 0.0) for source in SYNC_SOURCES))
+        return round(sum(totals.get(_query_id(metric, source), 0.0) for source in sync_sources(settings)))
 
     return SyncCounts(attempts=total(SyncMetric.ATTEMPTS), failures=total(SyncMetric.FAILURES))
 

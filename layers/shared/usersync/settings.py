@@ -133,3 +133,5 @@ class HealthSettings(TableSettings):
     service_name: str | None = Field(default=None, alias="POWERTOOLS_SERVICE_NAME")
     # Per-container cache of the /health answer, so a monitoring storm does not hammer CloudWatch.
     cache_seconds: float = Field(default=5, ge=0, le=300, alias="HEALTH_CACHE_SECONDS")
+    # The reconciliation function is deployed: its writes count in the failure rate (CONTRACT §11).
+    reconcile_deployed: bool = Field(default=False, alias="RECONCILE_DEPLOYED")
