@@ -124,3 +124,36 @@ def test_two_live_memberships_of_one_organization_list_it_once_with_the_newest_r
     assert live_organizations(memberships, {}) == [
         {"orgId": "org_a", "slug": "alpha", "name": "Alpha", "role": "org:admin"}
     ]
+
+
+def _throttled_batch_get(rounds: int) -> tuple[Any, Any]:
+    """A DynamoDB client whose BatchGetItem leaves the one key unprocessed `rounds` times (throttling),
+    then answers it: DynamoDB's side, stubbed; our retry loop runs for real."""
+    import botocore.session
+    from botocore.stub import Stubber
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    stubber = Stubber(client)
+    key = {"pk": {"S": "ORG#org_1"}, "sk": {"S": "PROFILE"}}
+    unprocessed = {"orgs": {"Keys": [key], "ConsistentRead": True}}
+    for _ in range(rounds):
+        stubber.add_response("batch_get_item", {"Responses": {"orgs": []}, "UnprocessedKeys": unprocessed})
+    item = {**key, "orgId": {"S": "org_1"}, "name": {"S": "Acme"}, "updatedAt": {"N": "1"}}
+    stubber.add_response("batch_get_item", {"Responses": {"orgs": [item]}, "UnprocessedKeys": {}})
+    return client, stubber
+
+
+def test_unprocessed_batch_keys_are_asked_again_then_fail_clearly() -> None:
+    from usersync.organizations import BATCH_GET_ROUNDS, OrganizationRepository
+    from usersync.repository import RepositoryError
+
+    client, stubber = _throttled_batch_get(rounds=BATCH_GET_ROUNDS - 1)
+    with stubber:
+        found = OrganizationRepository(client, "orgs").get_organizations(["org_1"])
+    assert found["org_1"].name == "Acme"
+
+    client, stubber = _throttled_batch_get(rounds=BATCH_GET_ROUNDS)
+    with stubber, pytest.raises(RepositoryError, match="UnprocessedKeys"):
+        OrganizationRepository(client, "orgs").get_organizations(["org_1"])

@@ -20,6 +20,8 @@ one wins, and a lost condition is stale or (same svix-id) a duplicate, both succ
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, Field
 
-from usersync.aws import error_code
+from usersync.aws import attempt_seconds, error_code
+from usersync.budget import current_budget
 from usersync.metrics import SyncMetric, emit_metric
 from usersync.models import (
     ClerkPayload,
@@ -318,6 +321,32 @@ def item_from_dynamodb(item: Mapping[str, Any], operation: str) -> OrganizationI
     return None
 
 
+# Unprocessed keys mean DynamoDB throttled part of a batch: asked for again after a short, growing,
+# jittered pause (AWS's advice for BatchGetItem), at most three rounds, and only while the invocation's
+# budget leaves room for the pause and one more attempt.
+BATCH_GET_ROUNDS = 3
+
+
+def batch_get(client: DynamoDBClient, request: dict[str, Any], table_name: str) -> list[dict[str, Any]]:
+    """Every item of one BatchGetItem `request` on `table_name`; RepositoryError if some stay unread."""
+    items: list[dict[str, Any]] = []
+    for round_number in range(BATCH_GET_ROUNDS):
+        if round_number:
+            pause = random.uniform(0, 0.05 * 2**round_number)  # noqa: S311 - jitter, not a secret
+            if not current_budget().allows(pause + attempt_seconds(client)):
+                break
+            time.sleep(pause)
+        try:
+            response = client.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise RepositoryError("BatchGetItem", error_code(exc)) from exc
+        items.extend(dict(item) for item in response.get("Responses", {}).get(table_name, []))
+        request = dict(response.get("UnprocessedKeys") or {})
+        if not request:
+            return items
+    raise RepositoryError("BatchGetItem", "UnprocessedKeys")
+
+
 class OrganizationRepository:
     """Reads and writes the organizations table; every AWS failure surfaces as `RepositoryError`."""
 
@@ -375,20 +404,10 @@ class OrganizationRepository:
                 for org_id in wanted[start : start + BATCH_GET_LIMIT]
             ]
             request: dict[str, Any] = {self._table_name: {"Keys": keys, "ConsistentRead": True}}
-            for _attempt in range(3):
-                try:
-                    response = self._client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise RepositoryError("BatchGetItem", error_code(exc)) from exc
-                for item in response.get("Responses", {}).get(self._table_name, []):
-                    record = item_from_dynamodb(dict(item), "BatchGetItem")
-                    if isinstance(record, OrganizationRecord):
-                        found[record.org_id] = record
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-            else:
-                raise RepositoryError("BatchGetItem", "UnprocessedKeys")
+            for item in batch_get(self._client, request, self._table_name):
+                record = item_from_dynamodb(dict(item), "BatchGetItem")
+                if isinstance(record, OrganizationRecord):
+                    found[record.org_id] = record
         return found
 
     def _query(self, operation: str, **kwargs: Any) -> list[OrganizationItem]:
@@ -496,19 +515,9 @@ def without_deleted_users(
                 "ConsistentRead": True,
             }
         }
-        for _attempt in range(3):
-            try:
-                response = client.batch_get_item(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
-                raise RepositoryError("BatchGetItem", error_code(exc)) from exc
-            for item in response.get("Responses", {}).get(users_table, []):
-                if "deletedAt" in item:
-                    deleted.add(str(item["userId"]["S"]))
-            request = dict(response.get("UnprocessedKeys") or {})
-            if not request:
-                break
-        else:
-            raise RepositoryError("BatchGetItem", "UnprocessedKeys")
+        for item in batch_get(client, request, users_table):
+            if "deletedAt" in item:
+                deleted.add(str(item["userId"]["S"]))
     return [m for m in members if m.user_id not in deleted]
 
 
