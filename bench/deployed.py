@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import FUNCTIONS_DIR, REPO_ROOT, Goal
+from bench._common import BASE_ENV, FUNCTIONS_DIR, REPO_ROOT, Goal
 
 GOAL_RATIO = 2.0
 FUNCTIONS = ("webhook", "authorizer")
@@ -59,17 +59,12 @@ ORGANIZATIONS_TABLE = "usersync-bench-deployed-organizations"
 ME_MEMBERSHIPS = 2  # organizations of the /me caller with memberships (one BatchGetItem reads them all)
 SECRET_NAME = "usersync/bench/clerk-webhook"
 NAMESPACE = "usersync-bench"
-BASE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
+# Every benchmark's offline environment (bench._common), plus what the template gives these functions.
+DEPLOYED_ENV = {
+    **BASE_ENV,
     "USERS_TABLE_NAME": TABLE,
     "ORGANIZATIONS_TABLE_NAME": ORGANIZATIONS_TABLE,  # the template's Globals give it to every function
-    "POWERTOOLS_SERVICE_NAME": "usersync",
     "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-    "LOG_LEVEL": "INFO",
     # The peer's Tracer would try to reach an X-Ray daemon; disabled, it still imports the X-Ray SDK.
     # (Our functions have no Tracer.) This only favours the peer.
     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -358,7 +353,7 @@ class World:
     def env(self, function: str) -> dict[str, str]:
         function = FUNCTION_OF.get(function, function)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        env.update(BASE_ENV)
+        env.update(DEPLOYED_ENV)
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.moto.url(),
