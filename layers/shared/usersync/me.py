@@ -16,20 +16,23 @@ from usersync.observability import logger
 from usersync.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
 from usersync.repository import RepositoryError, UserRepository
 
+# What the caller may see of their own record: no internal bookkeeping such as lastEventId.
+_VISIBLE_FIELDS: set[str] = {
+    "user_id",
+    "email",
+    "first_name",
+    "last_name",
+    "image_url",
+    "created_at",
+    "updated_at",
+    "synced_at",
+    "source",
+}
 
-def profile(record: UserRecord) -> dict[str, Any]:
-    """What the caller may see of their own record (no internal bookkeeping such as lastEventId)."""
-    return {
-        "userId": record.user_id,
-        "email": record.email,
-        "firstName": record.first_name,
-        "lastName": record.last_name,
-        "imageUrl": record.image_url,
-        "createdAt": record.created_at,
-        "updatedAt": record.updated_at,
-        "syncedAt": record.synced_at,
-        "source": record.source.value if record.source else None,
-    }
+
+def visible_profile(record: UserRecord) -> dict[str, Any]:
+    """The caller's record under the table's attribute names, absent values as null."""
+    return record.model_dump(by_alias=True, mode="json", include=_VISIBLE_FIELDS)
 
 
 def _newest_names(
@@ -95,4 +98,4 @@ def me_response(
     except RepositoryError as exc:
         logger.error("organizations read failed", extra={"userId": user_id, "errorCode": exc.code})
         return json_response(503, {"status": "error", "message": "organizations table unavailable"})
-    return json_response(200, {**profile(record), "organizations": listed})
+    return json_response(200, {**visible_profile(record), "organizations": listed})

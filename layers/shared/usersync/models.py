@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -49,6 +49,34 @@ class ClerkRecord(ClerkPayload):
     updated_at: EpochMs
 
 
+class UserProfile(TypedDict):
+    """What usersync mirrors of a user, under the record's field names: the same four fields whether
+    Clerk reports them (webhook, reconcile), a session token carries them, or the table holds them."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    image_url: str | None
+
+
+class NamesAndImage(Protocol):
+    """A source of a user's profile under usersync's field names (Clerk user, token claims, record)."""
+
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def image_url(self) -> str | None: ...
+
+
+def user_profile(source: NamesAndImage, *, email: str | None) -> UserProfile:
+    """The profile `source` describes; `email` is given because each source finds it its own way."""
+    return UserProfile(
+        email=email, first_name=source.first_name, last_name=source.last_name, image_url=source.image_url
+    )
+
+
 class ClerkEmailAddress(ClerkPayload):
     id: str
     email_address: str
@@ -73,6 +101,10 @@ class ClerkUser(ClerkRecord):
             if address.id == self.primary_email_address_id:
                 return address.email_address or None
         return None
+
+    def profile(self) -> UserProfile:
+        """The profile as Clerk reports it: the email is the primary address."""
+        return user_profile(self, email=self.primary_email)
 
 
 class ClerkDeletedUser(ClerkPayload):
@@ -109,6 +141,14 @@ class SyncedItem(BaseModel):
     @property
     def is_tombstone(self) -> bool:
         return self.deleted_at is not None
+
+
+class Writer(TypedDict):
+    """Who writes an item, as every record factory takes it: the writer, and for a webhook the
+    delivery (svix-id) that idempotency and `lastEventId` need."""
+
+    source: SyncSource
+    event_id: str | None
 
 
 class ClerkStamp(TypedDict):
@@ -149,15 +189,8 @@ class UserRecord(SyncedItem):
     def from_clerk_user(
         cls, user: ClerkUser, *, source: SyncSource, event_id: str | None = None
     ) -> UserRecord:
-        return cls(
-            user_id=user.id,
-            email=user.primary_email,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            image_url=user.image_url,
-            clerk_updated_at=user.updated_at,
-            **clerk_stamp(user, source=source, event_id=event_id),
-        )
+        stamp = clerk_stamp(user, source=source, event_id=event_id)
+        return cls(user_id=user.id, clerk_updated_at=user.updated_at, **user.profile(), **stamp)
 
     @classmethod
     def tombstone(
@@ -174,14 +207,9 @@ class UserRecord(SyncedItem):
         """
         return cls(user_id=user_id, deleted_at=deleted_at, source=source, last_event_id=event_id)
 
-    def profile(self) -> dict[str, str | None]:
+    def profile(self) -> UserProfile:
         """The fields a session token also carries, for compare-first checks."""
-        return {
-            "email": self.email,
-            "firstName": self.first_name,
-            "lastName": self.last_name,
-            "imageUrl": self.image_url,
-        }
+        return user_profile(self, email=self.email)
 
     def to_attributes(self) -> dict[str, Any]:
         """Plain attribute dict (table names, absent values dropped), stamped with `syncedAt` now."""

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, Field
@@ -39,6 +39,7 @@ from usersync.models import (
     EpochMs,
     SyncedItem,
     SyncSource,
+    Writer,
     clerk_stamp,
     utc_now_iso,
 )
@@ -89,6 +90,22 @@ ClerkId = Annotated[str, Field(min_length=1), AfterValidator(_storable_id)]
 # ---------------------------------------------------------------------------------------- Clerk's shapes
 
 
+class OrganizationProfile(TypedDict):
+    """What usersync mirrors of an organization (the organization item's fields)."""
+
+    name: str | None
+    slug: str | None
+    image_url: str | None
+
+
+class MembershipOrganizationCopy(TypedDict):
+    """The copy of its organization a membership item embeds (its `org_*` fields)."""
+
+    org_name: str | None
+    org_slug: str | None
+    org_updated_at: int | None
+
+
 class ClerkOrganization(ClerkRecord):
     """The Backend API Organization object (`organization.created|updated`, `GET /v1/organizations`)."""
 
@@ -96,6 +113,9 @@ class ClerkOrganization(ClerkRecord):
     name: ClerkText = None
     slug: ClerkText = None
     image_url: ClerkText = None
+
+    def profile(self) -> OrganizationProfile:
+        return OrganizationProfile(name=self.name, slug=self.slug, image_url=self.image_url)
 
 
 class ClerkDeletedOrganization(ClerkPayload):
@@ -105,12 +125,18 @@ class ClerkDeletedOrganization(ClerkPayload):
 
 
 class ClerkEmbeddedOrganization(ClerkPayload):
-    """The organization copy a membership embeds; only its id is needed."""
+    """The organization copy a membership embeds: its id keys the item, the rest is the item's copy."""
 
     id: ClerkId
     name: ClerkText = None
     slug: ClerkText = None
     updated_at: EpochMs | None = None
+
+    def membership_copy(self) -> MembershipOrganizationCopy:
+        """This copy under the membership item's field names."""
+        return MembershipOrganizationCopy(
+            org_name=self.name, org_slug=self.slug, org_updated_at=self.updated_at
+        )
 
 
 class ClerkPublicUserData(ClerkPayload):
@@ -172,13 +198,8 @@ class OrganizationRecord(_Item):
     def from_clerk(
         cls, organization: ClerkOrganization, *, source: SyncSource, event_id: str | None = None
     ) -> OrganizationRecord:
-        return cls(
-            org_id=organization.id,
-            name=organization.name,
-            slug=organization.slug,
-            image_url=organization.image_url,
-            **clerk_stamp(organization, source=source, event_id=event_id),
-        )
+        stamp = clerk_stamp(organization, source=source, event_id=event_id)
+        return cls(org_id=organization.id, **organization.profile(), **stamp)
 
     @classmethod
     def tombstone(
@@ -222,9 +243,7 @@ class MembershipRecord(_Item):
             membership_id=membership.id,
             user_id=membership.public_user_data.user_id,
             role=membership.role,
-            org_name=organization.name,
-            org_slug=organization.slug,
-            org_updated_at=organization.updated_at,
+            **organization.membership_copy(),
             **clerk_stamp(membership, source=source, event_id=event_id),
         )
 
@@ -261,27 +280,19 @@ def record_for_event(
     Raises pydantic's ValidationError when the data lacks what its type needs (the caller's 400).
     Deletes carry no `updated_at` worth ordering by: they are timed by `deleted_at` (the envelope).
     """
-    source = SyncSource.WEBHOOK
+    writer = Writer(source=SyncSource.WEBHOOK, event_id=event_id)
     if event_type in ORGANIZATION_UPSERT_EVENTS:
-        organization = ClerkOrganization.model_validate(data)
-        return OrganizationRecord.from_clerk(organization, source=source, event_id=event_id)
+        return OrganizationRecord.from_clerk(ClerkOrganization.model_validate(data), **writer)
     if event_type == ORGANIZATION_DELETED_EVENT:
         deleted = ClerkDeletedOrganization.model_validate(data)
-        return OrganizationRecord.tombstone(
-            deleted.id, deleted_at=deleted_at, source=source, event_id=event_id
-        )
+        return OrganizationRecord.tombstone(deleted.id, deleted_at=deleted_at, **writer)
     if event_type in MEMBERSHIP_UPSERT_EVENTS:
-        membership = ClerkMembership.model_validate(data)
-        return MembershipRecord.from_clerk(membership, source=source, event_id=event_id)
+        return MembershipRecord.from_clerk(ClerkMembership.model_validate(data), **writer)
     if event_type == MEMBERSHIP_DELETED_EVENT:
         gone = ClerkDeletedMembership.model_validate(data)
+        user_id = gone.public_user_data.user_id
         return MembershipRecord.tombstone(
-            gone.organization.id,
-            gone.id,
-            gone.public_user_data.user_id,
-            deleted_at=deleted_at,
-            source=source,
-            event_id=event_id,
+            gone.organization.id, gone.id, user_id, deleted_at=deleted_at, **writer
         )
     return None
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from usersync.aws import error_code
-from usersync.models import SyncSource, UserRecord, utc_now_iso
+from usersync.models import SyncSource, UserProfile, UserRecord, utc_now_iso
 from usersync.observability import logger
 
 if TYPE_CHECKING:
@@ -74,7 +74,9 @@ TOMBSTONE_CONDITION = (
 # `source` is a DynamoDB reserved word: expressions name it through a placeholder.
 _SOURCE_NAME = {"#source": "source"}
 
-PROFILE_ATTRIBUTES = ("email", "firstName", "lastName", "imageUrl")
+# A record field's table attribute (its alias): `UserProfile` keys are the record's field names.
+_ATTRIBUTE_OF = {field: info.alias or field for field, info in UserRecord.model_fields.items()}
+PROFILE_ATTRIBUTES = tuple(_ATTRIBUTE_OF[field] for field in UserProfile.__annotations__)
 # Attributes whose value the code needs: present but unreadable makes the item uninterpretable.
 _STRING_ATTRIBUTES = ("userId", *PROFILE_ATTRIBUTES)
 _INTEGER_ATTRIBUTES = ("createdAt", "updatedAt", "clerkUpdatedAt")
@@ -312,8 +314,7 @@ class UserRepository:
         if record.updated_at is None:
             raise ValueError("a token profile needs updatedAt (the token's iat) to be ordered")
         ensure_storable(record)
-        profile = record.profile()
-        present = {name: value for name, value in profile.items() if value}
+        present = {_ATTRIBUTE_OF[field]: value for field, value in record.profile().items() if value}
         absent = [name for name in PROFILE_ATTRIBUTES if name not in present]
         names = {f"#{name}": name for name in (*present, "updatedAt", "source", "syncedAt")}
         sets = [f"#{name} = :{name}" for name in (*present, "updatedAt", "source", "syncedAt")]

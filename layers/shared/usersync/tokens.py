@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from usersync.budget import current_budget
-from usersync.models import ClerkPayload, ClerkText, SyncSource, UserRecord
+from usersync.models import ClerkPayload, ClerkText, SyncSource, UserProfile, UserRecord, user_profile
 from usersync.settings import AuthorizerSettings, ConfigurationError
 
 ALGORITHM = "RS256"
@@ -213,14 +213,12 @@ class SessionClaims(ClerkPayload):
     def to_record(self) -> UserRecord:
         """The user as the token describes it, ordered by the token's issue time (ms)."""
         return UserRecord(
-            user_id=self.sub,
-            email=self.email,
-            first_name=self.first_name,
-            last_name=self.last_name,
-            image_url=self.image_url,
-            updated_at=self.iat * 1000,
-            source=SyncSource.AUTHORIZER,
+            user_id=self.sub, updated_at=self.iat * 1000, source=SyncSource.AUTHORIZER, **self.profile()
         )
+
+    def profile(self) -> UserProfile:
+        """The custom profile claims (`email`, `firstName`, `lastName`, `imageUrl`)."""
+        return user_profile(self, email=self.email)
 
     def context(self) -> dict[str, str]:
         """API Gateway authorizer context: strings only; absent optional claims are omitted.

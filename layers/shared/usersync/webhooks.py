@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from usersync.aws import secret_string
 from usersync.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
-from usersync.models import ClerkDeletedUser, ClerkEvent, ClerkUser, SyncSource, UserRecord
+from usersync.models import ClerkDeletedUser, ClerkEvent, ClerkUser, SyncSource, UserRecord, Writer
 from usersync.observability import logger
 from usersync.repository import (
     RepositoryError,
@@ -181,16 +181,16 @@ def _summarise(exc: ValidationError) -> str:
 
 def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
     """The table item an event asks for, or None for event types we do not handle."""
+    writer = Writer(source=SyncSource.WEBHOOK, event_id=message.message_id)
     try:
         if event.type in USER_UPSERT_EVENTS:
-            user = ClerkUser.model_validate(event.data)
-            return UserRecord.from_clerk_user(user, source=SyncSource.WEBHOOK, event_id=message.message_id)
+            return UserRecord.from_clerk_user(ClerkUser.model_validate(event.data), **writer)
         if event.type == USER_DELETED_EVENT:
             deleted = ClerkDeletedUser.model_validate(event.data)
             # No updated_at on deletes: order them by the envelope timestamp (ms), else the signed
             # svix timestamp.
             deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
-            return UserRecord.tombstone(deleted.id, deleted_at=deleted_at, event_id=message.message_id)
+            return UserRecord.tombstone(deleted.id, deleted_at=deleted_at, **writer)
     except ValidationError as exc:
         raise WebhookPayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
     return None
