@@ -108,7 +108,10 @@ class OrganizationsReport:
         return data
 
 
-class _Run:
+class OrganizationsReconcileRun:
+    """One pass of organization reconciliation: the table snapshot it compares against, and which
+    organizations and items Clerk listed (what pruning must not touch)."""
+
     def __init__(
         self,
         clerk: ClerkOrganizationsClient,
@@ -246,7 +249,7 @@ def reconcile_organizations(
     """
     report = OrganizationsReport(dry_run=options.dry_run, prune=options.prune)
     try:
-        run = _Run(clerk, repository, report, options)
+        run = OrganizationsReconcileRun(clerk, repository, report, options)
         for index, page in enumerate(clerk.organization_pages()):
             if index and options.out_of_time():
                 raise ReconcileError(
