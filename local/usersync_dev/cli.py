@@ -70,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from usersync.models import user_profile
     from usersync_dev.clerk import mint_token, session_claims
 
     if (args.org_slug or args.org_role != "org:member") and not args.org_id:
@@ -77,10 +78,7 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     claims = session_claims(
         args.sub,
-        email=args.email,
-        first_name=args.first_name,
-        last_name=args.last_name,
-        image_url=args.image_url,
+        **user_profile(args, email=args.email),
         issuer=DEV_ISSUER,
         azp=DEV_AUTHORIZED_PARTY,
         lifetime_seconds=args.lifetime,
@@ -146,6 +144,7 @@ def _organization_payload(args: argparse.Namespace, now: int) -> dict[str, Any]:
 
 
 def _webhook_payload(args: argparse.Namespace) -> dict[str, Any]:
+    from usersync.models import user_profile
     from usersync_dev.clerk import clerk_event, clerk_user, deleted_user, now_ms
 
     # A fresh, increasing updated_at: a later update always wins the table's conditional write.
@@ -156,15 +155,7 @@ def _webhook_payload(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"usersync-dev: webhook {args.kind} needs --user-id")
     if args.kind == "deleted":
         return clerk_event("user.deleted", deleted_user(args.user_id), timestamp=now)
-    data = clerk_user(
-        args.user_id,
-        email=args.email,
-        first_name=args.first_name,
-        last_name=args.last_name,
-        image_url=args.image_url,
-        created_at=now,
-        updated_at=now,
-    )
+    data = clerk_user(args.user_id, **user_profile(args, email=args.email), created_at=now, updated_at=now)
     return clerk_event(f"user.{args.kind}", data, timestamp=now)
 
 
