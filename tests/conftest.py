@@ -149,3 +149,15 @@ def restore_process_state() -> Iterator[None]:
     os.environ.clear()
     os.environ.update(saved)
     reset_clients()
+
+
+# ---------------------------------------------------------------- group B: the Clerk signing key
+
+from usersync_dev.clerk import SigningKey  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    """The key the authorizer under test trusts (its PEM, or the JWKS a test serves for it): one per
+    test module, shared by the unit, integration and reliability suites."""
+    return SigningKey.generate("ins_suite_key")

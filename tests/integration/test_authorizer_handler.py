@@ -16,6 +16,15 @@ import pytest
 
 from tests.helpers import DOCS_CONTEXT, REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
 from tests.jwks_server import JwksServer
+from tests.session_tokens import (
+    ISSUER,
+    ORIGIN,
+    USER_ID,
+    ada_claims,
+    alg_none,
+    hs256_with_public_pem,
+    trust_pem,
+)
 from usersync.authorizer import Authorizer, Unauthorized
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
@@ -28,28 +37,17 @@ from usersync_dev.apigw import (
     rest_request_authorizer_event,
     rest_token_authorizer_event,
 )
-from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token, session_claims
+from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token
 from usersync_dev.devstate import DevSecrets
 from usersync_dev.runtime import TemplateValues, function_specs, local_parameters
 
-USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
-ISSUER = "https://clerk.example.test"
-ORIGIN = "http://localhost:3000"
 TABLE = "usersync-test-users"
 API_WILDCARD = "arn:aws:execute-api:us-east-1:123456789012:localapi01/prod/*/*"
 
 
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_handler_key")
-
-
 def token(key: SigningKey, **overrides: Any) -> str:
-    claims = session_claims(
-        USER_ID, email="ada@example.com", first_name="Ada", last_name="Lovelace", issuer=ISSUER, azp=ORIGIN
-    )
-    claims.update(overrides)
-    return mint_token(key, {name: value for name, value in claims.items() if value is not None})
+    """Ada's session token signed by `key` (`key` the fixture is tests/conftest.py's)."""
+    return mint_token(key, ada_claims(**overrides))
 
 
 def context_for(tok: str) -> dict[str, str]:
@@ -96,20 +94,20 @@ class AuthorizerClient:
 
 @pytest.fixture
 def pem_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", ORIGIN)
+    trust_pem(monkeypatch, key, authorized_parties=ORIGIN)
 
 
 @pytest.fixture
-def authorizer(
-    users_table: str,
-    pem_env: None,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-) -> AuthorizerClient:
-    return AuthorizerClient(function_loader, lambda_context)
+def start_authorizer(
+    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> Callable[[], AuthorizerClient]:
+    """Cold-starts the authorizer on the moto table, configured by the environment set before the call."""
+    return lambda: AuthorizerClient(function_loader, lambda_context)
+
+
+@pytest.fixture
+def authorizer(pem_env: None, start_authorizer: Callable[[], AuthorizerClient]) -> AuthorizerClient:
+    return start_authorizer()
 
 
 @pytest.fixture
@@ -125,6 +123,18 @@ def stored(user_id: str = USER_ID) -> dict[str, Any] | None:
 
 def repository() -> UserRepository:
     return UserRepository(dynamodb_client(), TABLE)
+
+
+def allow_policy(principal: str, context: dict[str, str]) -> dict[str, Any]:
+    """A REST authorizer's answer allowing `principal` on the whole API, with `context`."""
+    return {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
+        },
+        "context": context,
+    }
 
 
 # ------------------------------------------------------------------------------------ allowed
@@ -159,14 +169,9 @@ def test_rest_token_event_gets_an_allow_policy_on_the_whole_api(
     authorizer: AuthorizerClient, key: SigningKey
 ) -> None:
     tok = token(key)
-    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}", "GET", "/me")) == {
-        "principalId": USER_ID,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
-        },
-        "context": context_for(tok),
-    }
+    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}", "GET", "/me")) == allow_policy(
+        USER_ID, context_for(tok)
+    )
 
 
 @pytest.mark.parametrize(
@@ -185,14 +190,7 @@ def test_rest_request_event_gets_an_allow_policy(
 ) -> None:
     tok = token(key)
     response = authorizer(rest_request_authorizer_event("POST", "/orders/42", headers=headers(tok)))
-    assert response == {
-        "principalId": USER_ID,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
-        },
-        "context": context_for(tok),
-    }
+    assert response == allow_policy(USER_ID, context_for(tok))
 
 
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a.b.c extra", "Token {}"])
@@ -210,18 +208,14 @@ def test_authorization_header_wins_over_the_cookie(authorizer: AuthorizerClient,
 
 
 def test_allowed_from_jwks_including_a_rotated_key(
-    users_table: str,
-    key: SigningKey,
-    monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, start_authorizer: Callable[[], AuthorizerClient]
 ) -> None:
     rotated = SigningKey.generate("ins_rotated")
     with JwksServer(key) as jwks:
         monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
         monkeypatch.setenv("CLERK_JWKS_URL", jwks.url)
         monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-        client = AuthorizerClient(function_loader, lambda_context)
+        client = start_authorizer()
         assert jwks.request_count == 0  # nothing fetched at cold start
 
         first = token(key)
@@ -239,44 +233,13 @@ def test_allowed_from_jwks_including_a_rotated_key(
 # ------------------------------------------------------------------------------------ denied
 
 
-def forge_hs256(key: SigningKey) -> str:
-    import base64
-    import hashlib
-    import hmac
-    import json
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    claims = session_claims(USER_ID, issuer=ISSUER, azp=ORIGIN)
-    signing_input = (
-        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
-    )
-    return (
-        signing_input
-        + "."
-        + b64(hmac.new(key.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest())
-    )
-
-
-def alg_none() -> str:
-    import base64
-    import json
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    claims = session_claims(USER_ID, issuer=ISSUER, azp=ORIGIN)
-    return b64(b'{"alg":"none","typ":"JWT"}') + "." + b64(json.dumps(claims).encode()) + "."
-
-
 OTHER_KEY = SigningKey.generate("ins_other")
 
 DENIED: list[tuple[str, Callable[[SigningKey], str | None], str]] = [
     ("no token", lambda k: None, "no_token"),
     ("garbage", lambda k: "garbage", "malformed"),
-    ("alg none", lambda k: alg_none(), "bad_algorithm"),
-    ("HS256 with public PEM", forge_hs256, "bad_algorithm"),
+    ("alg none", lambda k: alg_none(ada_claims()), "bad_algorithm"),
+    ("HS256 with public PEM", lambda k: hs256_with_public_pem(k, ada_claims()), "bad_algorithm"),
     ("another RSA key", lambda k: token(OTHER_KEY), "bad_signature"),
     (
         "expired",
@@ -575,17 +538,6 @@ def docs_env(pem_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", DOCS_ORIGIN)
 
 
-def allow_policy(principal: str, context: dict[str, str]) -> dict[str, Any]:
-    return {
-        "principalId": principal,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": API_WILDCARD}],
-        },
-        "context": context,
-    }
-
-
 @pytest.mark.parametrize("version", [2, 1], ids=["v2", "v1"])
 def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_in_every_format(
     docs_env: None, authorizer: AuthorizerClient, key: SigningKey, version: int
@@ -640,11 +592,9 @@ def test_pending_session_is_denied_in_every_format_logged_and_counted(
 
 def test_pending_sessions_pass_when_the_template_parameter_allows_them(
     docs_env: None,
-    users_table: str,
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    start_authorizer: Callable[[], AuthorizerClient],
 ) -> None:
     secrets = DevSecrets(signing_key=key, webhook_secret="whsec_unused")
 
@@ -656,7 +606,7 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
     # ClerkAllowPendingSessions=true in template.yaml reaches the function as this variable:
     allowed = authorizer_environment({"ClerkAllowPendingSessions": "true"})["CLERK_ALLOW_PENDING_SESSIONS"]
     monkeypatch.setenv("CLERK_ALLOW_PENDING_SESSIONS", allowed)
-    client = AuthorizerClient(function_loader, lambda_context)
+    client = start_authorizer()
 
     tok = documented(key, 2, sts="pending")
     answers = [answer(client, event) for event in pending_in_each_format(tok)]
@@ -711,22 +661,15 @@ def test_organization_claims_are_not_written_and_switching_organization_costs_no
 
 
 def test_the_sample_organization_event_is_allowed_with_the_organization(
-    users_table: str,
-    key: SigningKey,
-    monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, start_authorizer: Callable[[], AuthorizerClient]
 ) -> None:
     """`make events` writes authorizer-http-request-organization.json: a v2 token with `o`."""
     from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER
     from usersync_dev.sample_events import sample_events
 
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", DEV_ISSUER)
-    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", DEV_AUTHORIZED_PARTY)
+    trust_pem(monkeypatch, key, issuer=DEV_ISSUER, authorized_parties=DEV_AUTHORIZED_PARTY)
     events = sample_events(DevSecrets(signing_key=key, webhook_secret="whsec_unused"))
-    client = AuthorizerClient(function_loader, lambda_context)
+    client = start_authorizer()
 
     response = client(events["authorizer-http-request-organization.json"])
     assert response["isAuthorized"] is True

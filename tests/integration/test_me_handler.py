@@ -11,19 +11,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import FakeLambdaContext
+from tests.session_tokens import USER_ID
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.repository import UserRepository
 from usersync_dev.apigw import http_api_authorizer_event, http_api_event, rest_event
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 
-USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
 TABLE = "usersync-test-users"
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_me_key")
 
 
 @pytest.fixture

@@ -69,13 +69,10 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    organizations_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    organizations_table: str, webhook: WebhookDriver, function_loader: Callable[[str], ModuleType]
 ) -> Stack:
-    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
-    return Stack(webhook, function_loader("me"), lambda_context)
+    """The suite's webhook driver (tests/conftest.py) and a cold-started /me, with the organizations table."""
+    return Stack(webhook, function_loader("me"), webhook.context)
 
 
 def test_no_memberships_is_an_empty_list(stack: Stack) -> None:

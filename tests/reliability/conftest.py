@@ -1,5 +1,6 @@
-"""Reliability suite fixtures (the authorizer keyed by a PEM, unreachable and hanging AWS endpoints),
-hypothesis profiles (see support.py) and the end-of-run report."""
+"""Reliability suite fixtures (the authorizer keyed by a PEM, unreachable and hanging AWS endpoints,
+quiet logs), hypothesis profiles (see support.py) and the end-of-run report. The signing key `key` is
+tests/conftest.py's."""
 
 from __future__ import annotations
 
@@ -10,27 +11,18 @@ from types import ModuleType
 import pytest
 
 from tests.reliability.support import PROFILE, unused_port, write_report
+from tests.session_tokens import trust_pem
 from usersync.aws import reset_clients
+from usersync.observability import logger
 from usersync_dev.clerk import SigningKey
 
-# session_claims' default issuer: the tokens the suite mints pass the issuer check.
-ISSUER = "https://clerk.example.test"
 FAULT_TABLE = "usersync-test-users"
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    """The key the authorizer trusts (its PEM, or the JWKS a test serves for it)."""
-    return SigningKey.generate("ins_reliability_key")
 
 
 @pytest.fixture
 def pem_authorizer_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
     """The authorizer's environment: `key`'s PEM (networkless), issuer checked, any azp."""
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    trust_pem(monkeypatch, key, authorized_parties=None)
     return key
 
 
@@ -71,6 +63,15 @@ def refused_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def hanging_table(hanging_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The user table behind an endpoint that accepts connections and never answers."""
     yield from _table_at(hanging_endpoint, monkeypatch)
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    """INFO lines for thousands of deliveries cost time and say nothing here; warnings still show."""
+    level = logger.log_level
+    logger.setLevel("WARNING")
+    yield
+    logger.setLevel(level)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -12,13 +12,12 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from types import ModuleType
+from collections.abc import Iterator
 
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import FakeLambdaContext, WebhookDriver
+from tests.helpers import WebhookDriver
 from tests.reliability.support import REPORT, read_item, unused_port, without_synced_at
 from usersync.aws import dynamodb_client, reset_clients
 from usersync_dev.clerk import clerk_event, clerk_user
@@ -32,28 +31,32 @@ T0 = 1_730_279_325_025
 
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server on loopback, the endpoint of every DynamoDB client built after this."""
     port = unused_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     reset_clients()
     try:
-        create_users_table(dynamodb_client(), TABLE)
         yield endpoint
     finally:
         reset_clients()
         server.stop()
 
 
+@pytest.fixture
+def users_table(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Overrides tests/conftest.py's in-process moto table, so the suite's `webhook` fixture drives the
+    handler against this table on the moto server instead."""
+    monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
+    create_users_table(dynamodb_client(), TABLE)
+    return TABLE
+
+
 def test_sixteen_threads_of_interleaved_updates_end_with_the_newest(
-    moto_server: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    moto_server: str, webhook: WebhookDriver
 ) -> None:
-    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
     assert dynamodb_client().meta.endpoint_url == moto_server  # real HTTP, not in-process mocking
     user_id = f"user_{uuid.uuid4().hex[:27]}"
     # Thread t owns updated_at values T0 + t, T0 + t + 16, ...: the threads' values interleave.

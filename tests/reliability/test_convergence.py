@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
@@ -30,9 +29,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import WebhookDriver
 from tests.reliability.support import REPORT, budget, read_item, without_synced_at
+from tests.session_tokens import ISSUER
 from usersync.aws import dynamodb_client
 from usersync.models import UserRecord
-from usersync.observability import logger
 from usersync.reconcile import ReconcileReport, ReconcileRun
 from usersync.repository import UserRepository
 from usersync_dev.apigw import http_api_authorizer_event
@@ -45,7 +44,6 @@ IN_ORDER_EXAMPLES = 150
 SINGLE_USER_EXAMPLES = 1300
 MULTI_USER_EXAMPLES = 450
 THREE_WRITER_EXAMPLES = 400
-ISSUER = "https://clerk.example.test"
 PROFILE_FIELDS = ("email", "firstName", "lastName", "imageUrl")
 
 # Unicode names exercise the JSON/DynamoDB round trip; "" and None must both mean "absent".
@@ -59,6 +57,20 @@ class Profile:
     first_name: str | None
     last_name: str | None
     image_url: str | None
+
+    def clerk_fields(self) -> dict[str, Any]:
+        """As keyword arguments of `clerk_user` (a webhook or reconcile record) and of `session_claims`
+        (a token): both name the profile as this dataclass does."""
+        return asdict(self)
+
+    def item_attributes(self) -> dict[str, str | None]:
+        """As the user item's attributes."""
+        return {
+            "email": self.email,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+            "imageUrl": self.image_url,
+        }
 
 
 profiles = st.builds(
@@ -107,22 +119,11 @@ def events_for(user_id: str, history: History) -> list[Event]:
     events = []
     for index, (updated_at, profile) in enumerate(zip(history.times, history.profiles, strict=True)):
         event_type = "user.created" if index == 0 else "user.updated"
-        data = clerk_user(
-            user_id,
-            email=profile.email,
-            first_name=profile.first_name,
-            last_name=profile.last_name,
-            image_url=profile.image_url,
-            created_at=created_at,
-            updated_at=updated_at,
-        )
+        data = clerk_user(user_id, **profile.clerk_fields(), created_at=created_at, updated_at=updated_at)
         message_id = f"msg_{uuid.uuid4().hex}"
         expected = _present(
             userId=user_id,
-            email=profile.email,
-            firstName=profile.first_name,
-            lastName=profile.last_name,
-            imageUrl=profile.image_url,
+            **profile.item_attributes(),
             createdAt=created_at,
             updatedAt=updated_at,
             clerkUpdatedAt=updated_at,
@@ -198,15 +199,6 @@ def check_convergence(webhook: WebhookDriver, users: list[History], schedule: li
     for index in schedule:
         _apply(webhook, events[index])
     assert _stored_then_forget(user_ids) == _expected(per_user)
-
-
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    """INFO lines for thousands of deliveries cost time and say nothing here; warnings still show."""
-    level = logger.log_level
-    logger.setLevel("WARNING")
-    yield
-    logger.setLevel(level)
 
 
 def test_in_order_application_gives_newest_update_or_tombstone(webhook: WebhookDriver) -> None:
@@ -328,12 +320,7 @@ def expected_projection(scenario: ThreeWriterScenario, delta: int) -> dict[str, 
     if newest is None:
         return None
     profile = _profile_at(history, newest)
-    projection = _present(
-        email=profile.email,
-        firstName=profile.first_name,
-        lastName=profile.last_name,
-        imageUrl=profile.image_url,
-    )
+    projection = _present(**profile.item_attributes())
     if clerk_versions:
         projection["createdAt"] = history.times[0] + delta
     return projection
@@ -366,10 +353,7 @@ def check_three_writers(
             version = scenario.reconcile_versions[index]
             listed = clerk_user(
                 user_id,
-                email=history.profiles[version].email,
-                first_name=history.profiles[version].first_name,
-                last_name=history.profiles[version].last_name,
-                image_url=history.profiles[version].image_url,
+                **history.profiles[version].clerk_fields(),
                 created_at=history.times[0],
                 updated_at=history.times[version],
             )
@@ -380,10 +364,7 @@ def check_three_writers(
             profile = _profile_at(history, iat_ms)
             claims = session_claims(
                 user_id,
-                email=profile.email,
-                first_name=profile.first_name,
-                last_name=profile.last_name,
-                image_url=profile.image_url,
+                **profile.clerk_fields(),
                 issuer=ISSUER,
                 issued_at=iat_ms // 1000,
                 lifetime_seconds=int(time.time()) - iat_ms // 1000 + 600,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -23,11 +23,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import FakeLambdaContext, WebhookDriver
+from tests.helpers import WebhookDriver
 from tests.organizations_support import call_me
 from tests.reliability.support import REPORT, budget
 from usersync.aws import dynamodb_client
-from usersync.observability import logger
 from usersync_dev.clerk import (
     clerk_event,
     clerk_membership,
@@ -206,22 +205,10 @@ def forget(world: World, ids: Ids) -> None:
     )
 
 
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    level = logger.log_level
-    logger.setLevel("WARNING")
-    yield
-    logger.setLevel(level)
-
-
-@pytest.mark.usefixtures("quiet_logs")
+@pytest.mark.usefixtures("quiet_logs", "organizations_table")
 def test_any_order_with_redeliveries_converges_to_the_same_me(
-    organizations_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    webhook: WebhookDriver, function_loader: Callable[[str], ModuleType]
 ) -> None:
-    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
     me = function_loader("me")
     examples = 0
 
@@ -245,7 +232,7 @@ def test_any_order_with_redeliveries_converges_to_the_same_me(
             assert response.status == 200, response.body
             assert response.body["status"] in {"applied", "ignored-stale", "ignored-duplicate"}
         for user, user_id in enumerate(ids.users):
-            status, body = call_me(me, user_id, lambda_context)
+            status, body = call_me(me, user_id, webhook.context)
             expected_status, expected_organizations = expected_me(world, ids, user)
             assert status == expected_status, body
             if expected_organizations is not None:

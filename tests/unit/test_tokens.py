@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +15,16 @@ from hypothesis import strategies as st
 
 from tests.helpers import DOCS_CONTEXT
 from tests.jwks_server import JwksServer
+from tests.session_tokens import (
+    ISSUER,
+    ORIGIN,
+    USER_ID,
+    ada_claims,
+    alg_none,
+    b64url,
+    hs256_with_public_pem,
+    unsigned_token,
+)
 from usersync.settings import AuthorizerSettings, ConfigurationError
 from usersync.tokens import (
     MAX_TOKEN_BYTES,
@@ -29,16 +36,9 @@ from usersync.tokens import (
     load_public_key,
     parse_claims,
 )
-from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token, session_claims
+from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token
 
-USER_ID = "user_2abcDEFghiJKLmnoPQRstuVW"
-ISSUER = "https://clerk.example.test"
-ORIGIN = "http://localhost:3000"
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_key_one")
+claims = ada_claims  # the token tests' default claims; `key` is tests/conftest.py's
 
 
 @pytest.fixture(scope="module")
@@ -46,31 +46,8 @@ def other_key() -> SigningKey:
     return SigningKey.generate("ins_key_two")
 
 
-def claims(**overrides: Any) -> dict[str, Any]:
-    base = session_claims(
-        USER_ID, email="ada@example.com", first_name="Ada", last_name="Lovelace", issuer=ISSUER, azp=ORIGIN
-    )
-    base.update(overrides)
-    return {name: value for name, value in base.items() if value is not None}
-
-
 def without(*names: str) -> dict[str, Any]:
     return {name: value for name, value in claims().items() if name not in names}
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unsigned_token(header: dict[str, Any], payload: dict[str, Any]) -> str:
-    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
-
-
-def hs256_with_public_pem(key: SigningKey, payload: dict[str, Any]) -> str:
-    """The classic RS→HS confusion: HMAC keyed with the public PEM. PyJWT refuses to make it, so by hand."""
-    signing_input = unsigned_token({"alg": "HS256", "typ": "JWT", "kid": key.kid}, payload)
-    signature = hmac.new(key.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(signature)}"
 
 
 def pem_verifier(key: SigningKey, **kwargs: Any) -> TokenVerifier:
@@ -183,7 +160,7 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ("non-ascii", lambda k, o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
     (
         "alg none",
-        lambda k, o: unsigned_token({"alg": "none", "typ": "JWT"}, claims()) + ".",
+        lambda k, o: alg_none(claims()),
         DenyReason.BAD_ALGORITHM,
     ),
     ("HS256 with the public PEM", lambda k, o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
