@@ -37,7 +37,7 @@ from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, load_fun
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402
 from usersync_dev.clerk import new_webhook_secret  # noqa: E402
-from usersync_dev.template import create_users_table  # noqa: E402
+from usersync_dev.template import create_organizations_table, create_users_table  # noqa: E402
 
 TABLE_NAME = "usersync-test-users"
 
@@ -86,11 +86,18 @@ def aws() -> Iterator[None]:
     reset_clients()
 
 
+def _table_for_handlers(
+    create_table: Callable[[Any, str], None], name: str, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Creates a table as template.yaml defines it (on moto) and points the handlers' setting at it."""
+    create_table(dynamodb_client(), name)
+    monkeypatch.setenv(setting, name)
+    return name
+
+
 @pytest.fixture
 def users_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    create_users_table(dynamodb_client(), TABLE_NAME)
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE_NAME)
-    return TABLE_NAME
+    return _table_for_handlers(create_users_table, TABLE_NAME, "USERS_TABLE_NAME", monkeypatch)
 
 
 @pytest.fixture
@@ -134,11 +141,9 @@ ORGANIZATIONS_TABLE_NAME = "usersync-test-organizations"
 @pytest.fixture
 def organizations_table(users_table: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The organizations table (CONTRACT §11) beside the user table, created from template.yaml."""
-    from usersync_dev.template import create_organizations_table
-
-    create_organizations_table(dynamodb_client(), ORGANIZATIONS_TABLE_NAME)
-    monkeypatch.setenv("ORGANIZATIONS_TABLE_NAME", ORGANIZATIONS_TABLE_NAME)
-    return ORGANIZATIONS_TABLE_NAME
+    return _table_for_handlers(
+        create_organizations_table, ORGANIZATIONS_TABLE_NAME, "ORGANIZATIONS_TABLE_NAME", monkeypatch
+    )
 
 
 @pytest.fixture

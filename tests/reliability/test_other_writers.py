@@ -10,6 +10,7 @@ allowed deleted user.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -109,15 +110,34 @@ def me(
     return call
 
 
+AuthorizeStored = Callable[[dict[str, Any]], tuple[dict[str, Any], Counter[str]]]
+
+
+@pytest.fixture
+def authorize_stored(
+    authorizer: Callable[[], dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> AuthorizeStored:
+    """Stores another writer's item raw, then runs the authorizer on a valid token for its user:
+    the response and the metrics that call alone emitted. Counts the item as tried for the report."""
+
+    def authorize(attributes: dict[str, Any]) -> tuple[dict[str, Any], Counter[str]]:
+        REPORT["other writers' items tried"] += 1
+        _put_raw(attributes)
+        capsys.readouterr()
+        response = authorizer()
+        return response, metric_counts(capsys.readouterr().out, "authorizer")
+
+    return authorize
+
+
 @pytest.mark.parametrize("attributes", TOMBSTONES.values(), ids=TOMBSTONES.keys())
 def test_tombstones_of_other_writers_deny_and_are_not_found(
-    authorizer: Callable[[], dict[str, Any]],
+    authorize_stored: AuthorizeStored,
     me: Callable[[], tuple[int, dict[str, Any]]],
     attributes: dict[str, Any],
 ) -> None:
-    REPORT["other writers' items tried"] += 1
-    _put_raw(attributes)
-    assert authorizer() == {"isAuthorized": False}
+    response, _ = authorize_stored(attributes)
+    assert response == {"isAuthorized": False}
     status, body = me()
     assert status == 404 and body["status"] == "not-found"
     # And no token resurrects it: the item still has its deletedAt
@@ -128,17 +148,13 @@ def test_tombstones_of_other_writers_deny_and_are_not_found(
 
 @pytest.mark.parametrize("attributes", LIVE.values(), ids=LIVE.keys())
 def test_live_items_of_other_writers_are_allowed_and_served(
-    authorizer: Callable[[], dict[str, Any]],
+    authorize_stored: AuthorizeStored,
     me: Callable[[], tuple[int, dict[str, Any]]],
     attributes: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    REPORT["other writers' items tried"] += 1
-    _put_raw(attributes)
-    capsys.readouterr()
-    response = authorizer()
+    response, counts = authorize_stored(attributes)
     assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
-    assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 0
+    assert counts["SyncFailures"] == 0
     status, body = me()
     assert status == 200 and body["userId"] == USER_ID and body["email"] == "ada@example.com"
     # The other writer's attributes survive the authorizer's write (it updates only its own)
@@ -151,18 +167,13 @@ def test_live_items_of_other_writers_are_allowed_and_served(
 
 @pytest.mark.parametrize("attributes", UNINTERPRETABLE.values(), ids=UNINTERPRETABLE.keys())
 def test_uninterpretable_items_are_a_read_failure_never_a_crash(
-    authorizer: Callable[[], dict[str, Any]],
+    authorize_stored: AuthorizeStored,
     me: Callable[[], tuple[int, dict[str, Any]]],
     attributes: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    REPORT["other writers' items tried"] += 1
-    _put_raw(attributes)
-    capsys.readouterr()
     # The authorizer allows the valid token and counts a failed sync (attempt and failure)
-    response = authorizer()
+    response, counts = authorize_stored(attributes)
     assert response["isAuthorized"] is True
-    counts = metric_counts(capsys.readouterr().out, "authorizer")
     assert counts["SyncFailures"] == 1 and counts["SyncAttempts"] == 1
     # /me answers as for an unreadable table
     status, body = me()
