@@ -33,7 +33,13 @@ from usersync_dev.moto_compat import match_dimensions_as_a_set  # noqa: E402
 # /health keeps one query per series (CONTRACT §7).
 match_dimensions_as_a_set()
 
-from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, load_function  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    FakeLambdaContext,
+    InvokeFunction,
+    LogCapture,
+    WebhookDriver,
+    load_function,
+)
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402
 from usersync_dev.clerk import new_webhook_secret  # noqa: E402
@@ -115,6 +121,20 @@ def function_loader() -> Callable[[str], ModuleType]:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def invoke_function(
+    function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> InvokeFunction:
+    """Calls functions/<name>/app.py's handler with the Lambda context, loading it afresh each time
+    (a cold start: it reads the environment as it is at that call)."""
+
+    def invoke(name: str, event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = function_loader(name).lambda_handler(event, lambda_context)
+        return response
+
+    return invoke
 
 
 @pytest.fixture
