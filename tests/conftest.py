@@ -33,11 +33,17 @@ from usersync_dev.moto_compat import match_dimensions_as_a_set  # noqa: E402
 # /health keeps one query per series (CONTRACT §7).
 match_dimensions_as_a_set()
 
-from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, load_function  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    FakeLambdaContext,
+    InvokeFunction,
+    LogCapture,
+    WebhookDriver,
+    load_function,
+)
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402
 from usersync_dev.clerk import new_webhook_secret  # noqa: E402
-from usersync_dev.template import create_users_table  # noqa: E402
+from usersync_dev.template import create_organizations_table, create_users_table  # noqa: E402
 
 TABLE_NAME = "usersync-test-users"
 
@@ -86,11 +92,18 @@ def aws() -> Iterator[None]:
     reset_clients()
 
 
+def _table_for_handlers(
+    create_table: Callable[[Any, str], None], name: str, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Creates a table as template.yaml defines it (on moto) and points the handlers' setting at it."""
+    create_table(dynamodb_client(), name)
+    monkeypatch.setenv(setting, name)
+    return name
+
+
 @pytest.fixture
 def users_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    create_users_table(dynamodb_client(), TABLE_NAME)
-    monkeypatch.setenv("USERS_TABLE_NAME", TABLE_NAME)
-    return TABLE_NAME
+    return _table_for_handlers(create_users_table, TABLE_NAME, "USERS_TABLE_NAME", monkeypatch)
 
 
 @pytest.fixture
@@ -108,6 +121,20 @@ def function_loader() -> Callable[[str], ModuleType]:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def invoke_function(
+    function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+) -> InvokeFunction:
+    """Calls functions/<name>/app.py's handler with the Lambda context, loading it afresh each time
+    (a cold start: it reads the environment as it is at that call)."""
+
+    def invoke(name: str, event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = function_loader(name).lambda_handler(event, lambda_context)
+        return response
+
+    return invoke
 
 
 @pytest.fixture
@@ -134,11 +161,9 @@ ORGANIZATIONS_TABLE_NAME = "usersync-test-organizations"
 @pytest.fixture
 def organizations_table(users_table: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The organizations table (CONTRACT §11) beside the user table, created from template.yaml."""
-    from usersync_dev.template import create_organizations_table
-
-    create_organizations_table(dynamodb_client(), ORGANIZATIONS_TABLE_NAME)
-    monkeypatch.setenv("ORGANIZATIONS_TABLE_NAME", ORGANIZATIONS_TABLE_NAME)
-    return ORGANIZATIONS_TABLE_NAME
+    return _table_for_handlers(
+        create_organizations_table, ORGANIZATIONS_TABLE_NAME, "ORGANIZATIONS_TABLE_NAME", monkeypatch
+    )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -146,3 +146,9 @@ DOCS_CONTEXT = {
     "orgRole": "org:admin",
     "actorId": "user_456",
 }
+
+
+# ---------------------------------------------------------------- group C (issue 17): shared test seams
+
+# `invoke_function(name, event)` (tests/conftest.py): functions/<name>/app.py's handler, as Lambda calls it.
+InvokeFunction = Callable[[str, dict[str, Any]], dict[str, Any]]

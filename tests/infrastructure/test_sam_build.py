@@ -10,7 +10,6 @@ bytecode beside every source file, only imported distributions, handlers importa
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.infrastructure.imports import runtime_imported_modules_under
 from usersync_dev.template import REPO_ROOT, load_template
 
 pytestmark = pytest.mark.slow
@@ -235,27 +235,6 @@ def test_every_layer_module_ships_python312_unchecked_hash_bytecode(built: Path)
     assert strays == []
 
 
-def _imported_module_names(root: Path) -> set[str]:
-    """Every module first-party code imports (lazy imports inside functions included, TYPE_CHECKING not)."""
-    names: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-        for inner in ast.iter_child_nodes(node):
-            visit(inner)
-
-    for path in root.rglob("*.py"):
-        visit(ast.parse(path.read_text(encoding="utf-8")))
-    return names
-
-
 def _distribution_modules(layer: Path) -> dict[str, set[str]]:
     """Distribution name -> the top-level modules its RECORD installed into the layer."""
     found: dict[str, set[str]] = {}
@@ -286,7 +265,7 @@ def test_layer_holds_only_distributions_the_code_imports(built: Path, runnable_l
     } & set(distributions)
     wanted = set()
     for root in [layer / "usersync", *(built / name for name in _functions())]:
-        wanted |= _imported_module_names(root)
+        wanted |= runtime_imported_modules_under(root)
     # The stdlib and what Lambda's runtime provides (SnapStart's hooks module, imported guarded).
     provided = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_MODULES
     wanted = {name for name in wanted if name.split(".")[0] not in provided}

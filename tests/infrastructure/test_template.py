@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from tests.infrastructure.imports import runtime_imported_modules
 from usersync_dev.template import REPO_ROOT, load_template
 
 TEMPLATE = load_template()
@@ -368,33 +369,14 @@ def _runtime_modules() -> set[str]:
     return {module for name in seen for module in by_distribution.get(name, set())}
 
 
-def _runtime_imports(tree: ast.Module) -> set[str]:
-    """Top-level names imported outside `if TYPE_CHECKING:` blocks (those never run)."""
-    imported: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for statement in node.orelse:
-                visit(statement)
-            return
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            imported.add(node.module.split(".")[0])
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return imported
-
-
 def test_layer_package_imports_only_runtime_dependencies() -> None:
     # snapshot_restore_py: provided by Lambda's Python runtime (SnapStart hooks), imported guarded.
     allowed = set(sys.stdlib_module_names) | {"usersync", "snapshot_restore_py"} | _runtime_modules()
     assert {"aws_lambda_powertools", "jwt", "standardwebhooks", "pydantic", "boto3"} <= allowed
     offenders = {}
     for path in sorted((REPO_ROOT / "layers" / "shared" / "usersync").rglob("*.py")):
-        extra = _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))) - allowed
+        imported = runtime_imported_modules(ast.parse(path.read_text(encoding="utf-8")))
+        extra = {name.split(".")[0] for name in imported} - allowed
         if extra:
             offenders[path.name] = sorted(extra)
     assert offenders == {}, "the layer would import dev-only or uninstalled modules"

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 
-from tests.helpers import FakeLambdaContext, LogCapture, metric_counts
+from tests.helpers import InvokeFunction, LogCapture, metric_counts
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.observability import metrics
@@ -274,18 +273,16 @@ def test_a_newer_webhook_write_is_never_overwritten_by_an_older_clerk_snapshot(
     clerk: FakeClerk,
     puts: PutCounter,
     webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    invoke_function: InvokeFunction,
 ) -> None:
     # Given Clerk's listing holds an older version than the webhook already delivered
     (listed,) = clerk.add_users(1)
     newer = dict(listed, first_name="FromWebhook", updated_at=T0 + 5_000)
     delivery = sign_delivery(webhook_secret, clerk_event("user.updated", newer))
-    webhook = function_loader("webhook")
     from usersync_dev.apigw import http_api_event
 
     event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-    assert webhook.lambda_handler(event, lambda_context)["statusCode"] == 200
+    assert invoke_function("webhook", event)["statusCode"] == 200
     puts.reset()
     # When reconciliation runs
     report = runner.run()
@@ -484,23 +481,25 @@ def test_the_run_stops_cleanly_before_the_lambda_timeout(
 # ---------------------------------------------------------------- the Lambda and the CLI
 
 
+def point_reconcile_at(fake: FakeClerk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconcile function's settings: `fake` as Clerk's Backend API, with the key it accepts."""
+    monkeypatch.setenv("CLERK_API_URL", fake.url)
+    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+
+
 @pytest.fixture
 def reconcile_env(clerk: FakeClerk, users_table: str, monkeypatch: pytest.MonkeyPatch) -> FakeClerk:
-    monkeypatch.setenv("CLERK_API_URL", clerk.url)
-    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+    point_reconcile_at(clerk, monkeypatch)
     return clerk
 
 
 def test_handler_returns_the_counts_and_emits_metrics(
-    reconcile_env: FakeClerk,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-    capsys: pytest.CaptureFixture[str],
+    reconcile_env: FakeClerk, invoke_function: InvokeFunction, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reconcile_env.add_users(3)
     logs = LogCapture()
     try:
-        result = function_loader("reconcile").lambda_handler({"source": "aws.events"}, lambda_context)
+        result = invoke_function("reconcile", {"source": "aws.events"})
     finally:
         logs.close()
     assert result["created"] == 3 and result["pruned"] == 0 and result["dry_run"] is False
@@ -514,8 +513,7 @@ def test_handler_returns_the_counts_and_emits_metrics(
 
 def test_handler_reads_the_key_from_secrets_manager_and_fails_loudly(
     reconcile_env: FakeClerk,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    invoke_function: InvokeFunction,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -527,12 +525,12 @@ def test_handler_reads_the_key_from_secrets_manager_and_fails_loudly(
     monkeypatch.delenv("CLERK_SECRET_KEY")
     monkeypatch.setenv("CLERK_SECRET_KEY_ARN", good)
     # When the function runs with the good one, then it succeeds
-    assert function_loader("reconcile").lambda_handler({}, lambda_context)["created"] == 2
+    assert invoke_function("reconcile", {})["created"] == 2
     capsys.readouterr()
     # When it runs with the rejected one, then the invocation fails and the failure is counted
     monkeypatch.setenv("CLERK_SECRET_KEY_ARN", bad)
     with pytest.raises(ReconcileError, match="HTTP 401"):
-        function_loader("reconcile").lambda_handler({}, lambda_context)
+        invoke_function("reconcile", {})
     assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
 
 

@@ -4,17 +4,16 @@ its guard; a rerun writes nothing. Writes are counted with botocore event hooks 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 
-from tests.helpers import FakeLambdaContext, metric_counts
-from tests.integration.test_reconcile import SECRET_KEY, FakeClerk, serving
+from tests.helpers import InvokeFunction, metric_counts
+from tests.integration.test_reconcile import SECRET_KEY, FakeClerk, point_reconcile_at, serving
 from tests.organizations_support import T0, DynamoCalls
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource
@@ -282,16 +281,14 @@ def test_prune_refuses_to_tombstone_most_organizations(
 def test_handler_reconciles_organizations_after_users(
     clerk: FakeClerkWithOrganizations,
     organizations_table: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    invoke_function: InvokeFunction,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("CLERK_API_URL", clerk.url)
-    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+    point_reconcile_at(clerk, monkeypatch)
     clerk.add_users(2)
     clerk.add_organizations(2)
-    result = function_loader("reconcile").lambda_handler({"source": "aws.events"}, lambda_context)
+    result = invoke_function("reconcile", {"source": "aws.events"})
     assert result["created"] == 2
     assert result["organizations"]["organizations"]["created"] == 2
     assert result["organizations"]["memberships"]["created"] == 4

@@ -267,28 +267,28 @@ def test_webhook_answers_non_list_cookies(webhook: WebhookDriver, cookies: Any) 
 # ---------------------------------------------------------------- health and /me
 
 
-def test_health_answers_any_event(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+@pytest.mark.parametrize(
+    ("function", "examples", "statuses"),
+    [
+        pytest.param("health", 60, {200, 503}, id="health answers 200 or 503"),
+        pytest.param("me", 200, {200, 401, 404}, id="me answers 200, 401 or 404"),
+    ],
+)
+def test_http_function_answers_any_event(
+    users_table: str,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    function: str,
+    examples: int,
+    statuses: set[int],
 ) -> None:
-    module = function_loader("health")
+    module = function_loader(function)
 
     def check(event: Any) -> None:
         response = check_http_response(module.lambda_handler(event, lambda_context))
-        assert response.status in {200, 503}
+        assert response.status in statuses
 
-    _fuzz("health events", 60, events, check)
-
-
-def test_me_answers_any_event(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
-) -> None:
-    module = function_loader("me")
-
-    def check(event: Any) -> None:
-        response = check_http_response(module.lambda_handler(event, lambda_context))
-        assert response.status in {200, 401, 404}
-
-    _fuzz("me events", 200, events, check)
+    _fuzz(f"{function} events", examples, events, check)
 
 
 @pytest.mark.parametrize("event", [None, [], "GET /me", 42], ids=["null", "list", "string", "number"])

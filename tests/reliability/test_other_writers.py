@@ -10,9 +10,10 @@ allowed deleted user.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -109,64 +110,69 @@ def me(
     return call
 
 
-@pytest.mark.parametrize("attributes", TOMBSTONES.values(), ids=TOMBSTONES.keys())
-def test_tombstones_of_other_writers_deny_and_are_not_found(
+class SeenByHandlers(NamedTuple):
+    """What the authorizer, then /me, made of one item another writer stored, and the item after."""
+
+    authorizer: dict[str, Any]
+    authorizer_metrics: Counter[str]
+    me_status: int
+    me_body: dict[str, Any]
+    item: dict[str, Any]
+
+
+@pytest.fixture
+def seen(
+    attributes: dict[str, Any],
     authorizer: Callable[[], dict[str, Any]],
     me: Callable[[], tuple[int, dict[str, Any]]],
-    attributes: dict[str, Any],
-) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> SeenByHandlers:
+    """Stores the test's `attributes` raw as another writer would, runs the authorizer on a valid token
+    for its user (keeping the metrics that call alone emitted), then /me, then reads the item back.
+    Counts the item as tried for the report."""
     REPORT["other writers' items tried"] += 1
     _put_raw(attributes)
-    assert authorizer() == {"isAuthorized": False}
+    capsys.readouterr()
+    response = authorizer()
+    counts = metric_counts(capsys.readouterr().out, "authorizer")
     status, body = me()
-    assert status == 404 and body["status"] == "not-found"
-    # And no token resurrects it: the item still has its deletedAt
     item = dynamodb_client().get_item(TableName=TABLE, Key={"userId": {"S": USER_ID}})["Item"]
-    assert item["deletedAt"] == attributes["deletedAt"]
+    return SeenByHandlers(response, counts, status, body, item)
+
+
+@pytest.mark.parametrize("attributes", TOMBSTONES.values(), ids=TOMBSTONES.keys())
+def test_tombstones_of_other_writers_deny_and_are_not_found(
+    seen: SeenByHandlers, attributes: dict[str, Any]
+) -> None:
+    assert seen.authorizer == {"isAuthorized": False}
+    assert seen.me_status == 404 and seen.me_body["status"] == "not-found"
+    # And no token resurrects it: the item still has its deletedAt
+    assert seen.item["deletedAt"] == attributes["deletedAt"]
     REPORT["other writers' items held"] += 1
 
 
 @pytest.mark.parametrize("attributes", LIVE.values(), ids=LIVE.keys())
 def test_live_items_of_other_writers_are_allowed_and_served(
-    authorizer: Callable[[], dict[str, Any]],
-    me: Callable[[], tuple[int, dict[str, Any]]],
-    attributes: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
+    seen: SeenByHandlers, attributes: dict[str, Any]
 ) -> None:
-    REPORT["other writers' items tried"] += 1
-    _put_raw(attributes)
-    capsys.readouterr()
-    response = authorizer()
-    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
-    assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 0
-    status, body = me()
-    assert status == 200 and body["userId"] == USER_ID and body["email"] == "ada@example.com"
+    assert seen.authorizer["isAuthorized"] is True and seen.authorizer["context"]["userId"] == USER_ID
+    assert seen.authorizer_metrics["SyncFailures"] == 0
+    assert seen.me_status == 200
+    assert seen.me_body["userId"] == USER_ID and seen.me_body["email"] == "ada@example.com"
     # The other writer's attributes survive the authorizer's write (it updates only its own)
-    item = dynamodb_client().get_item(TableName=TABLE, Key={"userId": {"S": USER_ID}})["Item"]
-    assert {name: item[name] for name in EVERY_TYPE if name in attributes} == {
+    assert {name: seen.item[name] for name in EVERY_TYPE if name in attributes} == {
         name: value for name, value in attributes.items() if name in EVERY_TYPE
     }
     REPORT["other writers' items held"] += 1
 
 
 @pytest.mark.parametrize("attributes", UNINTERPRETABLE.values(), ids=UNINTERPRETABLE.keys())
-def test_uninterpretable_items_are_a_read_failure_never_a_crash(
-    authorizer: Callable[[], dict[str, Any]],
-    me: Callable[[], tuple[int, dict[str, Any]]],
-    attributes: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    REPORT["other writers' items tried"] += 1
-    _put_raw(attributes)
-    capsys.readouterr()
+def test_uninterpretable_items_are_a_read_failure_never_a_crash(seen: SeenByHandlers) -> None:
     # The authorizer allows the valid token and counts a failed sync (attempt and failure)
-    response = authorizer()
-    assert response["isAuthorized"] is True
-    counts = metric_counts(capsys.readouterr().out, "authorizer")
-    assert counts["SyncFailures"] == 1 and counts["SyncAttempts"] == 1
+    assert seen.authorizer["isAuthorized"] is True
+    assert seen.authorizer_metrics["SyncFailures"] == 1 and seen.authorizer_metrics["SyncAttempts"] == 1
     # /me answers as for an unreadable table
-    status, body = me()
-    assert status == 503 and body["status"] == "error"
+    assert seen.me_status == 503 and seen.me_body["status"] == "error"
     REPORT["other writers' items held"] += 1
 
 

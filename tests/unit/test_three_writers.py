@@ -51,6 +51,15 @@ def stored(repository: UserRepository) -> UserRecord:
     return record
 
 
+def stored_after_a_newer_write(
+    repository: UserRepository, first: UserRecord, newer: UserRecord
+) -> UserRecord:
+    """Saves `first`, then `newer`, which must replace it (APPLIED): the row as it then stands."""
+    repository.save(first)
+    assert repository.save(newer) is WriteOutcome.APPLIED
+    return stored(repository)
+
+
 @pytest.mark.parametrize("writer", [SyncSource.WEBHOOK, SyncSource.RECONCILE])
 def test_a_user_first_stored_by_the_authorizer_gets_created_at_from_an_older_clerk_record(
     repository: UserRepository, writer: SyncSource
@@ -74,9 +83,9 @@ def test_a_user_first_stored_by_the_authorizer_gets_created_at_from_an_older_cle
 def test_a_newer_clerk_record_replaces_an_authorizer_row_and_a_tie_goes_to_clerk(
     repository: UserRepository,
 ) -> None:
-    repository.save(token(CREATED + 60_000, "FromToken"))
-    assert repository.save(clerk(CREATED + 60_000, "FromClerk")) is WriteOutcome.APPLIED
-    record = stored(repository)
+    record = stored_after_a_newer_write(
+        repository, token(CREATED + 60_000, "FromToken"), clerk(CREATED + 60_000, "FromClerk")
+    )
     assert (record.first_name, record.created_at, record.source) == ("FromClerk", CREATED, SyncSource.WEBHOOK)
     # A token of the same time, or older, changes nothing
     assert repository.save(token(CREATED + 60_000, "Tie")) is WriteOutcome.STALE
@@ -86,9 +95,9 @@ def test_a_newer_clerk_record_replaces_an_authorizer_row_and_a_tie_goes_to_clerk
 def test_a_newer_token_keeps_created_at_and_clerk_version_and_an_older_webhook_stays_out(
     repository: UserRepository,
 ) -> None:
-    repository.save(clerk(CREATED + 10, "V10"))
-    assert repository.save(token(CREATED + 60_000, "FromToken")) is WriteOutcome.APPLIED
-    record = stored(repository)
+    record = stored_after_a_newer_write(
+        repository, clerk(CREATED + 10, "V10"), token(CREATED + 60_000, "FromToken")
+    )
     assert (record.first_name, record.created_at, record.clerk_updated_at, record.last_event_id) == (
         "FromToken",
         CREATED,
