@@ -67,11 +67,6 @@ def _put_raw(attributes: dict[str, Any], user_id: str = USER_ID) -> None:
     dynamodb_client().put_item(TableName=TABLE, Item={"userId": {"S": user_id}, **attributes})
 
 
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("ins_other_writers")
-
-
 @pytest.fixture
 def authorizer(
     key: SigningKey,
