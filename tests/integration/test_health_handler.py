@@ -98,6 +98,18 @@ def rate(body: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- failure rate
 
 
+# The failure-rate indicator with the default settings and no metrics in the window.
+NO_TRAFFIC_RATE = {
+    "status": "up",
+    "failureRate": 0.0,
+    "attempts": 0,
+    "failures": 0,
+    "threshold": 0.05,
+    "minAttempts": 20,
+    "windowMinutes": 15,
+}
+
+
 def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
     status, body = health.get()
     assert status == 200
@@ -105,18 +117,7 @@ def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
         "status": "ok",
         "info": body["details"],
         "error": {},
-        "details": {
-            "userTable": {"status": "up"},
-            "syncFailureRate": {
-                "status": "up",
-                "failureRate": 0.0,
-                "attempts": 0,
-                "failures": 0,
-                "threshold": 0.05,
-                "minAttempts": 20,
-                "windowMinutes": 15,
-            },
-        },
+        "details": {"userTable": {"status": "up"}, "syncFailureRate": NO_TRAFFIC_RATE},
     }
 
 
@@ -240,27 +241,30 @@ def test_missing_table_is_503_with_user_table_down(health: HealthEndpoint) -> No
     assert "not found" in body["error"]["userTable"]["message"]
 
 
-def test_cloudwatch_unreachable_is_503_with_sync_failure_rate_down(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("service", "named", "down", "info"),
+    [
+        ("CLOUDWATCH", "CloudWatch", "syncFailureRate", {"userTable": {"status": "up"}}),
+        ("DYNAMODB", "DynamoDB", "userTable", {"syncFailureRate": NO_TRAFFIC_RATE}),
+    ],
+    ids=["cloudwatch", "dynamodb"],
+)
+def test_unreachable_dependency_is_503_with_its_indicator_down(
+    health: HealthEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    named: str,
+    down: str,
+    info: dict[str, Any],
 ) -> None:
-    # Nothing listens there: every GetMetricData is refused (moto only answers AWS hostnames).
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{unused_port()}")
+    # Nothing listens there: every call is refused (moto only answers AWS hostnames).
+    monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", f"http://127.0.0.1:{unused_port()}")
     status, body = health.get()
     assert status == 503
-    assert set(body["error"]) == {"syncFailureRate"} and body["info"]["userTable"] == {"status": "up"}
-    down = body["error"]["syncFailureRate"]
-    assert down["status"] == "down" and "CloudWatch" in down["message"]
-    assert "attempts" not in down  # no number is better than a made-up 0
-
-
-def test_dynamodb_unreachable_is_503_with_user_table_down(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")
-    status, body = health.get()
-    assert status == 503
-    assert set(body["error"]) == {"userTable"}
-    assert "DynamoDB" in body["error"]["userTable"]["message"]
+    assert set(body["error"]) == {down} and body["info"] == info
+    indicator = body["error"][down]
+    assert indicator["status"] == "down" and named in indicator["message"]
+    assert "attempts" not in indicator  # no number is better than a made-up 0
 
 
 def test_cloudwatch_error_response_is_down_with_its_code(health: HealthEndpoint) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import bearer_authorizer_event, check_http_response, metric_counts
-from tests.reliability.support import REPORT, unused_port
+from tests.reliability.outages import OUTAGES, outage_endpoint
+from tests.reliability.support import REPORT
 from usersync.aws import reset_clients
 from usersync.reconcile import ReconcileError
 from usersync_dev.apigw import http_api_event
@@ -90,19 +91,14 @@ class FaultyDependency:
             module.lambda_handler({}, context)
 
 
-@pytest.fixture(params=["hang", "refuse"])
+@pytest.fixture(params=OUTAGES)
 def faulty(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
 ) -> Iterator[FaultyDependency]:
-    """A loopback endpoint that accepts and never answers (hang), or one that refuses connections."""
-    endpoint = (
-        request.getfixturevalue("hanging_endpoint")
-        if request.param == "hang"
-        else f"http://127.0.0.1:{unused_port()}"
-    )
-    yield FaultyDependency(endpoint, monkeypatch, function_loader)
+    """A dependency that hangs or refuses connections (`aws(service)` or `endpoint` says which one)."""
+    yield FaultyDependency(outage_endpoint(request, request.param), monkeypatch, function_loader)
     reset_clients()
 
 
@@ -214,30 +210,31 @@ def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECONCILE_PRUNE", raising=False)
 
 
+@pytest.mark.parametrize(
+    ("dependency", "match"),
+    [
+        ("DYNAMODB", "DynamoDB Scan failed"),
+        ("SECRETS_MANAGER", "secret key unavailable"),
+        ("CLERK_API", "network error"),
+    ],
+    ids=["table", "secrets-manager", "clerk-api"],
+)
 @pytest.mark.usefixtures("aws", "reconcile_settings")
-def test_reconcile_table_down_stops_cleanly_in_time(
-    faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
+def test_reconcile_dependency_down_stops_cleanly_in_time(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    faulty: FaultyDependency,
+    dependency: str,
+    match: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    faulty.aws("DYNAMODB")
-    faulty.reconcile_stops("DynamoDB Scan failed")
-    assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
-
-
-@pytest.mark.usefixtures("aws", "reconcile_settings")
-def test_reconcile_secrets_manager_down_stops_cleanly_in_time(
-    monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("CLERK_SECRET_KEY")
-    monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
-    faulty.aws("SECRETS_MANAGER")
-    faulty.reconcile_stops("secret key unavailable")
-    assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
-
-
-@pytest.mark.usefixtures("users_table", "reconcile_settings")
-def test_reconcile_clerk_api_down_stops_cleanly_in_time(
-    monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
-    faulty.reconcile_stops("network error")
+    if dependency == "CLERK_API":  # the table works (moto), Clerk's API does not answer
+        request.getfixturevalue("users_table")
+        monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
+    else:
+        if dependency == "SECRETS_MANAGER":  # the Clerk secret key is read from Secrets Manager
+            monkeypatch.delenv("CLERK_SECRET_KEY")
+            monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
+        faulty.aws(dependency)
+    faulty.reconcile_stops(match)
     assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
