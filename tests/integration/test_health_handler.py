@@ -12,19 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import EmittedMetric, FakeLambdaContext, emitted_metrics
+from tests.helpers import EmittedMetric, FakeLambdaContext, WebhookDriver, authorize_bearer, emitted_metrics
 from tests.reliability.support import unused_port
 from usersync.aws import health_clients
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event
-from usersync_dev.clerk import (
-    SigningKey,
-    clerk_event,
-    clerk_user,
-    mint_token,
-    new_user_id,
-    session_claims,
-    sign_delivery,
-)
+from usersync_dev.apigw import http_api_event
+from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, new_user_id, session_claims
 from usersync_dev.emf import forward_emf_lines
 
 NAMESPACE = "usersync-test"  # POWERTOOLS_METRICS_NAMESPACE in tests/conftest.py
@@ -333,19 +325,14 @@ class EmittingHandlers:
         return module
 
     def deliver_user_created(self, module: ModuleType, **user: Any) -> int:
-        """A signed `user.created` of a new user through `module`; its HTTP status."""
-        delivery = sign_delivery(
-            self.webhook_secret, clerk_event("user.created", clerk_user(new_user_id(), **user))
-        )
-        event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-        status: int = module.lambda_handler(event, self.health.context)["statusCode"]
-        return status
+        """A signed `user.created` of a new user through the webhook `module`; its HTTP status."""
+        webhook = WebhookDriver(module, self.webhook_secret, self.health.context)
+        return webhook.send(clerk_event("user.created", clerk_user(new_user_id(), **user))).status
 
     def authorize_new_user(self, module: ModuleType, key: SigningKey) -> bool:
-        """A session token of a new user, signed by `key`, through `module`; whether it was allowed."""
+        """A session token of a new user, signed by `key`, through the authorizer `module`: allowed?"""
         token = mint_token(key, session_claims(new_user_id(), email="ada@example.com"))
-        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-        allowed: bool = module.lambda_handler(event, self.health.context)["isAuthorized"]
+        allowed: bool = authorize_bearer(module, self.health.context, token)["isAuthorized"]
         return allowed
 
     def printed(self) -> tuple[str, list[EmittedMetric]]:
