@@ -42,7 +42,7 @@ from tests.helpers import (  # noqa: E402
 )
 from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.observability import metrics  # noqa: E402
-from usersync_dev.clerk import new_webhook_secret  # noqa: E402
+from usersync_dev.clerk import SigningKey, new_webhook_secret  # noqa: E402
 from usersync_dev.template import create_organizations_table, create_users_table  # noqa: E402
 
 TABLE_NAME = "usersync-test-users"
@@ -176,9 +176,7 @@ def restore_process_state() -> Iterator[None]:
     reset_clients()
 
 
-# ---------------------------------------------------------------- group B: the Clerk signing key
-
-from usersync_dev.clerk import SigningKey  # noqa: E402
+# ------------------------------------------------------------------------ the Clerk signing key
 
 
 @pytest.fixture(scope="module")

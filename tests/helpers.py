@@ -148,7 +148,23 @@ DOCS_CONTEXT = {
 }
 
 
-# ---------------------------------------------------------------- group C (issue 17): shared test seams
+# ------------------------------------------------------------------------ invoking handlers
 
 # `invoke_function(name, event)` (tests/conftest.py): functions/<name>/app.py's handler, as Lambda calls it.
 InvokeFunction = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+# ------------------------------------------------ the authorizer called as API Gateway does
+
+
+def bearer_authorizer_event(token: str) -> dict[str, Any]:
+    """`GET /me` with `token` in a Bearer header, as an HTTP API hands it to a Lambda authorizer."""
+    from usersync_dev.apigw import http_api_authorizer_event
+
+    return http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+
+
+def authorize_bearer(module: ModuleType, context: FakeLambdaContext, token: str) -> dict[str, Any]:
+    """The authorizer handler's answer to `GET /me` with `token` in a Bearer header."""
+    response: dict[str, Any] = module.lambda_handler(bearer_authorizer_event(token), context)
+    return response

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,18 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import FakeLambdaContext, emitted_metrics
+from tests.helpers import EmittedMetric, FakeLambdaContext, WebhookDriver, authorize_bearer, emitted_metrics
+from tests.reliability.support import unused_port
 from usersync.aws import health_clients
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event
-from usersync_dev.clerk import (
-    SigningKey,
-    clerk_event,
-    clerk_user,
-    mint_token,
-    new_user_id,
-    session_claims,
-    sign_delivery,
-)
+from usersync_dev.apigw import http_api_event
+from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, new_user_id, session_claims
 from usersync_dev.emf import forward_emf_lines
 
 NAMESPACE = "usersync-test"  # POWERTOOLS_METRICS_NAMESPACE in tests/conftest.py
@@ -50,13 +42,6 @@ def put_sync_metrics(
     ]
     if data:
         boto3.client("cloudwatch").put_metric_data(Namespace=NAMESPACE, MetricData=data)  # type: ignore[arg-type]
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -105,6 +90,18 @@ def rate(body: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- failure rate
 
 
+# The failure-rate indicator with the default settings and no metrics in the window.
+NO_TRAFFIC_RATE = {
+    "status": "up",
+    "failureRate": 0.0,
+    "attempts": 0,
+    "failures": 0,
+    "threshold": 0.05,
+    "minAttempts": 20,
+    "windowMinutes": 15,
+}
+
+
 def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
     status, body = health.get()
     assert status == 200
@@ -112,18 +109,7 @@ def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
         "status": "ok",
         "info": body["details"],
         "error": {},
-        "details": {
-            "userTable": {"status": "up"},
-            "syncFailureRate": {
-                "status": "up",
-                "failureRate": 0.0,
-                "attempts": 0,
-                "failures": 0,
-                "threshold": 0.05,
-                "minAttempts": 20,
-                "windowMinutes": 15,
-            },
-        },
+        "details": {"userTable": {"status": "up"}, "syncFailureRate": NO_TRAFFIC_RATE},
     }
 
 
@@ -208,32 +194,31 @@ def test_metrics_of_another_service_or_dimension_set_are_not_counted(health: Hea
     assert (rate(body)["attempts"], rate(body)["failures"]) == (25, 0)
 
 
-def test_window_is_read_from_the_environment(health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    put_sync_metrics(100, 50, minutes_ago=20)
-    monkeypatch.setenv("SYNC_WINDOW_MINUTES", "30")
-    status, body = health.get()
-    assert status == 503
-    assert (rate(body)["attempts"], rate(body)["windowMinutes"]) == (100, 30)
-
-
-def test_threshold_is_read_from_the_environment(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("published", "setting", "value", "status", "indicator"),
+    [
+        ((100, 50, 20), "WINDOW_MINUTES", 30, 503, {"attempts": 100, "windowMinutes": 30}),
+        ((100, 6, 1), "FAILURE_THRESHOLD", 0.1, 200, {"status": "up", "failureRate": 0.06, "threshold": 0.1}),
+        ((10, 5, 1), "MIN_ATTEMPTS", 5, 503, {"status": "down", "minAttempts": 5}),
+    ],
+    ids=["window", "threshold", "min-attempts"],
+)
+def test_setting_is_read_from_the_environment(
+    health: HealthEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    published: tuple[int, int, float],
+    setting: str,
+    value: float,
+    status: int,
+    indicator: dict[str, Any],
 ) -> None:
-    put_sync_metrics(100, 6)
-    monkeypatch.setenv("SYNC_FAILURE_THRESHOLD", "0.1")
-    status, body = health.get()
-    assert status == 200
-    assert (rate(body)["status"], rate(body)["failureRate"], rate(body)["threshold"]) == ("up", 0.06, 0.1)
-
-
-def test_min_attempts_is_read_from_the_environment(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    put_sync_metrics(10, 5)
-    monkeypatch.setenv("SYNC_MIN_ATTEMPTS", "5")
-    status, body = health.get()
-    assert status == 503
-    assert (rate(body)["status"], rate(body)["minAttempts"]) == ("down", 5)
+    """`published` = (attempts, failures, minutes ago): judged otherwise under the default setting."""
+    attempts, failures, minutes_ago = published
+    put_sync_metrics(attempts, failures, minutes_ago=minutes_ago)
+    monkeypatch.setenv(f"SYNC_{setting}", str(value))
+    answered, body = health.get()
+    assert answered == status
+    assert {name: rate(body)[name] for name in indicator} == indicator
 
 
 # ---------------------------------------------------------------- dependencies failing
@@ -248,27 +233,30 @@ def test_missing_table_is_503_with_user_table_down(health: HealthEndpoint) -> No
     assert "not found" in body["error"]["userTable"]["message"]
 
 
-def test_cloudwatch_unreachable_is_503_with_sync_failure_rate_down(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("service", "named", "down", "info"),
+    [
+        ("CLOUDWATCH", "CloudWatch", "syncFailureRate", {"userTable": {"status": "up"}}),
+        ("DYNAMODB", "DynamoDB", "userTable", {"syncFailureRate": NO_TRAFFIC_RATE}),
+    ],
+    ids=["cloudwatch", "dynamodb"],
+)
+def test_unreachable_dependency_is_503_with_its_indicator_down(
+    health: HealthEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    named: str,
+    down: str,
+    info: dict[str, Any],
 ) -> None:
-    # Nothing listens there: every GetMetricData is refused (moto only answers AWS hostnames).
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{unused_port()}")
+    # Nothing listens there: every call is refused (moto only answers AWS hostnames).
+    monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", f"http://127.0.0.1:{unused_port()}")
     status, body = health.get()
     assert status == 503
-    assert set(body["error"]) == {"syncFailureRate"} and body["info"]["userTable"] == {"status": "up"}
-    down = body["error"]["syncFailureRate"]
-    assert down["status"] == "down" and "CloudWatch" in down["message"]
-    assert "attempts" not in down  # no number is better than a made-up 0
-
-
-def test_dynamodb_unreachable_is_503_with_user_table_down(
-    health: HealthEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port()}")
-    status, body = health.get()
-    assert status == 503
-    assert set(body["error"]) == {"userTable"}
-    assert "DynamoDB" in body["error"]["userTable"]["message"]
+    assert set(body["error"]) == {down} and body["info"] == info
+    indicator = body["error"][down]
+    assert indicator["status"] == "down" and named in indicator["message"]
+    assert "attempts" not in indicator  # no number is better than a made-up 0
 
 
 def test_cloudwatch_error_response_is_down_with_its_code(health: HealthEndpoint) -> None:
@@ -317,33 +305,66 @@ def test_without_cache_every_call_reads_cloudwatch(
 # ---------------------------------------------------------------- what the functions really emit
 
 
-def test_reads_back_exactly_what_the_webhook_emits(
+@dataclass
+class EmittingHandlers:
+    """The real webhook and authorizer handlers, whose printed EMF is read back and sent to CloudWatch."""
+
+    health: HealthEndpoint
+    webhook_secret: str
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def load(self, function: str) -> ModuleType:
+        return self.health.loader(function)
+
+    def load_with_missing_table(self, function: str) -> ModuleType:
+        """A cold start whose user table does not exist: every write of this copy fails."""
+        self.monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-missing")
+        module = self.load(function)
+        self.monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-users")
+        return module
+
+    def deliver_user_created(self, module: ModuleType, **user: Any) -> int:
+        """A signed `user.created` of a new user through the webhook `module`; its HTTP status."""
+        webhook = WebhookDriver(module, self.webhook_secret, self.health.context)
+        return webhook.send(clerk_event("user.created", clerk_user(new_user_id(), **user))).status
+
+    def authorize_new_user(self, module: ModuleType, key: SigningKey) -> bool:
+        """A session token of a new user, signed by `key`, through the authorizer `module`: allowed?"""
+        token = mint_token(key, session_claims(new_user_id(), email="ada@example.com"))
+        allowed: bool = authorize_bearer(module, self.health.context, token)["isAuthorized"]
+        return allowed
+
+    def printed(self) -> tuple[str, list[EmittedMetric]]:
+        """What the handlers printed since the last call, and the sync metrics in it."""
+        stdout = self.capsys.readouterr().out
+        return stdout, [m for m in emitted_metrics(stdout) if m.name in ("SyncAttempts", "SyncFailures")]
+
+
+@pytest.fixture
+def handlers(
     health: HealthEndpoint,
     webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> EmittingHandlers:
+    return EmittingHandlers(health, webhook_secret, monkeypatch, capsys)
+
+
+def test_reads_back_exactly_what_the_webhook_emits(
+    health: HealthEndpoint, handlers: EmittingHandlers
 ) -> None:
     """Real signed webhooks through the real handler; their EMF output goes to CloudWatch unchanged."""
-    webhook = function_loader("webhook")
-    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-missing")  # every write of this one fails
-    broken_webhook = function_loader("webhook")
-    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-users")
-    capsys.readouterr()
+    webhook = handlers.load("webhook")
+    broken_webhook = handlers.load_with_missing_table("webhook")
+    handlers.printed()
 
-    def deliver(module: ModuleType) -> int:
-        user = clerk_user(new_user_id(), email="ada@example.com")
-        delivery = sign_delivery(webhook_secret, clerk_event("user.created", user))
-        event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-        status: int = module.lambda_handler(event, lambda_context)["statusCode"]
-        return status
+    assert [handlers.deliver_user_created(webhook, email="ada@example.com") for _ in range(20)] == [200] * 20
+    assert [handlers.deliver_user_created(broken_webhook, email="ada@example.com") for _ in range(2)] == [
+        500
+    ] * 2
+    stdout, sync_metrics = handlers.printed()
 
-    assert [deliver(webhook) for _ in range(20)] == [200] * 20
-    assert [deliver(broken_webhook) for _ in range(2)] == [500] * 2
-    stdout = capsys.readouterr().out
-
-    sync_metrics = [m for m in emitted_metrics(stdout) if m.name in ("SyncAttempts", "SyncFailures")]
     assert {(m.namespace, tuple(sorted(m.dimensions.items()))) for m in sync_metrics} == {
         (NAMESPACE, (("Source", "webhook"), ("service", SERVICE)))
     }
@@ -355,41 +376,23 @@ def test_reads_back_exactly_what_the_webhook_emits(
 
 
 def test_reads_back_exactly_what_the_authorizer_emits_together_with_the_webhook(
-    health: HealthEndpoint,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    health: HealthEndpoint, handlers: EmittingHandlers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real tokens through the real authorizer (writes on first sight of a user), plus webhooks."""
     key = SigningKey.generate("ins_health_key")
     monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
     monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    authorizer = function_loader("authorizer")
-    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-missing")  # every write of this one fails
-    broken_authorizer = function_loader("authorizer")
-    monkeypatch.setenv("USERS_TABLE_NAME", "usersync-test-users")
-    webhook = function_loader("webhook")
-    capsys.readouterr()
-
-    def authorize(module: ModuleType) -> bool:
-        token = mint_token(key, session_claims(new_user_id(), email="ada@example.com"))
-        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-        allowed: bool = module.lambda_handler(event, lambda_context)["isAuthorized"]
-        return allowed
+    authorizer = handlers.load("authorizer")
+    broken_authorizer = handlers.load_with_missing_table("authorizer")
+    webhook = handlers.load("webhook")
+    handlers.printed()
 
     # A failed sync never denies a valid token: the failure only shows in the metrics.
-    assert all(authorize(authorizer) for _ in range(12)) and all(
-        authorize(broken_authorizer) for _ in range(3)
-    )
-    for _ in range(5):
-        delivery = sign_delivery(webhook_secret, clerk_event("user.created", clerk_user(new_user_id())))
-        event = http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-        assert webhook.lambda_handler(event, lambda_context)["statusCode"] == 200
-    stdout = capsys.readouterr().out
+    assert all(handlers.authorize_new_user(authorizer, key) for _ in range(12))
+    assert all(handlers.authorize_new_user(broken_authorizer, key) for _ in range(3))
+    assert [handlers.deliver_user_created(webhook) for _ in range(5)] == [200] * 5
+    stdout, sync_metrics = handlers.printed()
 
-    sync_metrics = [m for m in emitted_metrics(stdout) if m.name in ("SyncAttempts", "SyncFailures")]
     assert {tuple(sorted(m.dimensions.items())) for m in sync_metrics} == {
         (("Source", source), ("service", SERVICE)) for source in ("authorizer", "webhook")
     }

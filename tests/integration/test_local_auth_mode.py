@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_local_stack import dev_token, http, local_stack, send_webhook
+from tests.integration.dev_stack import dev_token, http, local_stack, send_webhook
 from usersync_dev.clerk import clerk_event, clerk_user, new_user_id
 
 pytestmark = pytest.mark.slow

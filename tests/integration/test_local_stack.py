@@ -7,146 +7,20 @@ secret), so a developer's running `make run` is never touched, and always stops 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from usersync_dev.clerk import (
-    SigningKey,
-    clerk_event,
-    clerk_user,
-    mint_token,
-    new_user_id,
-    session_claims,
-    sign_delivery,
-)
-from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, STATE_DIR_ENV, dev_secrets, running_stack
+from tests.integration.dev_stack import dev_token, http, local_stack, run_cli, send_webhook, stack_environment
+from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, new_user_id
 from usersync_dev.template import REPO_ROOT, create_users_table
 
-BIN = Path(sys.executable).parent
-CLI = BIN / "usersync-dev"
-STARTUP_TIMEOUT = 60
-HTTP_TIMEOUT = 10
-STOP_TIMEOUT = 15
-BANNER_END = "Ctrl-C stops."
-
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class RunningStack:
-    process: subprocess.Popen[str]
-    home: Path
-    gateway_url: str
-    moto_endpoint: str
-    table_name: str
-    output: list[str] = field(default_factory=list)
-
-    def banner(self) -> list[str]:
-        return self.output[: next(i for i, line in enumerate(self.output) if BANNER_END in line) + 1]
-
-
-def stack_environment(home: Path) -> dict[str, str]:
-    """A developer's shell: none of the AWS / Powertools / usersync variables conftest sets for pytest."""
-    configured = ("AWS_", "POWERTOOLS_", "USERS_TABLE", "CLERK_", "SYNC_", "LOG_LEVEL")
-    return {
-        **{name: value for name, value in os.environ.items() if not name.startswith(configured)},
-        STATE_DIR_ENV: str(home),
-        "PYTHONUNBUFFERED": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-
-
-@contextmanager
-def local_stack(home: Path, *overrides: str) -> Iterator[RunningStack]:
-    command = [str(CLI), "serve", "--port", "0"]
-    if overrides:
-        command += ["--parameter-overrides", *overrides]
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        command,
-        cwd=REPO_ROOT,
-        env=stack_environment(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def drain() -> None:  # always read, so a chatty server never blocks on a full pipe
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip("\n"))
-            lines.put(line)
-        lines.put(None)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if line is None:
-                raise AssertionError("local stack exited during startup:\n" + "\n".join(output))
-            if BANNER_END in line:
-                break
-        info = running_stack(home)
-        assert info is not None and info.pid == process.pid
-        yield RunningStack(process, home, info.gateway_url, info.moto_endpoint, info.table_name, output)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-        reader.join(timeout=STOP_TIMEOUT)
-    assert running_stack(home) is None, "a stopped stack must remove its state record"
-
-
-def http(
-    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - loopback
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def send_webhook(stack: RunningStack, payload: dict[str, Any]) -> tuple[int, Any]:
-    delivery = sign_delivery(dev_secrets(stack.home).webhook_secret, payload)
-    return http("POST", f"{stack.gateway_url}/webhooks/clerk", body=delivery.body, headers=delivery.headers)
-
-
-def dev_token(
-    stack: RunningStack, user_id: str, email: str, first_name: str | None = None, last_name: str | None = None
-) -> str:
-    claims = session_claims(
-        user_id,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        issuer=DEV_ISSUER,
-        azp=DEV_AUTHORIZED_PARTY,
-    )
-    return mint_token(dev_secrets(stack.home).signing_key, claims)
 
 
 def test_signed_webhook_then_me_with_a_token_then_health(tmp_path: Path) -> None:
@@ -168,10 +42,7 @@ def test_signed_webhook_then_me_with_a_token_then_health(tmp_path: Path) -> None
         # And the gateway behaves as API Gateway: no Authorization → 401 before the authorizer runs,
         # a token from another key → 403 from the authorizer, unknown route → 404
         assert http("GET", f"{stack.gateway_url}/me") == (401, {"message": "Unauthorized"})
-        forged = mint_token(
-            SigningKey.generate("ins_other"),
-            session_claims(user_id, email="grace@example.com", issuer=DEV_ISSUER, azp=DEV_AUTHORIZED_PARTY),
-        )
+        forged = dev_token(stack, user_id, "grace@example.com", key=SigningKey.generate("ins_other"))
         denied = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {forged}"})
         assert denied == (403, {"message": "Forbidden"})
         assert http("GET", f"{stack.gateway_url}/nowhere")[0] == 404
@@ -267,27 +138,10 @@ def test_invoke_runs_a_handler_against_the_running_stack(tmp_path: Path) -> None
     environment = stack_environment(tmp_path)
     events = tmp_path / "events"
     with local_stack(tmp_path) as stack:
-        made = subprocess.run(  # noqa: S603
-            [str(CLI), "events", "--out", str(events)],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert "webhook-user-created.json" in made.stdout
+        assert "webhook-user-created.json" in run_cli(environment, "events", "--out", str(events)).stdout
 
         def invoke(function: str, event: str) -> Any:
-            result = subprocess.run(  # noqa: S603
-                [str(CLI), "invoke", function, str(events / event)],
-                cwd=REPO_ROOT,
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
-            return json.loads(result.stdout)
+            return json.loads(run_cli(environment, "invoke", function, str(events / event)).stdout)
 
         # A signed event from events/ applied by the webhook handler lands in the running stack's table
         created = invoke("webhook", "webhook-user-created.json")
@@ -305,49 +159,18 @@ def test_invoke_runs_a_handler_against_the_running_stack(tmp_path: Path) -> None
 def test_invoke_without_a_stack_uses_an_in_process_moto(tmp_path: Path) -> None:
     environment = stack_environment(tmp_path)
     events = tmp_path / "events"
-    subprocess.run(  # noqa: S603
-        [str(CLI), "events", "--out", str(events)],
-        env=environment,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    result = subprocess.run(  # noqa: S603
-        [str(CLI), "invoke", "webhook", str(events / "webhook-user-created.json")],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    run_cli(environment, "events", "--out", str(events))
+    result = run_cli(environment, "invoke", "webhook", str(events / "webhook-user-created.json"))
     response = json.loads(result.stdout)  # stdout is the response alone: logs go to stderr
     assert (response["statusCode"], json.loads(response["body"])) == (200, {"status": "applied"})
     assert "in-process moto" in result.stderr
-    me = subprocess.run(  # noqa: S603
-        [str(CLI), "invoke", "me", str(events / "me.json")],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    me = run_cli(environment, "invoke", "me", str(events / "me.json"))
     assert json.loads(me.stdout)["statusCode"] == 404  # a fresh moto each time: nothing stored yet
 
 
 def test_reconcile_subcommand_delegates_to_the_reconcile_command(tmp_path: Path) -> None:
     environment = stack_environment(tmp_path)
-    shown = subprocess.run(  # noqa: S603
-        [str(CLI), "reconcile", "--help"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    shown = run_cli(environment, "reconcile", "--help")
     assert "--dry-run" in shown.stdout and "CLERK_SECRET_KEY" in shown.stdout
-    refused = subprocess.run(  # noqa: S603
-        [str(CLI), "reconcile", "--table", "t"], env=environment, capture_output=True, text=True, timeout=60
-    )
+    refused = run_cli(environment, "reconcile", "--table", "t", check=False)
     assert refused.returncode != 0 and "CLERK_SECRET_KEY" in refused.stderr

@@ -18,19 +18,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.test_local_stack import BANNER_END, CLI, stack_environment
+from tests.integration.dev_stack import STARTUP_TIMEOUT, LaunchedStack, launch_stack
 from usersync_dev.devstate import running_stack
 from usersync_dev.template import REPO_ROOT
 
 STOP_WITHIN_SECONDS = 2.0  # the contract's bound, measured from the signal to the process's exit
 STARTS_PER_SIGNAL = 10
-STARTUP_TIMEOUT = 60
 # A hang guard for the whole loop (10 starts take ~30 s on a loaded 2-core machine), not a benchmark.
 TOTAL_BUDGET_SECONDS = 300
 
@@ -69,46 +67,14 @@ def _request_in_flight(url: str) -> None:
         pass
 
 
-@dataclass
-class Launched:
-    home: Path
-    process: subprocess.Popen[str]
-    output: list[str]
-    reader: threading.Thread
-    started: threading.Event
-
-
-def _launch(home: Path) -> Launched:
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        [str(CLI), "serve", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=stack_environment(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    started = threading.Event()
-
-    def drain() -> None:  # keep reading so the server never blocks on a full pipe
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip("\n"))
-            if BANNER_END in line:
-                started.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    return Launched(home, process, output, reader, started)
-
-
-def _stop_and_check(stack: Launched, signum: signal.Signals, attempt: int, pause: float, busy: bool) -> None:
+def _stop_and_check(
+    stack: LaunchedStack, signum: signal.Signals, attempt: int, pause: float, busy: bool
+) -> None:
     """Signal a started stack and check the contract: exit 0 within 2 s, ports free, state removed."""
     process, output = stack.process, stack.output
     try:
-        assert stack.started.wait(STARTUP_TIMEOUT), "local stack did not start:\n" + "\n".join(output)
-        info = running_stack(stack.home)
-        assert info is not None and info.pid == process.pid
+        assert stack.wait_for_banner(), "local stack did not start:\n" + "\n".join(output)
+        info = stack.recorded()
         ports = {_port(info.gateway_url), _port(info.moto_endpoint)}
         assert all(_listening(port) for port in ports)
         if busy:
@@ -126,9 +92,7 @@ def _stop_and_check(stack: Launched, signum: signal.Signals, attempt: int, pause
             )
         elapsed = time.monotonic() - signalled
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stack.kill_if_running()
     assert status == 0, f"start {attempt}: exit status {status}\n" + "\n".join(output[-20:])
     assert elapsed < STOP_WITHIN_SECONDS
     assert not [port for port in ports if _listening(port) or not _bindable(port)], (
@@ -150,11 +114,11 @@ def test_every_fresh_start_stops_within_two_seconds_and_frees_its_ports(
     for first in range(0, STARTS_PER_SIGNAL, 2):
         assert time.monotonic() < deadline, f"hang guard: {first} starts used the whole budget"
         attempts = range(first, min(first + 2, STARTS_PER_SIGNAL))
-        stacks = {attempt: _launch(tmp_path / f"run-{attempt}") for attempt in attempts}
+        stacks = {attempt: launch_stack(tmp_path / f"run-{attempt}") for attempt in attempts}
         try:
             for attempt, stack in stacks.items():
-                assert stack.started.wait(STARTUP_TIMEOUT), f"start {attempt} did not start:\n" + "\n".join(
-                    stack.output
+                assert stack.wait_for_banner(STARTUP_TIMEOUT), (
+                    f"start {attempt} did not start:\n" + "\n".join(stack.output)
                 )
             for attempt, stack in stacks.items():
                 _stop_and_check(
@@ -162,9 +126,7 @@ def test_every_fresh_start_stops_within_two_seconds_and_frees_its_ports(
                 )
         finally:
             for stack in stacks.values():
-                if stack.process.poll() is None:
-                    stack.process.kill()
-                    stack.process.wait()
+                stack.kill_if_running()
 
 
 STUCK_SHUTDOWN = textwrap.dedent(

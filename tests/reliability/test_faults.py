@@ -17,11 +17,20 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, check_http_response, metric_counts
+from tests.helpers import (
+    FakeLambdaContext,
+    LogCapture,
+    WebhookDriver,
+    authorize_bearer,
+    check_http_response,
+    metric_counts,
+)
 from tests.jwks_server import JwksServer
-from tests.reliability.support import REPORT, scan_all, unused_port
+from tests.reliability.counted import counted
+from tests.reliability.outages import OUTAGES, outage_endpoint
+from tests.reliability.support import scan_all
 from usersync.aws import dynamodb_client, health_clients, reset_clients
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
 
 TABLE = "usersync-test-users"
@@ -38,9 +47,17 @@ DYNAMODB_ERRORS = [
     ("ServiceUnavailable", 503),
 ]
 
+# Each fault test counts in the run report: a fault injected, and handled once the test passes.
+fault_case = counted("faults injected", "faults handled")
+
 
 def _update(updated_at: int = T0 + 5) -> dict[str, Any]:
     return clerk_event("user.updated", clerk_user(USER_ID, created_at=T0, updated_at=updated_at))
+
+
+def _token(key: SigningKey, **overrides: Any) -> str:
+    claims = session_claims(USER_ID, email="ada@example.com", first_name="Ada", issuer=ISSUER) | overrides
+    return mint_token(key, claims)
 
 
 def _seed(webhook: WebhookDriver) -> None:
@@ -54,6 +71,7 @@ def _seed(webhook: WebhookDriver) -> None:
 
 
 @pytest.mark.parametrize(("code", "http_status"), DYNAMODB_ERRORS)
+@fault_case
 def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
     webhook: WebhookDriver,
     code: str,
@@ -61,7 +79,6 @@ def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
     capsys: pytest.CaptureFixture[str],
     logs: LogCapture,
 ) -> None:
-    REPORT["faults injected"] += 1
     _seed(webhook)
     before = scan_all(TABLE)
     capsys.readouterr()
@@ -83,24 +100,36 @@ def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
     assert webhook.post(webhook.sign(delivery.body, message_id=delivery.message_id)).body == {
         "status": "applied"
     }
-    REPORT["faults handled"] += 1
 
 
-def test_webhook_table_unreachable_is_5xx_and_failure_counted(
-    refused_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    REPORT["faults injected"] += 1
-    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
-    capsys.readouterr()
-    response = webhook.post(webhook.sign(_update()))
-    assert 500 <= response.status <= 599 and response.body["status"] == "error"
-    counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
-    REPORT["faults handled"] += 1
+class TestTableUnreachable:
+    """The user table behind an endpoint that hangs or refuses: the suite's handler fixtures on it."""
+
+    @pytest.fixture(params=OUTAGES)
+    def users_table(self, request: pytest.FixtureRequest) -> str:
+        """Overrides tests/conftest.py's moto table, for `webhook` and `pem_authorizer` in this class."""
+        table: str = request.getfixturevalue(f"{request.param}_table")  # tests/reliability/conftest.py
+        return table
+
+    @fault_case
+    def test_webhook_is_5xx_and_counts_the_failure(
+        self, webhook: WebhookDriver, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Hanging: read timeouts and bounded retries end in a 5xx (so Svix retries), as refused does."""
+        capsys.readouterr()
+        response = webhook.post(webhook.sign(_update()))
+        assert 500 <= response.status <= 599 and response.body["status"] == "error"
+        counts = metric_counts(capsys.readouterr().out, "webhook")
+        assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+
+    @fault_case
+    def test_authorizer_still_allows_and_counts_the_failure(
+        self, pem_authorizer: ModuleType, key: SigningKey, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        capsys.readouterr()
+        response = authorize_bearer(pem_authorizer, FakeLambdaContext(), _token(key))
+        assert response["isAuthorized"] is True
+        assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 1
 
 
 def test_aws_clients_fail_fast() -> None:
@@ -124,18 +153,8 @@ def test_aws_clients_fail_fast() -> None:
 # ---------------------------------------------------------------- authorizer
 
 
-def _token(key: SigningKey, **overrides: Any) -> str:
-    claims = session_claims(USER_ID, email="ada@example.com", first_name="Ada", issuer=ISSUER) | overrides
-    return mint_token(key, claims)
-
-
-def _authorize(module: ModuleType, context: FakeLambdaContext, token: str) -> dict[str, Any]:
-    event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-    response: dict[str, Any] = module.lambda_handler(event, context)
-    return response
-
-
 @pytest.mark.parametrize(("code", "http_status"), DYNAMODB_ERRORS)
+@fault_case
 def test_authorizer_table_error_still_allows_and_counts_failure(
     pem_authorizer: ModuleType,
     key: SigningKey,
@@ -144,34 +163,16 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
     lambda_context: FakeLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    REPORT["faults injected"] += 1
     capsys.readouterr()
     with Stubber(dynamodb_client()) as aws:
         aws.add_client_error("get_item", service_error_code=code, http_status_code=http_status)
         aws.add_client_error("update_item", service_error_code=code, http_status_code=http_status)
-        response = _authorize(pem_authorizer, lambda_context, _token(key))
+        response = authorize_bearer(pem_authorizer, lambda_context, _token(key))
         aws.assert_no_pending_responses()
     assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
     counts = metric_counts(capsys.readouterr().out, "authorizer")
     assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
     assert scan_all(TABLE) == []
-    REPORT["faults handled"] += 1
-
-
-def test_authorizer_table_unreachable_still_allows_and_counts_failure(
-    refused_table: str,
-    pem_authorizer_env: SigningKey,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    REPORT["faults injected"] += 1
-    module = function_loader("authorizer")
-    capsys.readouterr()
-    response = _authorize(module, lambda_context, _token(pem_authorizer_env))
-    assert response["isAuthorized"] is True
-    assert metric_counts(capsys.readouterr().out, "authorizer")["SyncFailures"] == 1
-    REPORT["faults handled"] += 1
 
 
 @pytest.fixture
@@ -200,6 +201,7 @@ def _denied_reason(logs: LogCapture) -> str:
     "fault",
     ["down", "http-503", "not-json", "slow-beyond-timeout"],
 )
+@fault_case
 def test_jwks_unavailable_at_cold_start_denies(
     jwks_authorizer: tuple[ModuleType, JwksServer],
     key: SigningKey,
@@ -207,7 +209,6 @@ def test_jwks_unavailable_at_cold_start_denies(
     lambda_context: FakeLambdaContext,
     logs: LogCapture,
 ) -> None:
-    REPORT["faults injected"] += 1
     module, server = jwks_authorizer
     if fault == "down":
         server.down()
@@ -218,28 +219,26 @@ def test_jwks_unavailable_at_cold_start_denies(
     else:
         server.slow(3.0)  # the authorizer's JWKS fetch gives up after 2 s
     token = _token(key)
-    assert _authorize(module, lambda_context, token) == {"isAuthorized": False}
+    assert authorize_bearer(module, lambda_context, token) == {"isAuthorized": False}
     assert _denied_reason(logs) == "jwks_unavailable"
     assert token not in logs.text
-    REPORT["faults handled"] += 1
 
 
 @pytest.mark.parametrize("fault", ["down", "slow-beyond-timeout"])
+@fault_case
 def test_cached_jwks_key_keeps_working_when_endpoint_fails(
     jwks_authorizer: tuple[ModuleType, JwksServer],
     key: SigningKey,
     fault: str,
     lambda_context: FakeLambdaContext,
 ) -> None:
-    REPORT["faults injected"] += 1
     module, server = jwks_authorizer
-    assert _authorize(module, lambda_context, _token(key))["isAuthorized"] is True
+    assert authorize_bearer(module, lambda_context, _token(key))["isAuthorized"] is True
     fetched = server.request_count
     server.down() if fault == "down" else server.slow(3.0)
     for _ in range(3):
-        assert _authorize(module, lambda_context, _token(key))["isAuthorized"] is True
+        assert authorize_bearer(module, lambda_context, _token(key))["isAuthorized"] is True
     assert server.request_count == fetched  # served from the cached key set
-    REPORT["faults handled"] += 1
 
 
 # ---------------------------------------------------------------- health
@@ -274,47 +273,29 @@ def _assert_sync_rate_down(status: int, body: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("code", "http_status"), [("InternalServiceError", 500), ("Throttling", 400), ("ServiceUnavailable", 503)]
 )
+@fault_case
 def test_health_cloudwatch_error_is_503_with_message(
     health: Callable[[], tuple[int, dict[str, Any]]], code: str, http_status: int
 ) -> None:
-    REPORT["faults injected"] += 1
     with Stubber(health_clients().cloudwatch) as aws:
         aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
         status, body = health()
     _assert_sync_rate_down(status, body)
     assert code in body["error"]["syncFailureRate"]["message"]
-    REPORT["faults handled"] += 1
 
 
-@pytest.mark.parametrize("outage", ["refused", "hanging"])
+@pytest.mark.parametrize("outage", OUTAGES)
+@fault_case
 def test_health_cloudwatch_outage_still_answers_503(
     health: Callable[[], tuple[int, dict[str, Any]]],
+    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
-    hanging_endpoint: str,
     outage: str,
 ) -> None:
-    REPORT["faults injected"] += 1
-    endpoint = f"http://127.0.0.1:{unused_port()}" if outage == "refused" else hanging_endpoint
-    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", outage_endpoint(request, outage))
     reset_clients()
     try:
         status, body = health()
     finally:
         reset_clients()
     _assert_sync_rate_down(status, body)
-    REPORT["faults handled"] += 1
-
-
-def test_hanging_table_makes_webhook_answer_5xx(
-    hanging_table: str,
-    webhook_secret: str,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
-) -> None:
-    """A table that accepts connections and never answers: read timeouts, bounded retries, 5xx."""
-    REPORT["faults injected"] += 1
-    webhook = WebhookDriver(function_loader("webhook"), webhook_secret, lambda_context)
-    response = webhook.post(webhook.sign(_update()))
-    assert 500 <= response.status <= 599
-    assert response.body["status"] == "error"
-    REPORT["faults handled"] += 1
