@@ -72,9 +72,12 @@ class NamesAndImage(Protocol):
 
 def user_profile(source: NamesAndImage, *, email: str | None) -> UserProfile:
     """The profile `source` describes; `email` is given because each source finds it its own way."""
-    return UserProfile(
-        email=email, first_name=source.first_name, last_name=source.last_name, image_url=source.image_url
-    )
+    return {
+        "email": email,
+        "first_name": source.first_name,
+        "last_name": source.last_name,
+        "image_url": source.image_url,
+    }
 
 
 class ClerkEmailAddress(ClerkPayload):
@@ -162,9 +165,12 @@ class ClerkStamp(TypedDict):
 
 
 def clerk_stamp(clerk: ClerkRecord, *, source: SyncSource, event_id: str | None) -> ClerkStamp:
-    return ClerkStamp(
-        created_at=clerk.created_at, updated_at=clerk.updated_at, source=source, last_event_id=event_id
-    )
+    return {
+        "created_at": clerk.created_at,
+        "updated_at": clerk.updated_at,
+        "source": source,
+        "last_event_id": event_id,
+    }
 
 
 class UserRecord(SyncedItem):

@@ -115,7 +115,7 @@ class ClerkOrganization(ClerkRecord):
     image_url: ClerkText = None
 
     def profile(self) -> OrganizationProfile:
-        return OrganizationProfile(name=self.name, slug=self.slug, image_url=self.image_url)
+        return {"name": self.name, "slug": self.slug, "image_url": self.image_url}
 
 
 class ClerkDeletedOrganization(ClerkPayload):
@@ -134,9 +134,7 @@ class ClerkEmbeddedOrganization(ClerkPayload):
 
     def membership_copy(self) -> MembershipOrganizationCopy:
         """This copy under the membership item's field names."""
-        return MembershipOrganizationCopy(
-            org_name=self.name, org_slug=self.slug, org_updated_at=self.updated_at
-        )
+        return {"org_name": self.name, "org_slug": self.slug, "org_updated_at": self.updated_at}
 
 
 class ClerkPublicUserData(ClerkPayload):
@@ -280,7 +278,7 @@ def record_for_event(
     Raises pydantic's ValidationError when the data lacks what its type needs (the caller's 400).
     Deletes carry no `updated_at` worth ordering by: they are timed by `deleted_at` (the envelope).
     """
-    writer = Writer(source=SyncSource.WEBHOOK, event_id=event_id)
+    writer: Writer = {"source": SyncSource.WEBHOOK, "event_id": event_id}
     if event_type in ORGANIZATION_UPSERT_EVENTS:
         return OrganizationRecord.from_clerk(ClerkOrganization.model_validate(data), **writer)
     if event_type == ORGANIZATION_DELETED_EVENT:

@@ -181,7 +181,7 @@ def _summarise(exc: ValidationError) -> str:
 
 def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
     """The table item an event asks for, or None for event types we do not handle."""
-    writer = Writer(source=SyncSource.WEBHOOK, event_id=message.message_id)
+    writer: Writer = {"source": SyncSource.WEBHOOK, "event_id": message.message_id}
     try:
         if event.type in USER_UPSERT_EVENTS:
             return UserRecord.from_clerk_user(ClerkUser.model_validate(event.data), **writer)
