@@ -12,9 +12,6 @@ a reason, and neither the token, the signature nor the secret in the logs or on 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +26,15 @@ from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, authoriz
 from tests.jwks_server import JwksServer
 from tests.reliability.counted import counted
 from tests.reliability.support import scan_all
+from tests.session_tokens import (
+    ISSUER,
+    ORIGIN,
+    b64url,
+    hs256_with_public_pem,
+    trust_pem,
+    unsigned_token,
+)
+from tests.session_tokens import alg_none as unsigned_alg_none
 from usersync_dev.clerk import (
     SignedDelivery,
     SigningKey,
@@ -42,20 +48,16 @@ from usersync_dev.clerk import (
 
 TABLE = "usersync-test-users"
 USER_ID = "user_2victimVICTIMvictim00000"
-ISSUER = "https://clerk.example.test"
-ORIGIN = "http://localhost:3000"
 T0 = 1_730_279_325_025
 
 # Each attack row counts in the run report: tried, and denied once the test passes.
 attack_case = counted("attacks tried", "attacks denied")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _segments(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+def _with_payload(token: str, claims: dict[str, Any]) -> str:
+    """`token`'s header and signature around another payload: what tampering in transit produces."""
+    header, _, signature = token.split(".")
+    return f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
@@ -104,21 +106,19 @@ FOREIGN_KEY = ("bad_signature", "unknown_key")
 
 @jwt_attack("bad_algorithm")
 def alg_none(keys: Keys) -> str:
-    return _segments({"alg": "none", "typ": "JWT"}, _claims()) + "."
+    return unsigned_alg_none(_claims())
 
 
 @jwt_attack("bad_algorithm")
 def alg_none_mixed_case(keys: Keys) -> str:
-    return _segments({"alg": "nOnE", "typ": "JWT", "kid": keys.ours.kid}, _claims()) + "."
+    return unsigned_token({"alg": "nOnE", "typ": "JWT", "kid": keys.ours.kid}, _claims()) + "."
 
 
 @jwt_attack("bad_algorithm")
 def alg_confusion_hs256_with_public_key(keys: Keys) -> str:
     # Hand-made: PyJWT refuses to sign HS256 with a PEM key (its own key-confusion guard), which is
     # exactly what an attacker's tooling does not do.
-    signing_input = _segments({"alg": "HS256", "typ": "JWT", "kid": keys.ours.kid}, _claims())
-    mac = hmac.new(keys.ours.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(mac)}"
+    return hs256_with_public_pem(keys.ours, _claims())
 
 
 @jwt_attack(*FOREIGN_KEY)
@@ -185,9 +185,7 @@ def nbf_in_future(keys: Keys) -> str:
 @jwt_attack("bad_signature")
 def tampered_payload(keys: Keys) -> str:
     genuine = mint_token(keys.ours, _claims(email="ada@example.com"))
-    header, _, signature = genuine.split(".")
-    forged = _b64(json.dumps(_claims(email="mallory@example.com")).encode())
-    return f"{header}.{forged}.{signature}"
+    return _with_payload(genuine, _claims(email="mallory@example.com"))
 
 
 @jwt_attack("bad_signature", "malformed")
@@ -227,17 +225,14 @@ def v2_actor_claim_not_an_object(keys: Keys) -> str:
 def v2_org_role_escalated_by_tampering(keys: Keys) -> str:
     # A genuine member token whose payload is rewritten to claim the admin role in the organization.
     genuine = mint_token(keys.ours, _claims(o={"id": "org_victim", "rol": "member"}))
-    header, _, signature = genuine.split(".")
-    forged = _b64(json.dumps(_claims(o={"id": "org_victim", "rol": "admin"})).encode())
-    return f"{header}.{forged}.{signature}"
+    return _with_payload(genuine, _claims(o={"id": "org_victim", "rol": "admin"}))
 
 
 @jwt_attack("bad_signature")
 def v2_impersonation_stripped_by_tampering(keys: Keys) -> str:
     # An impersonation token with `act` stripped, to act as the user without the audit trail.
     genuine = mint_token(keys.ours, _claims(act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"}))
-    header, _, signature = genuine.split(".")
-    return f"{header}.{_b64(json.dumps(_claims()).encode())}.{signature}"
+    return _with_payload(genuine, _claims())
 
 
 @pytest.fixture(scope="module")
@@ -284,14 +279,13 @@ def authorizer(
     lambda_context: FakeLambdaContext,
 ) -> Iterator[Authorizer]:
     """The real authorizer on moto, keyed by our PEM (networkless) or by our loopback JWKS."""
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", ORIGIN)
     _seed_victim()
     if request.param == "pem":
-        monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-        monkeypatch.setenv("CLERK_JWT_KEY", keys.ours.public_pem())
+        trust_pem(monkeypatch, keys.ours, authorized_parties=ORIGIN)
         yield Authorizer(function_loader("authorizer"), lambda_context)
         return
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", ORIGIN)
     monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
     with JwksServer(keys.ours) as ours:
         monkeypatch.setenv("CLERK_JWKS_URL", ours.url)
