@@ -14,7 +14,14 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import DOCS_CONTEXT, REPO_ROOT, FakeLambdaContext, LogCapture, metric_counts
+from tests.helpers import (
+    DOCS_CONTEXT,
+    REPO_ROOT,
+    FakeLambdaContext,
+    LogCapture,
+    bearer_authorizer_event,
+    metric_counts,
+)
 from tests.jwks_server import JwksServer
 from tests.session_tokens import (
     ISSUER,
@@ -552,7 +559,7 @@ def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_i
 def pending_in_each_format(tok: str) -> list[dict[str, Any]]:
     """The same token in the three event formats the authorizer accepts."""
     return [
-        http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {tok}"}),
+        bearer_authorizer_event(tok),
         rest_token_authorizer_event(f"Bearer {tok}"),
         rest_request_authorizer_event("GET", "/me", headers={"Authorization": f"Bearer {tok}"}),
     ]

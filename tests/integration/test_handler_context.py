@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from tests.helpers import REPO_ROOT, FakeLambdaContext, LogCapture, authorize_bearer
+from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
 
 USER_ID = "user_2contextless000000000000"
@@ -45,9 +45,7 @@ def test_every_handler_runs_with_the_default_stand_in_context(
     assert (webhook["statusCode"], json.loads(webhook["body"])) == (200, {"status": "applied"})
 
     token = mint_token(handlers["key"], session_claims(USER_ID, first_name="Ada", last_name="Lovelace"))
-    allowed = handlers["authorizer"].lambda_handler(
-        http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"}), context
-    )
+    allowed = authorize_bearer(handlers["authorizer"], context, token)
     assert allowed["isAuthorized"] is True and allowed["context"]["userId"] == USER_ID
 
     me = handlers["me"].lambda_handler(

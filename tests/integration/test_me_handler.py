@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FakeLambdaContext
+from tests.helpers import FakeLambdaContext, authorize_bearer
 from tests.session_tokens import USER_ID
 from usersync.aws import dynamodb_client
 from usersync.models import SyncSource, UserRecord
 from usersync.repository import UserRepository
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event, rest_event
+from usersync_dev.apigw import http_api_event, rest_event
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 
 TABLE = "usersync-test-users"
@@ -50,9 +50,7 @@ def test_returns_the_profile_the_authorizer_synced(
     authorizer = function_loader("authorizer")
     iat = int(time.time()) - 1
     tok = mint_token(key, session_claims(USER_ID, email="ada@example.com", first_name="Ada", issued_at=iat))
-    allowed = authorizer.lambda_handler(
-        http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {tok}"}), lambda_context
-    )
+    allowed = authorize_bearer(authorizer, lambda_context, tok)
     assert allowed["isAuthorized"] is True
 
     status, body = me(me_event(allowed["context"]))

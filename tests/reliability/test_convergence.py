@@ -27,14 +27,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import WebhookDriver
+from tests.helpers import WebhookDriver, authorize_bearer
 from tests.reliability.support import REPORT, budget, read_item, without_synced_at
 from tests.session_tokens import ISSUER
 from usersync.aws import dynamodb_client
 from usersync.models import UserRecord
 from usersync.reconcile import ReconcileReport, ReconcileRun
 from usersync.repository import UserRepository
-from usersync_dev.apigw import http_api_authorizer_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, deleted_user, session_claims
 
 TABLE = "usersync-test-users"
@@ -370,8 +369,7 @@ def check_three_writers(
                 lifetime_seconds=int(time.time()) - iat_ms // 1000 + 600,
             )
             token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
-            event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-            response = module.lambda_handler(event, webhook.context)
+            response = authorize_bearer(module, webhook.context, token)
             assert isinstance(response["isAuthorized"], bool)
             REPORT["authorizer syncs mixed into convergence"] += 1
         if first_writer is None and read_item(TABLE, user_id) is not None:

@@ -17,16 +17,16 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tests.helpers import FakeLambdaContext, metric_counts
+from tests.helpers import FakeLambdaContext, authorize_bearer, metric_counts
 from tests.reliability.support import REPORT
+from tests.session_tokens import ISSUER
 from usersync.aws import dynamodb_client
 from usersync.repository import UninterpretableItemError, item_to_record
-from usersync_dev.apigw import http_api_authorizer_event, http_api_event
+from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 
 TABLE = "usersync-test-users"
 USER_ID = "user_2otherWRITERother0000000"
-ISSUER = "https://clerk.example.test"
 
 # One attribute of every DynamoDB type, as another writer may add them.
 EVERY_TYPE: dict[str, dict[str, Any]] = {
@@ -69,23 +69,11 @@ def _put_raw(attributes: dict[str, Any], user_id: str = USER_ID) -> None:
 
 @pytest.fixture
 def authorizer(
-    key: SigningKey,
-    users_table: str,
-    monkeypatch: pytest.MonkeyPatch,
-    function_loader: Callable[[str], ModuleType],
-    lambda_context: FakeLambdaContext,
+    pem_authorizer: ModuleType, key: SigningKey, lambda_context: FakeLambdaContext
 ) -> Callable[[], dict[str, Any]]:
-    monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
-    monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem())
-    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    module = function_loader("authorizer")
-
     def authorize() -> dict[str, Any]:
         token = mint_token(key, session_claims(USER_ID, email="ada@example.com", issuer=ISSUER))
-        event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
-        response: dict[str, Any] = module.lambda_handler(event, lambda_context)
-        return response
+        return authorize_bearer(pem_authorizer, lambda_context, token)
 
     return authorize
 
