@@ -164,7 +164,7 @@ class LoopbackClerk:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs: +40 ms a request
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 started = time.perf_counter()
                 url = urlsplit(self.path)
                 if url.path != "/v1/users":
@@ -408,29 +408,39 @@ class LatencyDynamo:
         return table
 
     # Each operation runs under the lock: the dict is the table, and a conditional write is atomic.
-    def op_PutItem(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - DynamoDB's names
+    def op_PutItem(self, body: dict[str, Any]) -> dict[str, Any]:
         table = self._table(body["TableName"])
         item: Item = body["Item"]
         key = table.key_of(item)
         stored = table.items.get(key)
         condition = body.get("ConditionExpression")
         if condition and not condition_holds(
-            condition, stored or {}, body.get("ExpressionAttributeNames", {}),
+            condition,
+            stored or {},
+            body.get("ExpressionAttributeNames", {}),
             body.get("ExpressionAttributeValues", {}),
         ):
-            extra = {"Item": stored} if stored and body.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else {}
+            extra = (
+                {"Item": stored}
+                if stored and body.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+                else {}
+            )
             raise DynamoError("ConditionalCheckFailedException", "The conditional request failed", extra)
         table.items[key] = item
         return {}
 
-    def op_GetItem(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_GetItem(self, body: dict[str, Any]) -> dict[str, Any]:
         table = self._table(body["TableName"])
         stored = table.items.get(table.key_of(body["Key"]))
         if stored is None:
             return {}
-        return {"Item": _project(stored, body.get("ProjectionExpression"), body.get("ExpressionAttributeNames", {}))}
+        return {
+            "Item": _project(
+                stored, body.get("ProjectionExpression"), body.get("ExpressionAttributeNames", {})
+            )
+        }
 
-    def op_BatchGetItem(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_BatchGetItem(self, body: dict[str, Any]) -> dict[str, Any]:
         requests: dict[str, Any] = body["RequestItems"]
         if sum(len(r["Keys"]) for r in requests.values()) > 100:
             raise DynamoError("ValidationException", "Too many items requested for the BatchGetItem call")
@@ -442,7 +452,7 @@ class LatencyDynamo:
             responses[name] = [_project(i, request.get("ProjectionExpression"), names) for i in found if i]
         return {"Responses": responses, "UnprocessedKeys": {}}
 
-    def op_BatchWriteItem(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_BatchWriteItem(self, body: dict[str, Any]) -> dict[str, Any]:
         for name, writes in body["RequestItems"].items():
             table = self._table(name)
             for write in writes:
@@ -452,7 +462,7 @@ class LatencyDynamo:
                 table.items[table.key_of(item)] = item
         return {"UnprocessedItems": {}}
 
-    def op_Scan(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_Scan(self, body: dict[str, Any]) -> dict[str, Any]:
         table = self._table(body["TableName"])
         total, segment = body.get("TotalSegments", 1), body.get("Segment", 0)
         keys = sorted(k for k in table.items if hash(k) % total == segment)
@@ -470,14 +480,16 @@ class LatencyDynamo:
             answer["LastEvaluatedKey"] = {name: last[name] for name in table.key_names}
         return answer
 
-    def op_CreateTable(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_CreateTable(self, body: dict[str, Any]) -> dict[str, Any]:
         keys = [k["AttributeName"] for k in sorted(body["KeySchema"], key=lambda k: k["KeyType"] != "HASH")]
         self.create_table(body["TableName"], keys)
         return {"TableDescription": {"TableName": body["TableName"], "TableStatus": "ACTIVE"}}
 
-    def op_DescribeTable(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def op_DescribeTable(self, body: dict[str, Any]) -> dict[str, Any]:
         table = self._table(body["TableName"])
-        return {"Table": {"TableName": body["TableName"], "TableStatus": "ACTIVE", "ItemCount": len(table.items)}}
+        return {
+            "Table": {"TableName": body["TableName"], "TableStatus": "ACTIVE", "ItemCount": len(table.items)}
+        }
 
     def handle(self, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         method = getattr(self, f"op_{operation}", None)
@@ -494,7 +506,11 @@ class LatencyDynamo:
                 status, answer = 200, method(body)
         except DynamoError as exc:
             status = 400
-            answer = {"__type": f"com.amazonaws.dynamodb.v20120810#{exc.code}", "message": exc.message, **exc.extra}
+            answer = {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{exc.code}",
+                "message": exc.message,
+                **exc.extra,
+            }
         finally:
             left = wait - (time.perf_counter() - started)
             if left > 0:
@@ -510,7 +526,7 @@ class LatencyDynamo:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs: +40 ms a request
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
