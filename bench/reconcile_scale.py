@@ -29,6 +29,7 @@ pass used here is also projected at that share (an estimate: this machine's x86 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -195,19 +196,22 @@ def project(run: PassRun, label: str, lines: list[str]) -> dict[str, float]:
     }
 
 
-def run(*, large: int = LARGE, small: int = SMALL) -> list[Goal]:
-    """The scale bench: passes at `small` and `large` users, projections, and the reconcile_scale object."""
+def run(*, large: int = LARGE, small: int = SMALL, latency: bool = True) -> list[Goal]:
+    """The scale bench: passes at `small` and `large` users, projections, and the reconcile_scale object.
+
+    `latency=False` (the smoke test) answers at once: the figures then mean nothing, the counts do.
+    """
     if not small < large:
         raise ValueError("small must be smaller than large")
     runs: dict[str, PassRun] = {}
-    with LatencyDynamo() as dynamo:
-        with LoopbackClerk(small) as clerk:
+    with LatencyDynamo(latency_ms=(5.0, 8.0) if latency else (0.0, 0.0)) as dynamo:
+        with LoopbackClerk(small, latency=latency) as clerk:
             floor_per_page, floor_pages = listing_floor(clerk)
             dynamo.create_table("scale-small", ["userId"])
             runs["backfill_small"] = run_pass(clerk, dynamo, "scale-small", "backfill small")
             runs["repair_small"] = run_pass(clerk, dynamo, "scale-small", "repair small")
         dynamo.tables.pop("scale-small")
-        with LoopbackClerk(large) as clerk:
+        with LoopbackClerk(large, latency=latency) as clerk:
             dynamo.create_table("scale-large", ["userId"])
             runs["backfill_large"] = run_pass(clerk, dynamo, "scale-large", "backfill large")
             runs["repair_large"] = run_pass(clerk, dynamo, "scale-large", "repair large")
@@ -261,6 +265,7 @@ def goals_from(
         "stand_ins": "loopback Clerk 40 ms + 0.52 ms/user per request; DynamoDB JSON endpoint 5-8 ms/request"
         " (bench/scale_standins.py)",
     }
+    print("scale table (docs/scale.md):\n" + scale_table(scale), flush=True)
     note = f"{backfill.users:,} users; loopback Clerk ~300 ms/page, DynamoDB stand-in 5-8 ms/request"
     details = {"reconcile_scale": scale}
     ratio_backfill = backfill.seconds_per_page / floor_per_page
@@ -333,10 +338,82 @@ def goals_from(
     ]
 
 
+# ---------------------------------------------------------------- docs/scale.md's table
+
+# Prices (us-east-1, checked 2026-12; see docs/scale.md): Lambda arm64 per GB-s and per request,
+# DynamoDB on-demand per million write and read request units, durable function operations per million.
+LAMBDA_ARM64_PER_GB_S = 0.0000133334
+LAMBDA_PER_REQUEST = 0.20 / 1_000_000
+DYNAMODB_PER_WRU = 0.625 / 1_000_000
+DYNAMODB_PER_RRU = 0.125 / 1_000_000
+DURABLE_PER_OPERATION = 8.00 / 1_000_000
+INVOCATION_SECONDS = 900  # the reconcile function's Timeout: one durable invocation at most this long
+SIZES = (100_000, 1_000_000, 10_000_000)
+
+
+def pass_figures(users: int, seconds_per_page: float, *, backfill: bool) -> dict[str, float]:
+    """One pass over `users` from a measured seconds-per-page: duration, requests, units and cost."""
+    pages = pages_for(users)
+    seconds = max(pages * seconds_per_page, pages / (MAX_REQUESTS_PER_10S / 10))
+    reads = math.ceil(users / 100)  # BatchGetItem requests, 100 keys each
+    rru = users * 0.5  # eventually consistent, items < 4 KB: 0.5 RRU per item returned
+    writes = users if backfill else 0  # one conditional PutItem per new user, < 1 KB: 1 WRU
+    gb_seconds = seconds * LAMBDA_MEMORY_MB / 1024
+    invocations = math.ceil(seconds / INVOCATION_SECONDS)
+    operations = pages + 2  # one checkpointed step per page, plus the pass's start and finish
+    cost = (
+        gb_seconds * LAMBDA_ARM64_PER_GB_S
+        + invocations * LAMBDA_PER_REQUEST
+        + writes * DYNAMODB_PER_WRU
+        + rru * DYNAMODB_PER_RRU
+        + operations * DURABLE_PER_OPERATION
+    )
+    return {
+        "minutes": seconds / 60,
+        "clerk_requests": pages,
+        "batch_get_requests": reads,
+        "rru": rru,
+        "put_requests": writes,
+        "gb_seconds": gb_seconds,
+        "invocations": invocations,
+        "durable_operations": operations,
+        "cost_usd": cost,
+    }
+
+
+def scale_table(scale: dict[str, Any]) -> str:
+    """The markdown table of docs/scale.md, from a results.json `reconcile_scale` object."""
+    per_page = {
+        "backfill": scale["passes"]["backfill_large"]["seconds_per_page"],
+        "repair (nothing changed)": scale["passes"]["repair_large"]["seconds_per_page"],
+    }
+    rows = [
+        "| users | pass | duration | Clerk requests | DynamoDB reads (requests / RRU)"
+        " | DynamoDB writes (PutItem = WRU) | Lambda GB-s (invocations) | durable operations"
+        " | cost per pass |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for users in SIZES:
+        for label, seconds in per_page.items():
+            f = pass_figures(users, seconds, backfill=label == "backfill")
+            duration = f"{f['minutes']:.0f} min" if f["minutes"] < 120 else f"{f['minutes'] / 60:.1f} h"
+            rows.append(
+                f"| {users:,} | {label} | {duration} | {f['clerk_requests']:,}"
+                f" | {f['batch_get_requests']:,} / {f['rru']:,.0f} | {f['put_requests']:,}"
+                f" | {f['gb_seconds']:,.0f} ({f['invocations']}) | {f['durable_operations']:,}"
+                f" | ${f['cost_usd']:.2f} |"
+            )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":  # a quick look: python -m bench.reconcile_scale [large small]
     from bench._common import offline_env
 
     offline_env()
+    if sys.argv[1:] == ["--table"]:  # docs/scale.md's table from bench/results.json
+        document = json.loads((REPO_ROOT / "bench" / "results.json").read_text(encoding="utf-8"))
+        print(scale_table(document["reconcile_scale"]))
+        sys.exit(0)
     sizes = [int(a) for a in sys.argv[1:3]] or [LARGE, SMALL]
     for goal in run(large=sizes[0], small=sizes[1]):
         print(goal.metric, goal.value, goal.met, goal.note)

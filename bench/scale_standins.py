@@ -112,22 +112,27 @@ class LoopbackClerk:
             updated_at=created + 1000 * self.version,
         )
 
-    def _count(self, position: str | None) -> None:
+    def _count_request(self) -> None:
+        """Every request counts towards Clerk's rate limit, refused ones too."""
         now = time.monotonic()
         with self._lock:
             counts = self.counts
             counts.requests += 1
-            if position is None:
-                counts.id_lookups += 1
-            else:
-                counts.list_pages[position] += 1
             counts._window.append(now)
             while counts._window and counts._window[0] <= now - 10.0:
                 counts._window.popleft()
             counts.max_requests_per_10s = max(counts.max_requests_per_10s, len(counts._window))
 
+    def _count(self, position: str | None) -> None:
+        with self._lock:
+            if position is None:
+                self.counts.id_lookups += 1
+            else:
+                self.counts.list_pages[position] += 1
+
     def answer(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         """(status, body) of GET /v1/users, as Clerk's Backend API answers it."""
+        self._count_request()
         ids = query.get("user_id")
         if ids:
             if len(ids) > MAX_USER_IDS:
