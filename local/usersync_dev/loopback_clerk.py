@@ -42,6 +42,7 @@ class LoopbackClerk:
     pages: Counter[str] = field(default_factory=Counter)  # page key -> times served
     requests: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, path) of each request
     on_request: Callable[[str, dict[str, list[str]]], None] | None = None  # a hook to change data mid-pass
+    clock: Callable[[], float] = time.monotonic  # the time `requests` records (a test's fake clock)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _order: list[str] | None = field(default=None, repr=False)
@@ -77,12 +78,16 @@ class LoopbackClerk:
         query = parse_qs(parts.query)
         path = unquote(parts.path)
         with self._lock:
-            self.requests.append((time.monotonic(), path))
+            self.requests.append((self.clock(), path))
             if authorization != f"Bearer {self.secret_key}":
                 return 401, {}, _error("authentication_invalid", "invalid secret key")
             if self.too_many_requests > 0:
                 self.too_many_requests -= 1
-                return 429, {"Retry-After": self.retry_after}, _error("too_many_requests", "Too many requests")
+                return (
+                    429,
+                    {"Retry-After": self.retry_after},
+                    _error("too_many_requests", "Too many requests"),
+                )
             if any(path.startswith(prefix) for prefix in self.failing_prefixes):
                 return 503, {}, _error("service_unavailable", "try later")
         if self.on_request is not None:
@@ -156,8 +161,6 @@ class LoopbackClerk:
         clerk = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
             def do_GET(self) -> None:
                 status, headers, body = clerk.handle(self.path, self.headers.get("Authorization"))
                 data = json.dumps(body).encode()
@@ -174,7 +177,7 @@ class LoopbackClerk:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         try:
