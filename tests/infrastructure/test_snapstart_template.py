@@ -26,8 +26,10 @@ def without_snapstart(template: dict[str, Any]) -> dict[str, Any]:
     bare = copy.deepcopy(template)
     del bare["Parameters"]["SnapStart"]
     del bare["Conditions"]["SnapStartOn"]
-    for resource in bare["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
+    for name, resource in bare["Resources"].items():
+        # The durable reconcile function always has its alias (durable functions are invoked by a
+        # qualified ARN) and never SnapStart: the parameter does not touch it.
+        if resource["Type"] == "AWS::Serverless::Function" and name != "ReconcileFunction":
             properties = resource["Properties"]
             assert properties.pop("AutoPublishAlias") == {
                 "Fn::If": ["SnapStartOn", ALIAS, {"Ref": "AWS::NoValue"}]

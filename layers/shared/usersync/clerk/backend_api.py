@@ -174,12 +174,8 @@ class ClerkBackendApi:
         where = f"GET {path}"
         attempt = network_failures = 0
         while True:
-            self.limiter.acquire()
-            if not self.budget.allows(self._attempt_seconds):
-                raise ClerkApiError(f"Clerk API {where} not attempted: the invocation is out of time")
-            self.requests += 1
             try:
-                response = self._http.request("GET", self._base + path, fields=fields, headers=self._headers)
+                response = self._send(where, path, fields)
             except urllib3.exceptions.HTTPError as exc:
                 status, problem, delay = None, f"network error {type(exc).__name__}", None
                 network_failures += 1
@@ -198,6 +194,13 @@ class ClerkBackendApi:
                 )
             self._pause(where, problem, status, delay, attempt)
             attempt += 1
+
+    def _send(self, where: str, path: str, fields: Any) -> urllib3.BaseHTTPResponse:
+        with self.limiter.slot():
+            if not self.budget.allows(self._attempt_seconds):
+                raise ClerkApiError(f"Clerk API {where} not attempted: the invocation is out of time")
+            self.requests += 1
+            return self._http.request("GET", self._base + path, fields=fields, headers=self._headers)
 
     def _pause(self, where: str, problem: str, status: int | None, delay: float | None, attempt: int) -> None:
         """Sleep before a retry, or hand a long wait (a 429's Retry-After) to the caller."""

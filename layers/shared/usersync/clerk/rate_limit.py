@@ -12,15 +12,17 @@ sleep, and the choice to hand a long wait to the caller (a durable `context.wait
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 DEFAULT_WINDOW_SECONDS = 10.0
+IN_FLIGHT_POLL_SECONDS = 0.05
 
 
 class RateLimitWait(Exception):
@@ -32,8 +34,21 @@ class RateLimitWait(Exception):
         self.reason = reason
 
 
+class _Slot:
+    """One request's place in the window: held from before it is sent until its answer is in."""
+
+    __slots__ = ("end",)
+
+    def __init__(self) -> None:
+        self.end = math.inf  # in flight
+
+
 class SlidingWindowLimiter:
-    """Thread-safe: the users' and organizations' passes of one invocation share one limiter."""
+    """Thread-safe: the users' and organizations' passes of one invocation share one limiter.
+
+    A request counts from the moment it is let through until a window after its answer arrived, so
+    however long it took to reach Clerk, Clerk never sees more than `max_requests` in any window.
+    """
 
     def __init__(
         self,
@@ -51,36 +66,45 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._max_sleep = max_sleep_seconds
-        self._sent: deque[float] = deque()
+        self._slots: list[_Slot] = []
         self._lock = threading.Lock()
 
-    def _reserve(self) -> float:
-        """Record a send now and return 0, or return how long to wait before trying again."""
+    def _reserve(self) -> _Slot | float:
+        """A slot, taken now, or how long to wait before asking again."""
         with self._lock:
             now = self._clock()
-            while self._sent and self._sent[0] <= now - self.window_seconds:
-                self._sent.popleft()
-            if len(self._sent) < self.max_requests:
-                self._sent.append(now)
-                return 0.0
-            return self._sent[0] + self.window_seconds - now
+            self._slots = [slot for slot in self._slots if slot.end > now - self.window_seconds]
+            if len(self._slots) < self.max_requests:
+                slot = _Slot()
+                self._slots.append(slot)
+                return slot
+            earliest = min(slot.end for slot in self._slots)
+            # Every slot in flight: their answers are due any moment; look again shortly.
+            return IN_FLIGHT_POLL_SECONDS if math.isinf(earliest) else earliest + self.window_seconds - now
 
-    def acquire(self) -> None:
-        """Wait (sleeping at most `max_sleep_seconds` at a time) until a request may be sent.
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot for the block (one request): wait for it first, sleeping at most
+        `max_sleep_seconds` at a time.
 
         Raises RateLimitWait when the wait is longer than that: the caller ends its step and waits
         outside the invocation instead of paying for an idle Lambda.
         """
         while True:
-            wait = self._reserve()
-            if wait <= 0:
-                return
-            if wait > self._max_sleep:
-                raise RateLimitWait(wait, "client-side rate limit")
-            self._sleep(wait)
+            taken = self._reserve()
+            if isinstance(taken, _Slot):
+                break
+            if taken > self._max_sleep:
+                raise RateLimitWait(taken, "client-side rate limit")
+            self._sleep(taken)
+        try:
+            yield
+        finally:
+            with self._lock:
+                taken.end = self._clock()
 
     def sent_in_window(self) -> int:
-        """How many requests were sent in the last window (progress logs)."""
+        """How many requests count against the current window (progress logs)."""
         with self._lock:
             now = self._clock()
-            return sum(1 for sent in self._sent if sent > now - self.window_seconds)
+            return sum(1 for slot in self._slots if slot.end > now - self.window_seconds)
