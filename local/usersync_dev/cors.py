@@ -12,7 +12,7 @@ The rules, from "Configure CORS for HTTP APIs in API Gateway"
 - `AllowOrigins` entries are exact origins, `*` (any origin), or a scheme wildcard (`https://*`,
   `http://*`).
 
-Choices where that page is silent (observable behaviour of deployed HTTP APIs, and what browsers need):
+Where that page is silent, these choices (what browsers need; not checked against a deployed API):
 - the preflight answers 204 with no body; an origin not allowed gets the 204 without any
   `Access-Control-*` header (the browser then blocks the call), and so does an actual response;
 - an allowed origin is echoed (`*` only when the configuration allows `*` without credentials), with
