@@ -192,7 +192,11 @@ class Gateway:
         if is_preflight(request.method, {name.lower(): value for name, value in request.headers.items()}):
             # A preflight: API Gateway answers it itself, for any path (no route, authorizer or handler).
             requested = request.headers.get("Access-Control-Request-Headers", "")
-            return Response(status=PREFLIGHT_STATUS, headers=self.cors.preflight_headers(origin, requested))
+            preflight = Response(
+                status=PREFLIGHT_STATUS, headers=self.cors.preflight_headers(origin, requested)
+            )
+            preflight.headers.pop("Content-Type", None)  # no body, so no type (werkzeug adds text/plain)
+            return preflight
         response = self._route(request)
         # API Gateway ignores the integration's own CORS headers and adds the configured ones.
         for name in {name for name, _ in response.headers if is_cors_header(name)}:
