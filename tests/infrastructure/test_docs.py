@@ -8,14 +8,20 @@ links in code blocks are not links, and anchors are the heading ids the `toc` ex
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import markdown
 import pytest
+from pydantic import BaseModel
 
-from usersync_dev.template import REPO_ROOT
+from usersync.runtime import settings
+from usersync.runtime.metrics import SyncMetric
+from usersync_dev.template import REPO_ROOT, load_template
+
+TEMPLATE = load_template()
 
 README = REPO_ROOT / "README.md"
 DOCS = REPO_ROOT / "docs"
@@ -120,3 +126,85 @@ def test_the_checker_finds_what_is_broken(tmp_path: Path) -> None:
         "#nope: no heading with id 'nope'",
         "alsomissing.md: no such file",
     ]
+
+
+# ---------------------------------------------------------------- the pages name what exists
+# The configuration page and the runbook are only useful while every name in them is real: a renamed
+# parameter, metric or log message must fail here, not in an operator's terminal during an incident.
+
+CONFIGURATION = DOCS / "configuration.md"
+RUNBOOK = DOCS / "operating.md"
+
+
+def _section(path: Path, heading: str) -> str:
+    """The text under `## heading`, up to the next `## `."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _table_names(section: str) -> set[str]:
+    """The backticked names in the first column of a Markdown table (`A` / `B` count as two)."""
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`([^`]+)`", line.split("|")[1]))
+    return names
+
+
+def _settings_variables() -> set[str]:
+    """Every environment variable a function's settings model reads (its fields' aliases)."""
+    found: set[str] = set()
+    for model in vars(settings).values():
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            found.update(field.alias for field in model.model_fields.values() if field.alias)
+    return found
+
+
+def _template_variables() -> set[str]:
+    names = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in TEMPLATE["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            names.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    return names
+
+
+def test_configuration_lists_every_template_parameter() -> None:
+    assert _table_names(_section(CONFIGURATION, "Template parameters")) == set(TEMPLATE["Parameters"])
+
+
+def test_configuration_lists_every_environment_variable() -> None:
+    documented = _table_names(_section(CONFIGURATION, "Environment variables"))
+    assert documented == _settings_variables() | _template_variables()
+
+
+def test_runbook_explains_every_metric_and_names_no_other() -> None:
+    section = _section(RUNBOOK, "What each metric means")
+    assert _table_names(section) == {metric.value for metric in SyncMetric}
+    # Anywhere in the runbook, a metric-shaped name is a metric, a parameter or a resource of the template.
+    known = {m.value for m in SyncMetric} | set(TEMPLATE["Parameters"]) | set(TEMPLATE["Resources"])
+    shaped = re.findall(
+        r"`((?:Sync|Webhook|Authorizer|Reconcile)[A-Z]\w*)`", RUNBOOK.read_text(encoding="utf-8")
+    )
+    assert set(shaped) - known == set()
+
+
+def test_runbook_log_messages_and_fields_are_logged() -> None:
+    source = "\n".join(
+        path.read_text(encoding="utf-8")
+        for folder in ("layers/shared/usersync", "functions")
+        for path in (REPO_ROOT / folder).rglob("*.py")
+    )
+    text = RUNBOOK.read_text(encoding="utf-8")
+    messages = re.findall(
+        r"`([a-z][^`]*)`", text.split("Messages worth knowing by heart:")[1].split("\n\n")[0]
+    )
+    assert len(messages) >= 10
+    assert [m for m in messages if f'"{m}"' not in source] == []
+    # The fields usersync adds (the second table of "Log fields"); Powertools' own are in the prose above it.
+    fields = _table_names(_section(RUNBOOK, "Log fields"))
+    assert "errorCode" in fields
+    # Each is logged as a key ("userId"), appended (eventType=...) or set (logger.set_correlation_id).
+    logged = [f for f in fields if f'"{f}"' in source or f"{f}=" in source or f"set_{f}(" in source]
+    assert sorted(fields - set(logged)) == []
