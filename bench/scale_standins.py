@@ -14,7 +14,9 @@ GetItem, BatchGetItem (<= 100 keys, ProjectionExpression), Scan (segments, Limit
 BatchWriteItem puts, CreateTable/DescribeTable. Anything else answers a ValidationException naming the
 operation, so an engine that needs more fails loudly instead of being measured on a guess.
 
-`LoopbackClerk` serves `GET /v1/users` for a synthetic instance of N users (Clerk's user object shape,
+`LoopbackClerk` (not usersync_dev.loopback_clerk, which the tests use: that one holds its users as
+dicts, ~300 MB per 100,000, so 1,000,000 could not even be built) serves `GET /v1/users` for a synthetic
+instance of N users generated on demand from their index (Clerk's user object shape,
 usersync_dev.clerk.clerk_user): `order_by=+created_at` with `starting_after` (cursor) or `offset`,
 `limit` <= 500, and `user_id=` filters (<= 100 ids). Each answer waits PAGE_BASE_MS + PER_USER_MS per
 user returned: ~300 ms for a 500-user page (what a production instance answers, issue 22). It counts

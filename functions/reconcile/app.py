@@ -12,8 +12,9 @@ step starts nothing and asks for INVOCATION_GAP_SECONDS of wait, which ends the 
 (contract §6a) and starts a fresh one a Clerk rate-limit window later, so the new container's empty
 limiter cannot add a burst to the old one's last window.
 
-The durable SDK (functions/reconcile/requirements.txt) is imported only here: the shared layer does
-not ship it. The logic is the layer's (usersync.sync.reconcile); this module only wires it to steps.
+The durable SDK is imported only here; it ships in the shared layer (layers/shared/requirements.txt),
+compiled to the runtime's bytecode like the rest, and no other function imports it. The logic is the
+layer's (usersync.sync.reconcile); this module only wires it to steps.
 """
 
 from __future__ import annotations
