@@ -11,9 +11,11 @@ Reading, for every table alike:
 - bookkeeping another writer may have written its own way (`syncedAt`, `lastEventId`, `source`) is read
   when we can and otherwise treated as absent.
 
-Hand-written rather than boto3's TypeSerializer/TypeDeserializer (bench/codec.py measures both): the
-tables hold only strings and integers, the rules above would still need a pass over the deserializer's
-Decimals, and importing boto3 costs every cold start that today loads botocore only.
+Hand-written rather than boto3's TypeSerializer/TypeDeserializer (`python -m bench --only codec`
+measures both in one run): with the rules above on top, TypeDeserializer reads an item in ~1.7-2x the
+time, TypeSerializer writes one in ~4.7x, and importing `boto3.dynamodb.types` adds ~17 ms to every
+cold start of handlers that otherwise load botocore only. The tables hold strings and integers only,
+so the hand-written pair stays small.
 """
 
 from __future__ import annotations
