@@ -73,7 +73,9 @@ class Invocation:
     def source(self, entity: str) -> Source:
         if entity not in self._sources:
             if self._limiter is None:  # one limiter: both entities share the rate
-                self._limiter = SlidingWindowLimiter(self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS)
+                self._limiter = SlidingWindowLimiter(
+                    self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS
+                )
             clerk = ClerkBackendApi(
                 secret_key(self.settings),
                 self.settings.clerk_api_url,
@@ -85,7 +87,9 @@ class Invocation:
             writer = Writer(self.options.write_threads)
             self._writers.append(writer)
             if entity == UserSource.entity:
-                source: Source = UserSource(clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer)
+                source: Source = UserSource(
+                    clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer
+                )
             else:
                 table = self.settings.organizations_table_name or ""
                 source = OrganizationSource(clerk, dynamodb_client(), table, self.options, writer)
@@ -95,7 +99,11 @@ class Invocation:
     def start(self, entity: str) -> PassState:
         kinds = UserSource.kinds if entity == UserSource.entity else OrganizationSource.kinds
         return PassState.start(
-            entity, kinds, dry_run=self.options.dry_run, prune=self.options.prune, now_ms=self.options.now_ms()
+            entity,
+            kinds,
+            dry_run=self.options.dry_run,
+            prune=self.options.prune,
+            now_ms=self.options.now_ms(),
         )
 
     def step(self, entity: str, state: PassState) -> PassState:
@@ -131,18 +139,30 @@ def retry_step(error: Exception, attempt: int) -> RetryDecision:
 STEP_CONFIG = StepConfig(retry_strategy=retry_step)
 
 
+def page_step(invocation: Invocation, entity: str, state: PassState) -> Callable[[Any], dict[str, Any]]:
+    """The function of one page's step (bound to its state: the step may run in another thread)."""
+    return lambda _: invocation.step(entity, state).to_dict()
+
+
 def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext], dict[str, Any]]:
     """One entity's pass as a branch: a start step, a step per page, waits, and a finishing step."""
 
     def branch(context: DurableContext) -> dict[str, Any]:
-        state = PassState.from_dict(context.step(lambda _: invocation.start(entity).to_dict(), f"{entity}-start"))
+        state = PassState.from_dict(
+            context.step(lambda _: invocation.start(entity).to_dict(), f"{entity}-start")
+        )
         number = 0
         try:
             while not state.done:
                 if state.wait_seconds:
-                    context.wait(Duration.from_seconds(math.ceil(state.wait_seconds)), f"{entity}-wait-{number}")
-                current = state
-                result = context.step(lambda _: invocation.step(entity, current).to_dict(), f"{entity}-{number}", STEP_CONFIG)
+                    context.wait(
+                        Duration.from_seconds(math.ceil(state.wait_seconds)), f"{entity}-wait-{number}"
+                    )
+                result = context.step(
+                    lambda _, current=state: invocation.step(entity, current).to_dict(),
+                    f"{entity}-{number}",
+                    STEP_CONFIG,
+                )
                 state, number = PassState.from_dict(result), number + 1
         except Exception as exc:  # the step's last attempt failed: count the pass as failed, once
             message = str(exc)
@@ -156,14 +176,16 @@ def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext
 def make_handler(
     settings: ReconcileSettings, budget_of: Callable[[Any], Budget] = TimeBudget.from_context
 ) -> Callable[[Any, Any], Any]:
-    """The durable handler over `settings`; `budget_of` turns the Lambda context into the invocation's budget."""
+    """The durable handler over `settings`; `budget_of` gives an invocation's budget from its context."""
 
     def reconcile(event: Any, context: DurableContext) -> dict[str, Any]:
         # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
         dry_run = isinstance(event, dict) and event.get("dryRun") is True
         options = ReconcileOptions(dry_run=dry_run, prune=settings.prune)
         invocation = Invocation(settings, budget_of(context.lambda_context), options)
-        entities = [UserSource.entity] + ([OrganizationSource.entity] if settings.organizations_table_name else [])
+        entities = [UserSource.entity] + (
+            [OrganizationSource.entity] if settings.organizations_table_name else []
+        )
         try:
             batch = context.parallel(
                 [entity_pass(entity, invocation) for entity in entities],

@@ -99,6 +99,8 @@ class LoopbackClerk:
 
     def _route(self, path: str, query: dict[str, list[str]]) -> Answer:
         segments = path.strip("/").split("/")
+        if segments == ["v1", "users", "count"]:
+            return 200, {}, {"object": "total_count", "total_count": len(self.users)}
         if segments[:2] == ["v1", "users"]:
             return self._users(query) if len(segments) == 2 else self._one(self.users, segments[2])
         if segments[:2] == ["v1", "organizations"]:
