@@ -26,7 +26,7 @@ from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryDecision
 
-from usersync.clerk.backend_api import ClerkBackendApi
+from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
 from usersync.clerk.rate_limit import SlidingWindowLimiter
 from usersync.runtime.aws import SecretUnavailableError, dynamodb_client, secret_string
 from usersync.runtime.budget import TimeBudget, time_budget
@@ -130,8 +130,11 @@ def secret_key(settings: ReconcileSettings) -> str:
 
 
 def retry_step(error: Exception, attempt: int) -> RetryDecision:
-    """Clerk or the table failing: back off and try again; the mass-prune guard: never."""
-    if attempt >= STEP_ATTEMPTS or "refusing to prune" in str(error):
+    """Clerk or the table failing: back off (a wait, no compute) and try again. Not for what a retry
+    cannot fix: a refused key or request (4xx other than 429), or the mass-prune guard."""
+    cause = error.__cause__
+    refused = isinstance(cause, ClerkApiError) and cause.status is not None and 400 <= cause.status < 500
+    if attempt >= STEP_ATTEMPTS or refused or "refusing to prune" in str(error):
         return RetryDecision.no_retry()
     return RetryDecision.retry(Duration.from_seconds(STEP_RETRY_BASE_SECONDS * 2 ** (attempt - 1)))
 
@@ -158,11 +161,7 @@ def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext
                     context.wait(
                         Duration.from_seconds(math.ceil(state.wait_seconds)), f"{entity}-wait-{number}"
                     )
-                result = context.step(
-                    lambda _, current=state: invocation.step(entity, current).to_dict(),
-                    f"{entity}-{number}",
-                    STEP_CONFIG,
-                )
+                result = context.step(page_step(invocation, entity, state), f"{entity}-{number}", STEP_CONFIG)
                 state, number = PassState.from_dict(result), number + 1
         except Exception as exc:  # the step's last attempt failed: count the pass as failed, once
             message = str(exc)

@@ -13,9 +13,12 @@ environment (credentials, AWS_REGION, AWS_ENDPOINT_URL for a local stack).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +41,7 @@ from usersync.sync.reconcile import (
     sources,
 )
 
+METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 DEFAULT_CHECKPOINT = Path(".local/reconcile-checkpoint.json")
 
 
@@ -164,6 +168,24 @@ def _run(args: argparse.Namespace, clerk: ClerkBackendApi, checkpoint: Checkpoin
     return answer
 
 
+@contextmanager
+def metrics_off() -> Iterator[None]:
+    """EMF printed by a shell process reaches no CloudWatch and would break the JSON on stdout:
+    Powertools prints nothing while POWERTOOLS_METRICS_DISABLED is set; what is buffered is dropped."""
+    saved = os.environ.get(METRICS_DISABLED)
+    os.environ[METRICS_DISABLED] = "true"
+    try:
+        # Powertools' automatic flush (every 100 values) prints whatever the setting says: swallowed.
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        metrics.clear_metrics()
+        if saved is None:
+            os.environ.pop(METRICS_DISABLED, None)
+        else:
+            os.environ[METRICS_DISABLED] = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -185,13 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.fresh:
         checkpoint.load()
     try:
-        answer = _run(args, clerk, checkpoint)
+        with metrics_off():
+            answer = _run(args, clerk, checkpoint)
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command again to resume ({args.checkpoint})", file=sys.stderr)
         return 130
-    finally:
-        # EMF printed by a shell process reaches no CloudWatch: drop the buffered metrics.
-        metrics.clear_metrics()
     print(json.dumps(answer))
     failed = [entity for entity, summary in answer.items() if "error" in summary]
     for entity in failed:
