@@ -4,6 +4,7 @@ running one entity's pass the way the CLI and the bench do (usersync.sync.reconc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,9 @@ def add_users(clerk: LoopbackClerk, count: int, *, start: int = 0) -> list[dict[
     return added
 
 
-@pytest.fixture
-def clerk() -> Iterator[LoopbackClerk]:
+@contextmanager
+def loopback() -> Iterator[LoopbackClerk]:
+    """A loopback Clerk that takes SECRET_KEY, served for the block."""
     fake = LoopbackClerk(secret_key=SECRET_KEY)
     with fake.serve():
         yield fake

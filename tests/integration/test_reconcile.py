@@ -21,8 +21,8 @@ from tests.reconcile_support import (
     PutCounter,
     Runner,
     add_users,
-    clerk,  # noqa: F401 - the fixture
     flushed_metrics,
+    loopback,
     table_items,
 )
 from usersync.runtime.aws import dynamodb_client
@@ -38,6 +38,12 @@ from usersync_dev.loopback_clerk import LoopbackClerk
 
 
 @pytest.fixture
+def clerk() -> Iterator[LoopbackClerk]:
+    with loopback() as fake:
+        yield fake
+
+
+@pytest.fixture
 def puts(users_table: str) -> Iterator[PutCounter]:
     counter = PutCounter()
     yield counter
@@ -45,7 +51,7 @@ def puts(users_table: str) -> Iterator[PutCounter]:
 
 
 @pytest.fixture
-def runner(clerk: LoopbackClerk, users_table: str) -> Runner:  # noqa: F811
+def runner(clerk: LoopbackClerk, users_table: str) -> Runner:
     return Runner(clerk, users_table)
 
 
@@ -302,7 +308,7 @@ def test_a_pass_out_of_time_stops_cleanly_and_goes_on_from_its_state(
 
 
 @pytest.fixture
-def reconcile_env(clerk: LoopbackClerk, users_table: str, monkeypatch: pytest.MonkeyPatch) -> LoopbackClerk:  # noqa: F811
+def reconcile_env(clerk: LoopbackClerk, users_table: str, monkeypatch: pytest.MonkeyPatch) -> LoopbackClerk:
     monkeypatch.setenv("CLERK_API_URL", clerk.url)
     monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
     monkeypatch.delenv("ORGANIZATIONS_TABLE_NAME", raising=False)
