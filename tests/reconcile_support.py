@@ -78,7 +78,10 @@ def table_items(table_name: str, key: str = "userId") -> dict[str, dict[str, Any
     while True:
         page = table.scan(**kwargs)
         found.update(
-            {str(item[key]) if key in item else f"{item['pk']}/{item['sk']}": item for item in page["Items"]}
+            {
+                str(item[key]) if key in item else str(item["pk"]) + "/" + str(item["sk"]): item
+                for item in page["Items"]
+            }
         )
         if "LastEvaluatedKey" not in page:
             return found

@@ -203,9 +203,12 @@ def test_an_organization_found_on_confirmation_is_applied_not_pruned(
     add_organizations(clerk, 3)
     runner.report()
     skipped = clerk.organizations.pop("org_0001")  # the listing skips it (a shift mid-pass)...
-    clerk.on_request = lambda path, query: (
-        clerk.organizations.setdefault("org_0001", skipped) if path == "/v1/organizations/org_0001" else None
-    )  # ...but it is there when the prune asks for it
+
+    def back_when_asked(path: str, query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
+        if path == "/v1/organizations/org_0001":
+            clerk.organizations.setdefault("org_0001", skipped)
+
+    clerk.on_request = back_when_asked
     report = runner.report(prune=True)
     assert report.organizations.pruned == 0 and "deletedAt" not in profile("org_0001")
 

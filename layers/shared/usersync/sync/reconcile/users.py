@@ -100,7 +100,12 @@ class UserSource:
             except ValidationError:
                 logger.warning("Clerk user entry skipped: invalid", extra={"userId": entry.get("id")})
                 counts.skipped += 1
-        stored = self.stored_versions([user.id for user in users])
+        self.apply_stored(users, self.stored_versions([user.id for user in users]), counts, dry_run=dry_run)
+
+    def apply_stored(
+        self, users: list[ClerkUser], stored: dict[str, UserRecord], counts: Counts, *, dry_run: bool
+    ) -> None:
+        """Write what `stored` (read a moment ago, maybe stale: the write's condition decides) lacks."""
         to_write: list[tuple[UserRecord, bool]] = []
         for user in users:
             current = stored.get(user.id)
