@@ -7,7 +7,7 @@ whose stored Clerk version is older or absent. A newer webhook write is never ov
 tombstone never resurrected: the condition decides, the read only saves writes.
 
 Pruning (opt-in): one Scan page of the table (ids and deletion only), the live ids not written during
-this pass asked of Clerk in one `GET /v1/users?user_id=...` request, each id Clerk did not return
+this pass asked of Clerk 100 at a time (`GET /v1/users?user_id=...`), each id Clerk did not return
 confirmed with `GET /v1/users/{id}` (404) before its tombstone is written.
 """
 
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 VERSION_PROJECTION = "userId, updatedAt, clerkUpdatedAt, deletedAt, #source"
-PRUNE_SCAN_LIMIT = MAX_IDS_PER_REQUEST  # one Scan page = one Clerk request
+# One prune step: a Scan page of 500 ids, asked of Clerk 100 at a time (5 requests). Fewer, larger steps
+# keep a pass's durable history short (each step is one operation of the execution).
+PRUNE_SCAN_LIMIT = 5 * MAX_IDS_PER_REQUEST
 
 
 def stored_clerk_version(stored: UserRecord) -> int | None:
@@ -169,7 +171,11 @@ class UserSource:
         counts = state.counts["users"]
         counts.checked += len(live)
         before = self.clerk.requests
-        present = {entry.get("id") for entry in self.clerk.users_by_id(live)}
+        present: set[Any] = set()
+        for start in range(0, len(live), MAX_IDS_PER_REQUEST):
+            present.update(
+                entry.get("id") for entry in self.clerk.users_by_id(live[start : start + MAX_IDS_PER_REQUEST])
+            )
         candidates = [user_id for user_id in live if user_id not in present]
         refuse_mass_prune("users", counts, len(candidates), state)
         for user_id in candidates:
