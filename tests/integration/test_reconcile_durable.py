@@ -17,9 +17,9 @@ from aws_durable_execution_sdk_python.lambda_service import InvocationStatus
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
 from tests.helpers import load_function, metric_counts
+from tests.organizations_support import get_organization, members_of_organization
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.settings import ReconcileSettings
-from usersync.store.organizations import OrganizationRepository
 from usersync.store.users import UserRepository
 from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user
 from usersync_dev.loopback_clerk import LoopbackClerk
@@ -101,12 +101,13 @@ def count_items(table: str) -> int:
 
 
 def assert_every_membership_right(organizations_table: str) -> None:
-    repository = OrganizationRepository(dynamodb_client(), organizations_table)
+    client = dynamodb_client()
     for index in (0, 57, ORGANIZATIONS - 1):
-        profile = repository.get_organization(f"org_{index:04d}")
+        profile = get_organization(client, organizations_table, f"org_{index:04d}")
         assert profile is not None and profile.name == f"Org {index}"
         members = sorted(
-            repository.members_of_organization(f"org_{index:04d}"), key=lambda m: m.membership_id
+            members_of_organization(client, organizations_table, f"org_{index:04d}"),
+            key=lambda m: m.membership_id,
         )
         assert [(m.membership_id, m.user_id, m.role) for m in members] == [
             (f"orgmem_{index:04d}_0", f"user_{(index * 7) % USERS:05d}", "org:admin"),

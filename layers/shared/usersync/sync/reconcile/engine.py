@@ -25,7 +25,7 @@ from usersync.clerk.backend_api import ClerkApiError
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
-from usersync.store.users import RepositoryError
+from usersync.store.errors import RepositoryError
 from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
 
 _T = TypeVar("_T")

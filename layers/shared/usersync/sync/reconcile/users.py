@@ -15,23 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST, ClerkBackendApi
 from usersync.clerk.users import ClerkUser
-from usersync.runtime.aws import error_code
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.organizations import BATCH_GET_LIMIT, batch_get
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call
+from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord
-from usersync.store.users import (
-    RepositoryError,
-    UninterpretableItemError,
-    UserRepository,
-    WriteOutcome,
-    item_to_record,
-)
+from usersync.store.users import UserRepository, item_to_record
 from usersync.sync.reconcile.engine import Writer
 from usersync.sync.reconcile.state import (
     Counts,
@@ -202,15 +195,13 @@ class UserSource:
     def _scan_page(self, start: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of the table's ids (and what says whether they are live), from `start`."""
         extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        try:
+        with dynamodb_call("Scan"):
             response = self.client.scan(
                 TableName=self.table_name,
                 ProjectionExpression="userId, deletedAt, syncedAt",
                 Limit=PRUNE_SCAN_LIMIT,
                 **extra,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("Scan", error_code(exc)) from exc
         items = [dict(item) for item in response.get("Items", []) if "S" in item.get("userId", {})]
         last = response.get("LastEvaluatedKey")
         return items, (dict(last) if last else None)
