@@ -12,9 +12,8 @@ step starts nothing and asks for INVOCATION_GAP_SECONDS of wait, which ends the 
 (contract §6a) and starts a fresh one a Clerk rate-limit window later, so the new container's empty
 limiter cannot add a burst to the old one's last window.
 
-The durable SDK is imported only here; it ships in the shared layer (layers/shared/requirements.txt),
-compiled to the runtime's bytecode like the rest, and no other function imports it. The logic is the
-layer's (usersync.sync.reconcile); this module only wires it to steps.
+The durable SDK (functions/reconcile/requirements.txt) is imported only here: the shared layer does
+not ship it. The logic is the layer's (usersync.sync.reconcile); this module only wires it to steps.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, ParallelConfig, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryDecision
 
-from usersync.clerk.backend_api import ClerkBackendApi
+from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
 from usersync.clerk.rate_limit import SlidingWindowLimiter
 from usersync.runtime.aws import SecretUnavailableError, dynamodb_client, secret_string
 from usersync.runtime.budget import TimeBudget, time_budget
@@ -74,7 +73,9 @@ class Invocation:
     def source(self, entity: str) -> Source:
         if entity not in self._sources:
             if self._limiter is None:  # one limiter: both entities share the rate
-                self._limiter = SlidingWindowLimiter(self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS)
+                self._limiter = SlidingWindowLimiter(
+                    self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS
+                )
             clerk = ClerkBackendApi(
                 secret_key(self.settings),
                 self.settings.clerk_api_url,
@@ -86,7 +87,9 @@ class Invocation:
             writer = Writer(self.options.write_threads)
             self._writers.append(writer)
             if entity == UserSource.entity:
-                source: Source = UserSource(clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer)
+                source: Source = UserSource(
+                    clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer
+                )
             else:
                 table = self.settings.organizations_table_name or ""
                 source = OrganizationSource(clerk, dynamodb_client(), table, self.options, writer)
@@ -96,7 +99,11 @@ class Invocation:
     def start(self, entity: str) -> PassState:
         kinds = UserSource.kinds if entity == UserSource.entity else OrganizationSource.kinds
         return PassState.start(
-            entity, kinds, dry_run=self.options.dry_run, prune=self.options.prune, now_ms=self.options.now_ms()
+            entity,
+            kinds,
+            dry_run=self.options.dry_run,
+            prune=self.options.prune,
+            now_ms=self.options.now_ms(),
         )
 
     def step(self, entity: str, state: PassState) -> PassState:
@@ -123,8 +130,11 @@ def secret_key(settings: ReconcileSettings) -> str:
 
 
 def retry_step(error: Exception, attempt: int) -> RetryDecision:
-    """Clerk or the table failing: back off and try again; the mass-prune guard: never."""
-    if attempt >= STEP_ATTEMPTS or "refusing to prune" in str(error):
+    """Clerk or the table failing: back off (a wait, no compute) and try again. Not for what a retry
+    cannot fix: a refused key or request (4xx other than 429), or the mass-prune guard."""
+    cause = error.__cause__
+    refused = isinstance(cause, ClerkApiError) and cause.status is not None and 400 <= cause.status < 500
+    if attempt >= STEP_ATTEMPTS or refused or "refusing to prune" in str(error):
         return RetryDecision.no_retry()
     return RetryDecision.retry(Duration.from_seconds(STEP_RETRY_BASE_SECONDS * 2 ** (attempt - 1)))
 
@@ -132,18 +142,26 @@ def retry_step(error: Exception, attempt: int) -> RetryDecision:
 STEP_CONFIG = StepConfig(retry_strategy=retry_step)
 
 
+def page_step(invocation: Invocation, entity: str, state: PassState) -> Callable[[Any], dict[str, Any]]:
+    """The function of one page's step (bound to its state: the step may run in another thread)."""
+    return lambda _: invocation.step(entity, state).to_dict()
+
+
 def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext], dict[str, Any]]:
     """One entity's pass as a branch: a start step, a step per page, waits, and a finishing step."""
 
     def branch(context: DurableContext) -> dict[str, Any]:
-        state = PassState.from_dict(context.step(lambda _: invocation.start(entity).to_dict(), f"{entity}-start"))
+        state = PassState.from_dict(
+            context.step(lambda _: invocation.start(entity).to_dict(), f"{entity}-start")
+        )
         number = 0
         try:
             while not state.done:
                 if state.wait_seconds:
-                    context.wait(Duration.from_seconds(math.ceil(state.wait_seconds)), f"{entity}-wait-{number}")
-                current = state
-                result = context.step(lambda _: invocation.step(entity, current).to_dict(), f"{entity}-{number}", STEP_CONFIG)
+                    context.wait(
+                        Duration.from_seconds(math.ceil(state.wait_seconds)), f"{entity}-wait-{number}"
+                    )
+                result = context.step(page_step(invocation, entity, state), f"{entity}-{number}", STEP_CONFIG)
                 state, number = PassState.from_dict(result), number + 1
         except Exception as exc:  # the step's last attempt failed: count the pass as failed, once
             message = str(exc)
@@ -157,14 +175,16 @@ def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext
 def make_handler(
     settings: ReconcileSettings, budget_of: Callable[[Any], Budget] = TimeBudget.from_context
 ) -> Callable[[Any, Any], Any]:
-    """The durable handler over `settings`; `budget_of` turns the Lambda context into the invocation's budget."""
+    """The durable handler over `settings`; `budget_of` gives an invocation's budget from its context."""
 
     def reconcile(event: Any, context: DurableContext) -> dict[str, Any]:
         # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
         dry_run = isinstance(event, dict) and event.get("dryRun") is True
         options = ReconcileOptions(dry_run=dry_run, prune=settings.prune)
         invocation = Invocation(settings, budget_of(context.lambda_context), options)
-        entities = [UserSource.entity] + ([OrganizationSource.entity] if settings.organizations_table_name else [])
+        entities = [UserSource.entity] + (
+            [OrganizationSource.entity] if settings.organizations_table_name else []
+        )
         try:
             batch = context.parallel(
                 [entity_pass(entity, invocation) for entity in entities],

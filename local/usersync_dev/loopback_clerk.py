@@ -77,6 +77,8 @@ class LoopbackClerk:
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query)
         path = unquote(parts.path)
+        if self.on_request is not None:
+            self.on_request(path, query)
         with self._lock:
             self.requests.append((self.clock(), path))
             if authorization != f"Bearer {self.secret_key}":
@@ -90,8 +92,6 @@ class LoopbackClerk:
                 )
             if any(path.startswith(prefix) for prefix in self.failing_prefixes):
                 return 503, {}, _error("service_unavailable", "try later")
-        if self.on_request is not None:
-            self.on_request(path, query)
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
         with self._lock:
@@ -99,6 +99,8 @@ class LoopbackClerk:
 
     def _route(self, path: str, query: dict[str, list[str]]) -> Answer:
         segments = path.strip("/").split("/")
+        if segments == ["v1", "users", "count"]:
+            return 200, {}, {"object": "total_count", "total_count": len(self.users)}
         if segments[:2] == ["v1", "users"]:
             return self._users(query) if len(segments) == 2 else self._one(self.users, segments[2])
         if segments[:2] == ["v1", "organizations"]:

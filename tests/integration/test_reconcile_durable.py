@@ -13,13 +13,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aws_durable_execution_sdk_python.execution import InvocationStatus
+from aws_durable_execution_sdk_python.lambda_service import InvocationStatus
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
 from tests.helpers import load_function, metric_counts
+from tests.organizations_support import get_organization, members_of_organization
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.settings import ReconcileSettings
-from usersync.store.organizations import OrganizationRepository
 from usersync.store.users import UserRepository
 from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user
 from usersync_dev.loopback_clerk import LoopbackClerk
@@ -50,10 +50,17 @@ class PagesBudget:
 def populate(clerk: LoopbackClerk) -> None:
     for index in range(USERS):
         clerk.add_user(
-            clerk_user(f"user_{index:05d}", email=f"u{index}@example.com", created_at=T0 + index, updated_at=T0 + index)
+            clerk_user(
+                f"user_{index:05d}",
+                email=f"u{index}@example.com",
+                created_at=T0 + index,
+                updated_at=T0 + index,
+            )
         )
     for index in range(ORGANIZATIONS):
-        organization = clerk_organization(f"org_{index:04d}", name=f"Org {index}", slug=f"org-{index}", created_at=T0 + index)
+        organization = clerk_organization(
+            f"org_{index:04d}", name=f"Org {index}", slug=f"org-{index}", created_at=T0 + index
+        )
         members = [
             clerk_membership(
                 f"orgmem_{index:04d}_{member}",
@@ -81,7 +88,9 @@ def clerk(organizations_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def run_execution(module: ModuleType, event: dict[str, Any] | None = None) -> Any:
     PagesBudget.created = 0
-    handler = module.make_handler(ReconcileSettings.from_env(), budget_of=lambda _: PagesBudget(PAGES_PER_INVOCATION))
+    handler = module.make_handler(
+        ReconcileSettings.from_env(), budget_of=lambda _: PagesBudget(PAGES_PER_INVOCATION)
+    )
     with DurableFunctionTestRunner(handler=handler) as runner:
         return runner.run(input=json.dumps(event or {}), execution_timeout=600)
 
@@ -92,11 +101,14 @@ def count_items(table: str) -> int:
 
 
 def assert_every_membership_right(organizations_table: str) -> None:
-    repository = OrganizationRepository(dynamodb_client(), organizations_table)
+    client = dynamodb_client()
     for index in (0, 57, ORGANIZATIONS - 1):
-        profile = repository.get_organization(f"org_{index:04d}")
+        profile = get_organization(client, organizations_table, f"org_{index:04d}")
         assert profile is not None and profile.name == f"Org {index}"
-        members = sorted(repository.members_of_organization(f"org_{index:04d}"), key=lambda m: m.membership_id)
+        members = sorted(
+            members_of_organization(client, organizations_table, f"org_{index:04d}"),
+            key=lambda m: m.membership_id,
+        )
         assert [(m.membership_id, m.user_id, m.role) for m in members] == [
             (f"orgmem_{index:04d}_0", f"user_{(index * 7) % USERS:05d}", "org:admin"),
             (f"orgmem_{index:04d}_1", f"user_{(index * 7 + 1) % USERS:05d}", "org:member"),

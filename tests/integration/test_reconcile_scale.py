@@ -20,7 +20,9 @@ T0 = 1_700_000_000_000
 
 
 def user(index: int) -> dict[str, Any]:
-    return clerk_user(f"user_{index:06d}", email=f"u{index}@example.com", created_at=T0 + index, updated_at=T0 + index)
+    return clerk_user(
+        f"user_{index:06d}", email=f"u{index}@example.com", created_at=T0 + index, updated_at=T0 + index
+    )
 
 
 @pytest.fixture
@@ -95,7 +97,11 @@ def peak_of_pass(clerk: LoopbackClerk, users_table: str, users: int) -> int:
     tracemalloc.start()
     try:
         result = run_whole_pass(
-            clerk.url, clerk.secret_key, dynamodb_client(), users_table, options=ReconcileOptions(dry_run=True)
+            clerk.url,
+            clerk.secret_key,
+            dynamodb_client(),
+            users_table,
+            options=ReconcileOptions(dry_run=True),
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -104,7 +110,9 @@ def peak_of_pass(clerk: LoopbackClerk, users_table: str, users: int) -> int:
     return peak
 
 
-def test_peak_memory_of_a_pass_does_not_grow_with_the_number_of_users(clerk: LoopbackClerk, users_table: str) -> None:
+def test_peak_memory_of_a_pass_does_not_grow_with_the_number_of_users(
+    clerk: LoopbackClerk, users_table: str
+) -> None:
     """A dry run over an empty table (every user read from Clerk, every page's versions read from the
     table, nothing written, so moto's own storage does not grow): the pass's peak at 1,000 and at
     8,000 users, ~2.8 MB both (a page of users, parsed). Holding ~900 bytes per user (the old snapshot

@@ -132,6 +132,12 @@ class ClerkBackendApi:
             fields["starting_after"] = after
         return _entries(self._get("/v1/users", fields), "/v1/users")
 
+    def count_users(self) -> int | None:
+        """How many users Clerk has (`GET /v1/users/count`): a progress bar's total; None if unknown."""
+        body = self._get("/v1/users/count", {})
+        total = body.get("total_count") if isinstance(body, dict) else None
+        return total if isinstance(total, int) else None
+
     def users_by_id(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Which of `user_ids` (at most MAX_IDS_PER_REQUEST) Clerk still has, in one request."""
         if len(user_ids) > MAX_IDS_PER_REQUEST:

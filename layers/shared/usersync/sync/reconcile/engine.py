@@ -25,7 +25,7 @@ from usersync.clerk.backend_api import ClerkApiError
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
-from usersync.store.users import RepositoryError
+from usersync.store.errors import RepositoryError
 from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
 
 _T = TypeVar("_T")
@@ -109,9 +109,10 @@ def _pass_metric(metric: SyncMetric, kind: str, value: int) -> None:
         datapoint.add_dimension(ENTITY_DIMENSION, kind)
 
 
-def finish_pass(state: PassState) -> dict[str, object]:
-    """Log the pass and emit its metrics (once per pass: the durable function runs this as a step)."""
-    if not state.dry_run:
+def finish_pass(state: PassState, *, emit: bool = True) -> dict[str, object]:
+    """Log the pass and emit its metrics (once per pass: the durable function runs this as a step).
+    `emit=False` for a shell: EMF printed there reaches no CloudWatch and would only clutter stdout."""
+    if emit and not state.dry_run:
         for kind, counts in state.counts.items():
             for metric, name in _PASS_METRICS:
                 _pass_metric(metric, kind, getattr(counts, name))
@@ -119,9 +120,9 @@ def finish_pass(state: PassState) -> dict[str, object]:
     return state.summary()
 
 
-def fail_pass(state: PassState | None, entity: str, error: str) -> None:
+def fail_pass(state: PassState | None, entity: str, error: str, *, emit: bool = True) -> None:
     """Log a pass that stopped and count it (ReconcileFailed; not for a dry run)."""
-    if state is None or not state.dry_run:
+    if emit and (state is None or not state.dry_run):
         _pass_metric(SyncMetric.RECONCILE_FAILED, entity, 1)
     summary = state.summary() if state is not None else {"entity": entity}
     logger.error("reconcile failed", extra={"error": error, "reconcile": summary})
@@ -136,6 +137,7 @@ def run_pass(
     *,
     on_checkpoint: Checkpoint | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    emit_metrics: bool = True,
 ) -> PassState:
     """Drive a whole pass in this process (CLI, bench, tests): step until done, sleeping through waits.
 
@@ -150,9 +152,9 @@ def run_pass(
             elif on_checkpoint is not None:
                 on_checkpoint(state)
     except ReconcileError as exc:
-        fail_pass(exc.state or state, source.entity, str(exc))
+        fail_pass(exc.state or state, source.entity, str(exc), emit=emit_metrics)
         raise
-    finish_pass(state)
+    finish_pass(state, emit=emit_metrics)
     return state
 
 

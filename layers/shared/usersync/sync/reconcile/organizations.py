@@ -21,26 +21,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from usersync.clerk.backend_api import ClerkBackendApi
-from usersync.runtime.aws import error_code
+from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call, query_items
 from usersync.store.organizations import (
-    BATCH_GET_LIMIT,
+    MEMBER_PREFIX,
+    ORG_PREFIX,
     PROFILE_SORT_KEY,
-    ClerkMembership,
-    ClerkOrganization,
     MembershipRecord,
     OrganizationItem,
     OrganizationRecord,
     OrganizationRepository,
-    batch_get,
-    write_organization_item,
 )
-from usersync.store.users import RepositoryError, WriteOutcome
+from usersync.sync.organizations import write_organization_item
 from usersync.sync.reconcile.engine import Writer
 from usersync.sync.reconcile.state import (
     Counts,
@@ -205,23 +202,39 @@ class OrganizationSource:
 
     def _prune_memberships(self, org_id: str, state: PassState, since: str, now: int) -> None:
         """Tombstone the stored live memberships of `org_id` that Clerk's fresh listing lacks."""
-        stored = [m for m in self.repository.members_of_organization(org_id) if (m.synced_at or "") < since]
+        stored = [m for m in self.live_memberships(org_id) if m["syncedAt"] < since]
         if not stored:
             return
         listed = self.list_memberships(org_id, state)
         counts = state.counts["memberships"]
         counts.checked += len(stored)
-        missing = [m for m in stored if m.membership_id not in listed]
+        missing = [m for m in stored if m["membershipId"] not in listed]
         refuse_mass_prune("memberships", counts, len(missing), state)
         for membership in missing:
             tombstone = MembershipRecord.tombstone(
                 org_id,
-                membership.membership_id,
-                membership.user_id,
+                membership["membershipId"],
+                membership["userId"],
                 deleted_at=now,
                 source=SyncSource.RECONCILE,
             )
             self._tombstone(tombstone, counts, state.dry_run)
+
+    def live_memberships(self, org_id: str) -> list[dict[str, str]]:
+        """The organization's stored live memberships (ids and `syncedAt`): one Query of its partition."""
+        items = query_items(
+            self.client,
+            self.repository.table_name,
+            KeyConditionExpression="pk = :org AND begins_with(sk, :member)",
+            FilterExpression="attribute_not_exists(deletedAt)",
+            ProjectionExpression="membershipId, userId, syncedAt",
+            ExpressionAttributeValues={":org": {"S": ORG_PREFIX + org_id}, ":member": {"S": MEMBER_PREFIX}},
+        )
+        return [
+            {name: item.get(name, {}).get("S", "") for name in ("membershipId", "userId", "syncedAt")}
+            for item in items
+            if item.get("membershipId", {}).get("S") and item.get("userId", {}).get("S")
+        ]
 
     def _tombstone(self, record: OrganizationItem, counts: Counts, dry_run: bool) -> None:
         if not dry_run and write_organization_item(self.repository, record) is not WriteOutcome.APPLIED:
@@ -236,7 +249,7 @@ class OrganizationSource:
     ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
         """One Scan page of live organization profiles: (org id, syncedAt)."""
         extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        try:
+        with dynamodb_call("Scan"):
             response = self.client.scan(
                 TableName=self.repository.table_name,
                 ProjectionExpression="orgId, syncedAt",
@@ -245,8 +258,6 @@ class OrganizationSource:
                 Limit=PRUNE_SCAN_LIMIT,
                 **extra,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("Scan", error_code(exc)) from exc
         profiles = [
             (item["orgId"]["S"], item.get("syncedAt", {}).get("S", ""))
             for item in response.get("Items", [])

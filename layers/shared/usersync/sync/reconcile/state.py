@@ -117,7 +117,7 @@ class ReconcileOptions:
 
     dry_run: bool = False  # count what would be written, write nothing
     prune: bool = False  # tombstone what Clerk no longer has (after the whole listing only)
-    now_ms: Callable[[], int] = epoch_ms  # the deletion time of a pruned item, the pass's start
+    now_ms: Callable[[], int] = epoch_ms  # the deletion time of a pruned item
     write_threads: int = 8  # conditional writes in flight at once (botocore clients are thread-safe)
 
 

@@ -7,7 +7,7 @@ whose stored Clerk version is older or absent. A newer webhook write is never ov
 tombstone never resurrected: the condition decides, the read only saves writes.
 
 Pruning (opt-in): one Scan page of the table (ids and deletion only), the live ids not written during
-this pass asked of Clerk in one `GET /v1/users?user_id=...` request, each id Clerk did not return
+this pass asked of Clerk 100 at a time (`GET /v1/users?user_id=...`), each id Clerk did not return
 confirmed with `GET /v1/users/{id}` (404) before its tombstone is written.
 """
 
@@ -15,23 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST, ClerkBackendApi
 from usersync.clerk.users import ClerkUser
-from usersync.runtime.aws import error_code
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.organizations import BATCH_GET_LIMIT, batch_get
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call
+from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord
-from usersync.store.users import (
-    RepositoryError,
-    UninterpretableItemError,
-    UserRepository,
-    WriteOutcome,
-    item_to_record,
-)
+from usersync.store.users import UserRepository, item_to_record
 from usersync.sync.reconcile.engine import Writer
 from usersync.sync.reconcile.state import (
     Counts,
@@ -47,7 +40,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 VERSION_PROJECTION = "userId, updatedAt, clerkUpdatedAt, deletedAt, #source"
-PRUNE_SCAN_LIMIT = MAX_IDS_PER_REQUEST  # one Scan page = one Clerk request
+# One prune step: a Scan page of 500 ids, asked of Clerk 100 at a time (5 requests). Fewer, larger steps
+# keep a pass's durable history short (each step is one operation of the execution).
+PRUNE_SCAN_LIMIT = 5 * MAX_IDS_PER_REQUEST
 
 
 def stored_clerk_version(stored: UserRecord) -> int | None:
@@ -100,7 +95,12 @@ class UserSource:
             except ValidationError:
                 logger.warning("Clerk user entry skipped: invalid", extra={"userId": entry.get("id")})
                 counts.skipped += 1
-        stored = self.stored_versions([user.id for user in users])
+        self.apply_stored(users, self.stored_versions([user.id for user in users]), counts, dry_run=dry_run)
+
+    def apply_stored(
+        self, users: list[ClerkUser], stored: dict[str, UserRecord], counts: Counts, *, dry_run: bool
+    ) -> None:
+        """Write what `stored` (read a moment ago, maybe stale: the write's condition decides) lacks."""
         to_write: list[tuple[UserRecord, bool]] = []
         for user in users:
             current = stored.get(user.id)
@@ -164,7 +164,11 @@ class UserSource:
         counts = state.counts["users"]
         counts.checked += len(live)
         before = self.clerk.requests
-        present = {entry.get("id") for entry in self.clerk.users_by_id(live)}
+        present: set[Any] = set()
+        for start in range(0, len(live), MAX_IDS_PER_REQUEST):
+            present.update(
+                entry.get("id") for entry in self.clerk.users_by_id(live[start : start + MAX_IDS_PER_REQUEST])
+            )
         candidates = [user_id for user_id in live if user_id not in present]
         refuse_mass_prune("users", counts, len(candidates), state)
         for user_id in candidates:
@@ -191,15 +195,13 @@ class UserSource:
     def _scan_page(self, start: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of the table's ids (and what says whether they are live), from `start`."""
         extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        try:
+        with dynamodb_call("Scan"):
             response = self.client.scan(
                 TableName=self.table_name,
                 ProjectionExpression="userId, deletedAt, syncedAt",
                 Limit=PRUNE_SCAN_LIMIT,
                 **extra,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise RepositoryError("Scan", error_code(exc)) from exc
         items = [dict(item) for item in response.get("Items", []) if "S" in item.get("userId", {})]
         last = response.get("LastEvaluatedKey")
         return items, (dict(last) if last else None)
