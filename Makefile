@@ -70,11 +70,15 @@ cfn-lint: $(STAMP) $(SAM_STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-$(WHEELS_STAMP): layers/shared/requirements.txt | $(STAMP)
+# The layer's closure and what a function ships itself (functions/*/requirements.txt: the reconcile
+# function's durable SDK), so every `sam build` of the template works offline from these wheels.
+BUILD_REQUIREMENTS := layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
+
+$(WHEELS_STAMP): $(BUILD_REQUIREMENTS) | $(STAMP)
 	py=$$($(FIND_RUNTIME_PYTHON)) && for platform in manylinux2014_aarch64 manylinux2014_x86_64; do \
 	  "$$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	    --implementation cp --python-version $(RUNTIME_VERSION) --platform $$platform \
-	    -d $(WHEELS)/$$platform -r layers/shared/requirements.txt || exit 1; done
+	    -d $(WHEELS)/$$platform $(addprefix -r ,$(BUILD_REQUIREMENTS)) || exit 1; done
 	touch $(WHEELS_STAMP)
 
 wheels: $(WHEELS_STAMP)
