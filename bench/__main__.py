@@ -112,8 +112,9 @@ def _refreshed(
             placed.add(benchmark)
     merged.extend(goal for goal in fresh if goal.benchmark not in placed)
     kept = {key: previous[key] for key in TOP_LEVEL_OBJECTS if key in previous}
+    earlier = previous.get("refreshed", {}).get("benchmarks", [])
     kept["refreshed"] = {
-        "benchmarks": names,
+        "benchmarks": [*earlier, *(name for name in names if name not in earlier)],
         "others_generated_at": previous.get("refreshed", {}).get("others_generated_at")
         or previous.get("generated_at"),
     }
