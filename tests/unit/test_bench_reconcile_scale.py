@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
 import pytest
@@ -18,8 +18,12 @@ import urllib3
 from botocore.exceptions import ClientError
 
 from bench import reconcile_scale
+from bench._common import Goal
 from bench.scale_standins import SECRET_KEY, LatencyDynamo, LoopbackClerk, condition_holds, user_id_of
 from usersync.store.users import CLERK_RECORD_CONDITION, TOMBSTONE_CONDITION
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 VALUES = {":updatedAt": {"N": "200"}, ":authorizer": {"S": "authorizer"}}
 NAMES = {"#source": "source"}
@@ -67,12 +71,16 @@ def test_the_earliest_tombstone_condition_and_not() -> None:
 def test_the_dynamodb_stand_in_through_botocore_conditional_put_batch_get_and_unknown_operations() -> None:
     with LatencyDynamo(latency_ms=(0.0, 0.0)) as dynamo:
         dynamo.create_table("t", ["userId"])
-        client = botocore.session.get_session().create_client(
-            "dynamodb",
-            endpoint_url=dynamo.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+        session = botocore.session.get_session()
+        client = cast(
+            "DynamoDBClient",
+            session.create_client(
+                "dynamodb",
+                endpoint_url=dynamo.url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            ),
         )
         item = _item(userId="u1", updatedAt=100, clerkUpdatedAt=100, source="webhook", email="a@example.com")
         client.put_item(TableName="t", Item=item, ConditionExpression="attribute_not_exists(userId)")
@@ -168,7 +176,7 @@ def test_refresh_replaces_only_the_rows_of_the_benchmarks_run(
             }
         )
     )
-    fresh = [reconcile_scale.Goal("compare-first", "new", 2.0, "info", None)]
+    fresh = [Goal("compare-first", "new", 2.0, "info", None)]
     monkeypatch.setitem(bench_cli.FULL, "compare-first", lambda: fresh)
     assert bench_cli.main(["--only", "compare-first", "--refresh", "--output", str(output)]) == 0
     document = json.loads(output.read_text())
