@@ -52,7 +52,7 @@ def authorizer_app() -> Iterator[AuthorizerSetup]:
     offline_env()
     from moto import mock_aws
 
-    from usersync.aws import dynamodb_client, reset_clients
+    from usersync.runtime.aws import dynamodb_client, reset_clients
     from usersync_dev.clerk import SigningKey
     from usersync_dev.template import create_users_table
 

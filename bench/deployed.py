@@ -319,15 +319,17 @@ class World:
         each, before the /me process starts (these calls are not counted: they precede its log)."""
         import boto3
 
-        from usersync.models import ClerkUser, SyncSource, UserRecord
-        from usersync.organizations import (
+        from usersync.clerk.users import ClerkUser
+        from usersync.runtime.metrics import SyncSource
+        from usersync.store.organizations import (
             ClerkMembership,
             ClerkOrganization,
             MembershipRecord,
             OrganizationRecord,
             OrganizationRepository,
         )
-        from usersync.repository import UserRepository
+        from usersync.store.records import UserRecord
+        from usersync.store.users import UserRepository
         from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user, now_ms
 
         client = boto3.session.Session(

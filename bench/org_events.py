@@ -93,7 +93,7 @@ def run(*, organizations: int = 200, seed: int = 18) -> list[Goal]:
     offline_env()
     from moto import mock_aws
 
-    from usersync.aws import dynamodb_client, reset_clients
+    from usersync.runtime.aws import dynamodb_client, reset_clients
     from usersync_dev.apigw import http_api_event
     from usersync_dev.clerk import clerk_event, clerk_user, new_webhook_secret, sign_delivery
     from usersync_dev.handlers import load_function

@@ -69,8 +69,8 @@ def _naive_handler(client: Any, secret: str) -> Any:
     """The seed's read-then-write, kept to the same verification/parsing so only the write differs."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from usersync.http import json_response, parse_proxy_event
-    from usersync.webhooks import parse_clerk_event, record_for, verify_signature
+    from usersync.api.http import json_response, parse_proxy_event
+    from usersync.api.webhook import parse_clerk_event, record_for, verify_signature
 
     serializer = TypeSerializer()
 
@@ -116,7 +116,7 @@ def run(*, events: int = 1000, rounds: int = 3, seed: int = 8) -> list[Goal]:
     offline_env()
     from moto.server import ThreadedMotoServer
 
-    from usersync.aws import dynamodb_client, reset_clients
+    from usersync.runtime.aws import dynamodb_client, reset_clients
     from usersync_dev.clerk import new_webhook_secret
     from usersync_dev.template import create_users_table
 

@@ -57,12 +57,12 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
     offline_env()
     from svix.webhooks import Webhook as SvixWebhook
 
-    from usersync.aws import dynamodb_client, reset_clients
-    from usersync.http import parse_proxy_event
-    from usersync.observability import logger, metrics
-    from usersync.repository import UserRepository, attributes_to_item
-    from usersync.sync import write_user
-    from usersync.webhooks import parse_clerk_event, process_webhook, record_for, verify_signature
+    from usersync.api.http import parse_proxy_event
+    from usersync.api.webhook import parse_clerk_event, process_webhook, record_for, verify_signature
+    from usersync.runtime.aws import dynamodb_client, reset_clients
+    from usersync.runtime.observability import logger, metrics
+    from usersync.store.users import UserRepository, attributes_to_item
+    from usersync.sync.users import write_user
     from usersync_dev.apigw import http_api_event
     from usersync_dev.clerk import clerk_event, clerk_user, new_user_id, new_webhook_secret, sign_delivery
 

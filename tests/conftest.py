@@ -40,8 +40,8 @@ from tests.helpers import (  # noqa: E402
     WebhookDriver,
     load_function,
 )
-from usersync.aws import dynamodb_client, reset_clients  # noqa: E402
-from usersync.observability import metrics  # noqa: E402
+from usersync.runtime.aws import dynamodb_client, reset_clients  # noqa: E402
+from usersync.runtime.observability import metrics  # noqa: E402
 from usersync_dev.clerk import SigningKey, new_webhook_secret  # noqa: E402
 from usersync_dev.template import create_organizations_table, create_users_table  # noqa: E402
 

@@ -113,7 +113,7 @@ class LogCapture:
     so capsys alone misses it): a handler with the logger's own JSON formatter on a StringIO."""
 
     def __init__(self) -> None:
-        from usersync.observability import logger
+        from usersync.runtime.observability import logger
 
         self._logger = logging.getLogger(logger.name)  # the stdlib logger Powertools writes through
         self._buffer = io.StringIO()

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from tests.helpers import FakeLambdaContext
-from usersync.aws import dynamodb_client
+from usersync.runtime.aws import dynamodb_client
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import clerk_event, clerk_membership, clerk_organization, deleted_organization
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usersync.authorizer import Authorizer
-from usersync.aws import dynamodb_client
-from usersync.budget import with_time_budget
-from usersync.observability import logger, metrics
-from usersync.repository import UserRepository
-from usersync.settings import AuthorizerSettings
-from usersync.sync import UserCache
-from usersync.tokens import TokenVerifier
+from usersync.api.authorizer import Authorizer
+from usersync.clerk.tokens import TokenVerifier
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.budget import with_time_budget
+from usersync.runtime.observability import logger, metrics
+from usersync.runtime.settings import AuthorizerSettings
+from usersync.store.users import UserRepository
+from usersync.sync.users import UserCache
 
 settings = AuthorizerSettings.from_env()
 authorizer = Authorizer(

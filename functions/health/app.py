@@ -4,12 +4,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usersync.aws import health_clients
-from usersync.budget import with_time_budget
-from usersync.health import HealthCheck
-from usersync.http import json_response
-from usersync.observability import logger
-from usersync.settings import HealthSettings
+from usersync.api.health import HealthCheck
+from usersync.api.http import json_response
+from usersync.runtime.aws import health_clients
+from usersync.runtime.budget import with_time_budget
+from usersync.runtime.observability import logger
+from usersync.runtime.settings import HealthSettings
 
 settings = HealthSettings.from_env()
 clients = health_clients()

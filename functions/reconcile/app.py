@@ -1,23 +1,22 @@
-"""Scheduled reconciliation: re-apply every Clerk user to the table (see usersync.reconcile).
+"""Scheduled reconciliation: re-apply every Clerk user to the table (see usersync.sync.reconcile).
 
 Returns the counts; any failure raises, so the invocation is marked failed (and ReconcileFailed is
 emitted) after the pages read before the failure have been applied. Running out of time is a clean
-stop too: every outbound call checks the invocation's budget first (usersync.budget).
+stop too: every outbound call checks the invocation's budget first (usersync.runtime.budget).
 """
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usersync.aws import SecretUnavailableError, dynamodb_client, secret_string
-from usersync.budget import current_budget, with_time_budget
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource
-from usersync.observability import logger, metrics
-from usersync.organizations import OrganizationRepository
-from usersync.reconcile import ReconcileError, ReconcileOptions, reconcile
-from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
-from usersync.settings import ReconcileSettings
+from usersync.runtime.aws import SecretUnavailableError, dynamodb_client, secret_string
+from usersync.runtime.budget import current_budget, with_time_budget
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger, metrics
+from usersync.runtime.settings import ReconcileSettings
+from usersync.store.organizations import OrganizationRepository
+from usersync.sync.reconcile import ReconcileError, ReconcileOptions, reconcile
+from usersync.sync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
 
 settings = ReconcileSettings.from_env()
 

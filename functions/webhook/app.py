@@ -4,16 +4,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usersync.aws import THROTTLING_ERROR_CODES, SecretUnavailableError, dynamodb_client
-from usersync.budget import with_time_budget
-from usersync.http import json_response
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource
-from usersync.observability import logger, metrics
-from usersync.organizations import OrganizationRepository
-from usersync.repository import RepositoryError, UserRepository
-from usersync.settings import WebhookSettings
-from usersync.webhooks import WebhookRejection, process_webhook, read_request, signing_secret
+from usersync.api.http import json_response
+from usersync.api.webhook import WebhookRejection, process_webhook, read_request, signing_secret
+from usersync.runtime.aws import THROTTLING_ERROR_CODES, SecretUnavailableError, dynamodb_client
+from usersync.runtime.budget import with_time_budget
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger, metrics
+from usersync.runtime.settings import WebhookSettings
+from usersync.store.organizations import OrganizationRepository
+from usersync.store.users import RepositoryError, UserRepository
 
 settings = WebhookSettings.from_env()
 repository = UserRepository(dynamodb_client(), settings.users_table_name)

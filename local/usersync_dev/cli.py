@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from usersync.models import user_profile
+    from usersync.clerk.users import user_profile
     from usersync_dev.clerk import mint_token, session_claims
 
     if (args.org_slug or args.org_role != "org:member") and not args.org_id:
@@ -144,7 +144,7 @@ def _organization_payload(args: argparse.Namespace, now: int) -> dict[str, Any]:
 
 
 def _webhook_payload(args: argparse.Namespace) -> dict[str, Any]:
-    from usersync.models import user_profile
+    from usersync.clerk.users import user_profile
     from usersync_dev.clerk import clerk_event, clerk_user, deleted_user, now_ms
 
     # A fresh, increasing updated_at: a later update always wins the table's conditional write.
@@ -233,7 +233,7 @@ def _invoke(args: argparse.Namespace) -> int:
         # current when it is created, so create it now (in the function's environment: Metrics reads
         # its namespace then too), with stdout pointed at stderr.
         with function_environment(spec.environment), contextlib.redirect_stdout(sys.stderr):
-            importlib.import_module("usersync.observability")
+            importlib.import_module("usersync.runtime.observability")
         if stack is None:
             import boto3
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from usersync_dev.template import REPO_ROOT
 
-# The session token's custom claims usersync reads (usersync.tokens.SessionClaims), as Clerk shortcodes.
+# The session token's custom claims usersync reads (usersync.clerk.tokens.SessionClaims), as Clerk shortcodes.
 SESSION_CLAIMS_TEMPLATE = {
     "email": "{{user.primary_email_address}}",
     "firstName": "{{user.first_name}}",
@@ -40,7 +40,8 @@ class DeployedStack:
 
 def subscribed_events() -> list[str]:
     """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant in its modules."""
-    from usersync import organizations, webhooks
+    from usersync.api import webhook as webhooks
+    from usersync.store import organizations
 
     events: set[str] = set()
     for module in (webhooks, organizations):
@@ -63,7 +64,7 @@ def render_next_steps(stack: DeployedStack) -> str:
     secret_arn = parameters.get("ClerkWebhookSecretArn", "")
     cookie_mode = parameters.get("AuthMode") == "cookie"
     region = shlex.quote(stack.region)
-    from usersync.aws import SECRET_CACHE_SECONDS
+    from usersync.runtime.aws import SECRET_CACHE_SECONDS
 
     cache_minutes = max(1, SECRET_CACHE_SECONDS // 60)
     secret_id = shlex.quote(secret_arn or "<ClerkWebhookSecretArn>")

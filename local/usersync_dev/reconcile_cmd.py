@@ -12,10 +12,10 @@ import json
 import os
 import sys
 
-from usersync.aws import dynamodb_client
-from usersync.observability import metrics
-from usersync.organizations import OrganizationRepository
-from usersync.reconcile import (
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.observability import metrics
+from usersync.store.organizations import OrganizationRepository
+from usersync.sync.reconcile import (
     DEFAULT_API_URL,
     DEFAULT_MAX_RETRIES,
     MAX_PAGE_SIZE,
@@ -23,7 +23,7 @@ from usersync.reconcile import (
     ReconcileOptions,
     reconcile,
 )
-from usersync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
+from usersync.sync.reconcile_orgs import ClerkOrganizationsClient, reconcile_organizations
 
 
 def _parser() -> argparse.ArgumentParser:

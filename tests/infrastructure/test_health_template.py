@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from usersync.health import sync_metric_queries
-from usersync.metrics import SyncMetric
-from usersync.settings import HealthSettings
+from usersync.api.health import sync_metric_queries
+from usersync.runtime.metrics import SyncMetric
+from usersync.runtime.settings import HealthSettings
 from usersync_dev.template import load_template
 
 PARAMETER_VALUES = {

@@ -32,12 +32,13 @@ from tests.session_tokens import (
     hs256_with_public_pem,
     trust_pem,
 )
-from usersync.authorizer import Authorizer, Unauthorized
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.repository import UserRepository
-from usersync.sync import UserCache
-from usersync.tokens import TokenVerifier, load_public_key
+from usersync.api.authorizer import Authorizer, Unauthorized
+from usersync.clerk.tokens import TokenVerifier, load_public_key
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
+from usersync.store.users import UserRepository
+from usersync.sync.users import UserCache
 from usersync_dev.apigw import (
     http_api_authorizer_event,
     method_arn,
@@ -693,7 +694,7 @@ def test_the_sample_organization_event_is_allowed_with_the_organization(
 
 def test_importing_the_authorizer_does_not_import_the_webhook_verifier(key: SigningKey) -> None:
     app_path = str(REPO_ROOT / "functions" / "authorizer" / "app.py")
-    watched = ("svix", "standardwebhooks", "usersync.webhooks", "jwt")
+    watched = ("svix", "standardwebhooks", "usersync.api.webhook", "jwt")
     script = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('app', {app_path!r})\n"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import EmittedMetric, FakeLambdaContext, WebhookDriver, authorize_bearer, emitted_metrics
 from tests.reliability.support import unused_port
-from usersync.aws import health_clients
+from usersync.runtime.aws import health_clients
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, new_user_id, session_claims
 from usersync_dev.emf import forward_emf_lines

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from tests.helpers import FakeLambdaContext
-from usersync.aws import health_clients
+from usersync.runtime.aws import health_clients
 from usersync_dev.apigw import http_api_event
 
 NAMESPACE = "usersync-test"  # POWERTOOLS_METRICS_NAMESPACE in tests/conftest.py

@@ -12,9 +12,10 @@ import pytest
 
 from tests.helpers import FakeLambdaContext, authorize_bearer
 from tests.session_tokens import USER_ID
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.repository import UserRepository
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
+from usersync.store.users import UserRepository
 from usersync_dev.apigw import http_api_event, rest_event
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 

@@ -15,8 +15,8 @@ import pytest
 
 from tests.helpers import FakeLambdaContext, WebhookDriver
 from tests.organizations_support import T0, DynamoCalls, call_me, membership_event, organization_event
-from usersync.aws import dynamodb_client
-from usersync.organizations import OrganizationRepository, without_deleted_users
+from usersync.runtime.aws import dynamodb_client
+from usersync.store.organizations import OrganizationRepository, without_deleted_users
 from usersync_dev.clerk import clerk_event, clerk_user, deleted_user
 
 USER = "user_2abcDEFghiJKLmnoPQRstuVW"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import FakeLambdaContext, WebhookDriver, metric_counts
 from tests.organizations_support import T0, DynamoCalls, membership_event, organization_event
-from usersync.observability import metrics
+from usersync.runtime.observability import metrics
 from usersync_dev.clerk import clerk_event
 
 ORG = "org_2abcACMEghiJKLmnoPQRstuVW"

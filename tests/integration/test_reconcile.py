@@ -18,17 +18,18 @@ import boto3
 import pytest
 
 from tests.helpers import InvokeFunction, LogCapture, metric_counts
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.observability import metrics
-from usersync.reconcile import (
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.runtime.observability import metrics
+from usersync.store.records import UserRecord
+from usersync.store.users import UserRepository
+from usersync.sync.reconcile import (
     ClerkUsersClient,
     ReconcileError,
     ReconcileOptions,
     ReconcileReport,
     reconcile,
 )
-from usersync.repository import UserRepository
 from usersync_dev import reconcile_cmd
 from usersync_dev.clerk import clerk_event, clerk_user, sign_delivery
 

@@ -15,12 +15,16 @@ import pytest
 from tests.helpers import InvokeFunction, metric_counts
 from tests.integration.test_reconcile import SECRET_KEY, FakeClerk, point_reconcile_at, serving
 from tests.organizations_support import T0, DynamoCalls
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource
-from usersync.observability import metrics
-from usersync.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
-from usersync.reconcile import ReconcileError, ReconcileOptions
-from usersync.reconcile_orgs import ClerkOrganizationsClient, OrganizationsReport, reconcile_organizations
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.runtime.observability import metrics
+from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
+from usersync.sync.reconcile import ReconcileError, ReconcileOptions
+from usersync.sync.reconcile_orgs import (
+    ClerkOrganizationsClient,
+    OrganizationsReport,
+    reconcile_organizations,
+)
 from usersync_dev.clerk import clerk_membership, clerk_organization
 
 ORGS_TABLE = "usersync-test-organizations"

@@ -12,8 +12,8 @@ import pytest
 
 from tests.reliability.support import PROFILE, unused_port, write_report
 from tests.session_tokens import trust_pem
-from usersync.aws import reset_clients
-from usersync.observability import logger
+from usersync.runtime.aws import reset_clients
+from usersync.runtime.observability import logger
 from usersync_dev.clerk import SigningKey
 
 FAULT_TABLE = "usersync-test-users"

@@ -19,7 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, settings
 
 from tests.helpers import REPO_ROOT
-from usersync.aws import dynamodb_client
+from usersync.runtime.aws import dynamodb_client
 
 # ---------------------------------------------------------------- hypothesis profiles
 

@@ -244,7 +244,7 @@ def keys() -> Iterator[Keys]:
 
 def _seed_victim() -> None:
     """A stored user an accepted forgery would overwrite (older than any token, different profile)."""
-    from usersync.aws import dynamodb_client
+    from usersync.runtime.aws import dynamodb_client
 
     dynamodb_client().put_item(
         TableName=TABLE,

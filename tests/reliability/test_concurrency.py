@@ -19,7 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.helpers import WebhookDriver
 from tests.reliability.support import REPORT, read_item, unused_port, without_synced_at
-from usersync.aws import dynamodb_client, reset_clients
+from usersync.runtime.aws import dynamodb_client, reset_clients
 from usersync_dev.clerk import clerk_event, clerk_user
 from usersync_dev.template import create_users_table
 

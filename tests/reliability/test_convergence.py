@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 from tests.helpers import WebhookDriver, authorize_bearer
 from tests.reliability.support import REPORT, budget, read_item, without_synced_at
 from tests.session_tokens import ISSUER
-from usersync.aws import dynamodb_client
-from usersync.models import UserRecord
-from usersync.reconcile import ReconcileReport, ReconcileRun
-from usersync.repository import UserRepository
+from usersync.runtime.aws import dynamodb_client
+from usersync.store.records import UserRecord
+from usersync.store.users import UserRepository
+from usersync.sync.reconcile import ReconcileReport, ReconcileRun
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, deleted_user, session_claims
 
 TABLE = "usersync-test-users"

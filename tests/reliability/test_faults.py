@@ -1,7 +1,7 @@
 """Faults outside our code: DynamoDB errors and outages, CloudWatch down or hanging, JWKS down or slow.
 
 AWS errors are injected with botocore's Stubber on the very client the handler uses
-(`usersync.aws.dynamodb_client()` / `health_clients()` are cached per container): the Stubber stands
+(`usersync.runtime.aws.dynamodb_client()` / `health_clients()` are cached per container): the Stubber stands
 in for AWS, our code runs unchanged. Outages are real sockets on 127.0.0.1: a closed port (refused)
 or a listener that never answers (hangs). Expected: the webhook answers 5xx so Svix retries and
 counts a failure, nothing is written; the authorizer still allows a valid token and counts the
@@ -29,7 +29,7 @@ from tests.jwks_server import JwksServer
 from tests.reliability.counted import counted
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import scan_all
-from usersync.aws import dynamodb_client, health_clients, reset_clients
+from usersync.runtime.aws import dynamodb_client, health_clients, reset_clients
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from tests.helpers import WebhookDriver
 from tests.organizations_support import call_me
 from tests.reliability.support import REPORT, budget
-from usersync.aws import dynamodb_client
+from usersync.runtime.aws import dynamodb_client
 from usersync_dev.clerk import (
     clerk_event,
     clerk_membership,

@@ -25,8 +25,8 @@ import pytest
 from tests.helpers import bearer_authorizer_event, check_http_response, metric_counts
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import REPORT
-from usersync.aws import reset_clients
-from usersync.reconcile import ReconcileError
+from usersync.runtime.aws import reset_clients
+from usersync.sync.reconcile import ReconcileError
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
 from usersync_dev.local_aws import LocalLambdaContext

@@ -14,10 +14,7 @@ import pytest
 
 from tests.helpers import Response, WebhookDriver, metric_counts
 from tests.reliability.support import REPORT, scan_all
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.repository import MAX_ITEM_BYTES, UnstorableRecordError, ensure_storable
-from usersync.webhooks import (
+from usersync.api.webhook import (
     UnstorableDeliveryError,
     WebhookBodyTooLargeError,
     WebhookPayloadError,
@@ -25,6 +22,10 @@ from usersync.webhooks import (
     WebhookRequestError,
     WebhookSignatureError,
 )
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
+from usersync.store.users import MAX_ITEM_BYTES, UnstorableRecordError, ensure_storable
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import clerk_event, clerk_organization, clerk_user, deleted_user
 

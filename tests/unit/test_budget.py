@@ -1,4 +1,4 @@
-"""The time budget stops attempts that could not finish in time, and only those (usersync.budget/aws).
+"""The time budget stops attempts that could not finish in time, and only those (usersync.runtime.budget/aws).
 
 DynamoDB is a loopback listener that never answers; the connections it queued show how many attempts
 botocore really started.
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from usersync.aws import dynamodb_client, reset_clients
-from usersync.budget import TimeBudget, time_budget
-from usersync.repository import RepositoryError, UserRepository
+from usersync.runtime.aws import dynamodb_client, reset_clients
+from usersync.runtime.budget import TimeBudget, time_budget
+from usersync.store.users import RepositoryError, UserRepository
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_no_attempt_is_started_when_none_fits(silent_table: tuple[socket.socket,
 
 def test_a_hanging_jwks_fetch_ends_inside_the_invocation_budget() -> None:
     """The JWKS fetch is bounded by what the invocation has left, not by its fixed 2 s per operation."""
-    from usersync.tokens import DenyReason, JwksKeySource, KeyUnavailableError
+    from usersync.clerk.tokens import DenyReason, JwksKeySource, KeyUnavailableError
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from usersync_dev.clerk import SigningKey, new_webhook_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYER_DIR = REPO_ROOT / "layers" / "shared"
-WATCHED = ("svix", "svix.api", "standardwebhooks", "jwt", "usersync.webhooks", "usersync.tokens")
+WATCHED = ("svix", "svix.api", "standardwebhooks", "jwt", "usersync.api.webhook", "usersync.clerk.tokens")
 
 
 def imported_after_cold_start(handler: str) -> set[str]:
@@ -59,14 +59,14 @@ def imported_after_cold_start(handler: str) -> set[str]:
     [
         pytest.param(
             "webhook",
-            {"standardwebhooks", "usersync.webhooks"},
+            {"standardwebhooks", "usersync.api.webhook"},
             {"svix", "svix.api", "jwt"},
             id="webhook imports neither svix nor jwt",
         ),
         pytest.param(
             "authorizer",
-            {"jwt", "usersync.tokens"},
-            {"svix", "svix.api", "standardwebhooks", "usersync.webhooks"},
+            {"jwt", "usersync.clerk.tokens"},
+            {"svix", "svix.api", "standardwebhooks", "usersync.api.webhook"},
             id="authorizer imports no webhook verifier",
         ),
     ],

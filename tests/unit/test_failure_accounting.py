@@ -1,4 +1,4 @@
-"""Contract §8: every SyncFailures is also a SyncAttempts, by construction (usersync.sync).
+"""Contract §8: every SyncFailures is also a SyncAttempts, by construction (usersync.sync.users).
 
 Also proves that the suite-wide check in tests/conftest.py sees flushes: a deliberately broken
 flush is caught by it (and then removed, so this test's own teardown passes).
@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource
-from usersync.observability import metrics
-from usersync.sync import record_failed_attempt, sync_attempt
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import metrics
+from usersync.sync.users import record_failed_attempt, sync_attempt
 
 
 def _totals(document: dict[str, Any]) -> tuple[float, float]:

@@ -12,8 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from usersync.aws import health_clients
-from usersync.health import (
+from usersync.api.health import (
     HealthCheck,
     HealthReport,
     SyncCounts,
@@ -23,7 +22,8 @@ from usersync.health import (
     read_sync_counts,
     sync_metric_queries,
 )
-from usersync.settings import HealthSettings
+from usersync.runtime.aws import health_clients
+from usersync.runtime.settings import HealthSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
@@ -333,7 +333,7 @@ def black_hole() -> Iterator[str]:
 def test_a_hanging_dependency_is_down_after_the_deadline(
     users_table: str, black_hole: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from usersync.aws import reset_clients
+    from usersync.runtime.aws import reset_clients
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", black_hole)
     reset_clients()

@@ -10,10 +10,9 @@ import sys
 import pytest
 
 from tests.helpers import emitted_metrics
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource
-from usersync.observability import metrics
-from usersync.settings import HealthSettings
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import metrics
+from usersync.runtime.settings import HealthSettings
 
 
 def test_count_emits_the_metric_with_service_and_source(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,9 +28,8 @@ def test_without_a_namespace_variable_emitters_and_health_agree_on_the_default()
     # A fresh interpreter: the shared Metrics object reads the environment when it is created.
     env = {key: value for key, value in os.environ.items() if key != "POWERTOOLS_METRICS_NAMESPACE"}
     script = (
-        "from usersync.metrics import SyncMetric, emit_metric\n"
-        "from usersync.models import SyncSource\n"
-        "from usersync.observability import metrics\n"
+        "from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric\n"
+        "from usersync.runtime.observability import metrics\n"
         "emit_metric(SyncMetric.ATTEMPTS, SyncSource.WEBHOOK)\n"
         "metrics.flush_metrics()\n"
     )

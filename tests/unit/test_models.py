@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from usersync.models import ClerkUser, SyncSource, UserRecord
+from usersync.clerk.users import ClerkUser
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
 from usersync_dev.clerk import clerk_user
 
 

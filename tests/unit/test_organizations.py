@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from usersync.me import live_organizations
-from usersync.models import SyncSource
-from usersync.organizations import MembershipRecord, OrganizationRecord, record_for_event
+from usersync.api.me import live_organizations
+from usersync.runtime.metrics import SyncSource
+from usersync.store.organizations import MembershipRecord, OrganizationRecord, record_for_event
 from usersync_dev.clerk import clerk_membership, clerk_organization
 
 T0 = 1_730_279_325_025
@@ -146,8 +146,8 @@ def _throttled_batch_get(rounds: int) -> tuple[Any, Any]:
 
 
 def test_unprocessed_batch_keys_are_asked_again_then_fail_clearly() -> None:
-    from usersync.organizations import BATCH_GET_ROUNDS, OrganizationRepository
-    from usersync.repository import RepositoryError
+    from usersync.store.organizations import BATCH_GET_ROUNDS, OrganizationRepository
+    from usersync.store.users import RepositoryError
 
     client, stubber = _throttled_batch_get(rounds=BATCH_GET_ROUNDS - 1)
     with stubber:

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.repository import RepositoryError, UserRepository, WriteOutcome
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
+from usersync.store.users import RepositoryError, UserRepository, WriteOutcome
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from usersync.settings import (
+from usersync.runtime.settings import (
     AuthorizerSettings,
     ConfigurationError,
     HealthSettings,

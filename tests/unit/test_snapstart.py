@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import usersync.snapstart
+import usersync.runtime.snapstart
 from usersync_dev.template import REPO_ROOT
 
 # A stand-in for Lambda's runtime module (outside our system): records hooks; restore() runs them.
@@ -24,7 +24,7 @@ def restore():
 # A snapshot of random's state taken at init, restored twice as two environments would resume it.
 RESTORE_TWICE = """
 import json, random, sys
-import usersync.observability
+import usersync.runtime.observability
 import snapshot_restore_py as runtime
 snapshot = random.getstate()
 draws = []
@@ -38,7 +38,7 @@ print(json.dumps({"hooks": len(runtime.hooks), "draws": draws, "unhooked": rando
 
 
 def test_without_lambdas_runtime_module_nothing_is_registered_and_import_is_clean() -> None:
-    assert usersync.snapstart.REGISTERED is False
+    assert usersync.runtime.snapstart.REGISTERED is False
     assert "snapshot_restore_py" not in sys.modules
 
 
@@ -61,5 +61,5 @@ def test_restored_environments_draw_different_random_numbers(tmp_path: Path) -> 
 
 def test_register_hands_the_hook_to_the_given_registrar() -> None:
     registered: list[object] = []
-    assert usersync.snapstart.register(registered.append) is True
-    assert registered == [usersync.snapstart.renew_after_restore]
+    assert usersync.runtime.snapstart.register(registered.append) is True
+    assert registered == [usersync.runtime.snapstart.renew_after_restore]

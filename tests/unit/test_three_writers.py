@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from usersync.aws import dynamodb_client
-from usersync.models import SyncSource, UserRecord
-from usersync.repository import UserRepository, WriteOutcome
+from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.metrics import SyncSource
+from usersync.store.records import UserRecord
+from usersync.store.users import UserRepository, WriteOutcome
 
 USER_ID = "user_3writers"
 CREATED = 1_700_000_000_000

@@ -25,8 +25,7 @@ from tests.session_tokens import (
     hs256_with_public_pem,
     unsigned_token,
 )
-from usersync.settings import AuthorizerSettings, ConfigurationError
-from usersync.tokens import (
+from usersync.clerk.tokens import (
     MAX_TOKEN_BYTES,
     DenyReason,
     JwksKeySource,
@@ -36,6 +35,8 @@ from usersync.tokens import (
     load_public_key,
     parse_claims,
 )
+from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
+from usersync.sync.users import record_from_claims
 from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token
 
 claims = ada_claims  # the token tests' default claims; `key` is tests/conftest.py's
@@ -95,7 +96,7 @@ def test_absent_and_blank_optional_claims_are_omitted_from_the_context(key: Sign
     verified = pem_verifier(key).verify(token)
 
     assert verified.context() == {"userId": USER_ID, "email": "ada@example.com"}
-    assert verified.to_record().to_attributes().keys() == {
+    assert record_from_claims(verified).to_attributes().keys() == {
         "userId",
         "email",
         "updatedAt",
@@ -106,7 +107,7 @@ def test_absent_and_blank_optional_claims_are_omitted_from_the_context(key: Sign
 
 def test_token_record_is_ordered_by_iat_in_milliseconds(key: SigningKey) -> None:
     payload = claims()
-    record = pem_verifier(key).verify(mint_token(key, payload)).to_record()
+    record = record_from_claims(pem_verifier(key).verify(mint_token(key, payload)))
 
     assert record.updated_at == payload["iat"] * 1000
     assert record.source is not None and record.source.value == "authorizer"
@@ -518,7 +519,7 @@ def test_signature_and_claim_checks_come_before_the_session_status(
 def test_organization_claims_never_reach_the_user_record(key: SigningKey) -> None:
     with_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example()))
     without_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example(o=None, act=None)))
-    assert with_org.to_record() == without_org.to_record()
+    assert record_from_claims(with_org) == record_from_claims(without_org)
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource, UserRecord
-from usersync.observability import logger
-from usersync.repository import RepositoryError, UninterpretableItemError, UserRepository, WriteOutcome
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger
+from usersync.store.records import UserRecord
+from usersync.store.users import RepositoryError, UninterpretableItemError, UserRepository, WriteOutcome
+
+if TYPE_CHECKING:  # the webhook path imports this module and must not pull in PyJWT
+    from usersync.clerk.tokens import SessionClaims
 
 
 @contextmanager
@@ -45,7 +49,7 @@ def record_failed_attempt(source: SyncSource) -> None:
 
 
 def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
-    """One counted write by the record's writer rule (see usersync.repository)."""
+    """One counted write by the record's writer rule (see usersync.store.users)."""
     source = record.source or SyncSource.WEBHOOK
     try:
         with sync_attempt(source):
@@ -138,11 +142,18 @@ def _read_stored(repository: UserRepository, user_id: str, cache: UserCache) -> 
     return record
 
 
+def record_from_claims(claims: SessionClaims) -> UserRecord:
+    """The user as the token describes it, ordered by the token's issue time (ms)."""
+    return UserRecord(
+        user_id=claims.sub, updated_at=claims.iat * 1000, source=SyncSource.AUTHORIZER, **claims.profile()
+    )
+
+
 def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: UserCache) -> SyncResult:
     """Compare-first sync of the user a verified token describes (`candidate`, updatedAt = iat ms).
 
     Writes only when the stored copy is missing, or is older than the token and differs in
-    email/names/image; the write is the authorizer's conditional UpdateItem (see usersync.repository),
+    email/names/image; the write is the authorizer's conditional UpdateItem (see usersync.store.users),
     so a newer write always wins and a tombstone is never resurrected. Raises `UserDeletedError` for a
     tombstone. Every failure (table down, out of time, unreadable item, a bug) is counted as a failed
     attempt and reported as FAILED, never raised: a sync failure never denies a valid token.

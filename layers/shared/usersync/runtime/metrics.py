@@ -10,11 +10,18 @@ from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usersync.models import SyncSource
-from usersync.observability import metrics
+from usersync.runtime.observability import metrics
 
 SOURCE_DIMENSION = "Source"
 SERVICE_DIMENSION = "service"
+
+
+class SyncSource(StrEnum):
+    """Who wrote a record; also the `Source` metric dimension."""
+
+    WEBHOOK = "webhook"
+    AUTHORIZER = "authorizer"
+    RECONCILE = "reconcile"
 
 
 class SyncMetric(StrEnum):

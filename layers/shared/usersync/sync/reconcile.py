@@ -2,7 +2,7 @@
 
 Webhooks can be missed (endpoint disabled, retries exhausted, table created after the users), so a
 scheduled run re-applies every Clerk user through the same conditional PutItem as the webhook
-(`sync.write_user`, the Clerk-record rule of usersync.repository): a newer webhook write is never
+(`sync.write_user`, the Clerk-record rule of usersync.store.users): a newer webhook write is never
 overwritten, a tombstone never resurrected, and a row first stored by the authorizer gets Clerk's
 `createdAt` even when the token that wrote it is newer than Clerk's record.
 
@@ -15,7 +15,7 @@ current one without a write (a rerun costs zero writes) and find the users that 
 no longer in Clerk (`--prune`). Whether anything else is written is left to the conditional write:
 the snapshot never decides that a write is stale.
 
-Time: every Clerk request checks the invocation's budget (usersync.budget) before each attempt, a
+Time: every Clerk request checks the invocation's budget (usersync.runtime.budget) before each attempt, a
 request that hangs is retried once at most, and the run stops between pages (and between prune
 candidates) with DEADLINE_MARGIN_SECONDS left, so it ends with its counts logged, never killed.
 
@@ -40,12 +40,13 @@ from urllib.parse import quote
 import urllib3
 from pydantic import ValidationError
 
-from usersync.budget import TimeBudget
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import ClerkUser, SyncSource, UserRecord
-from usersync.observability import logger
-from usersync.repository import RepositoryError, UserRepository, WriteOutcome
-from usersync.sync import write_user
+from usersync.clerk.users import ClerkUser
+from usersync.runtime.budget import TimeBudget
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger
+from usersync.store.records import UserRecord
+from usersync.store.users import RepositoryError, UserRepository, WriteOutcome
+from usersync.sync.users import write_user
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

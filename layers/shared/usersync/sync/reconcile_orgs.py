@@ -3,7 +3,7 @@
 Pages through `GET /v1/organizations` and, per organization, `GET /v1/organizations/{id}/memberships`,
 and re-applies every entry through the webhook's conditional PutItem (`write_organization_item`,
 Source=reconcile), so a newer webhook write is never overwritten and a tombstone never resurrected.
-Same rules as the users' run (usersync.reconcile): one Scan snapshot first (projection of keys and
+Same rules as the users' run (usersync.sync.reconcile): one Scan snapshot first (projection of keys and
 versions) so unchanged items cost no write and a rerun writes nothing; dry run; rate limits and 5xx
 retried by the same client (Retry-After honoured, capped); a prune only after a complete listing,
 refused when it would tombstone more than half of what is live, and confirmed first: an organization
@@ -23,10 +23,9 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import SyncSource
-from usersync.observability import logger
-from usersync.organizations import (
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger
+from usersync.store.organizations import (
     MEMBER_PREFIX,
     ORG_PREFIX,
     PROFILE_SORT_KEY,
@@ -39,7 +38,8 @@ from usersync.organizations import (
     StoredVersion,
     write_organization_item,
 )
-from usersync.reconcile import (
+from usersync.store.users import RepositoryError, WriteOutcome
+from usersync.sync.reconcile import (
     DEADLINE_MARGIN_SECONDS,
     ORDER_BY,
     ClerkApiError,
@@ -48,7 +48,6 @@ from usersync.reconcile import (
     ReconcileOptions,
     refuse_mass_prune,
 )
-from usersync.repository import RepositoryError, WriteOutcome
 
 
 class ClerkOrganizationsClient(ClerkUsersClient):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersync.http import authorizer_value, json_response
-from usersync.models import UserRecord
-from usersync.observability import logger
-from usersync.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
-from usersync.repository import RepositoryError, UserRepository
+from usersync.api.http import authorizer_value, json_response
+from usersync.runtime.observability import logger
+from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
+from usersync.store.records import UserRecord
+from usersync.store.users import RepositoryError, UserRepository
 
 # What the caller may see of their own record: no internal bookkeeping such as lastEventId.
 _VISIBLE_FIELDS: set[str] = {

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from usersync.aws import error_code
-from usersync.budget import current_budget
-from usersync.metrics import SERVICE_DIMENSION, SOURCE_DIMENSION, SyncMetric
-from usersync.models import SyncSource
-from usersync.observability import logger
-from usersync.settings import HealthSettings
+from usersync.runtime.aws import error_code
+from usersync.runtime.budget import current_budget
+from usersync.runtime.metrics import SERVICE_DIMENSION, SOURCE_DIMENSION, SyncMetric, SyncSource
+from usersync.runtime.observability import logger
+from usersync.runtime.settings import HealthSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -57,8 +56,8 @@ PERIOD_SECONDS = 60
 END_MARGIN = timedelta(seconds=1)
 
 # Both checks run in parallel; whatever has not answered by then is reported down. The botocore
-# timeouts (usersync.aws health config) normally end a call well before this. Within an invocation the
-# deadline is also capped by its time budget (usersync.budget), so the answer comes before Lambda's
+# timeouts (usersync.runtime.aws health config) normally end a call well before this. Within an invocation the
+# deadline is also capped by its time budget (usersync.runtime.budget), so the answer comes before Lambda's
 # Timeout even when both dependencies hang.
 DEFAULT_DEADLINE_SECONDS = 2.5
 

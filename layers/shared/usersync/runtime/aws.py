@@ -1,7 +1,7 @@
 """AWS clients, created once per container and reused across invocations.
 
 Every client has explicit connect/read timeouts and botocore's standard retry mode bounded to two
-attempts, and checks the invocation's time budget (usersync.budget) before each attempt: an attempt
+attempts, and checks the invocation's time budget (usersync.runtime.budget) before each attempt: an attempt
 that could not finish before the budget runs out is not started; the call fails with
 `TimeBudgetExhaustedError` (a BotoCoreError, so callers handle it like any other SDK failure) and the
 function answers as the contract says for that dependency, instead of Lambda killing it mid-call.
@@ -20,7 +20,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from usersync.budget import current_budget
+from usersync.runtime.budget import current_budget
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient

@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from usersync.aws import secret_string
-from usersync.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
-from usersync.models import ClerkDeletedUser, ClerkEvent, ClerkUser, SyncSource, UserRecord, Writer
-from usersync.observability import logger
-from usersync.repository import (
+from usersync.api.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
+from usersync.clerk.payload import ClerkEvent
+from usersync.clerk.users import ClerkDeletedUser, ClerkUser
+from usersync.runtime.aws import secret_string
+from usersync.runtime.metrics import SyncSource
+from usersync.runtime.observability import logger
+from usersync.runtime.settings import WebhookSettings
+from usersync.store.records import UserRecord, Writer
+from usersync.store.users import (
     RepositoryError,
     UnstorableRecordError,
     UserRepository,
@@ -29,11 +33,10 @@ from usersync.repository import (
     ensure_storable,
     ensure_storable_item,
 )
-from usersync.settings import WebhookSettings
-from usersync.sync import write_user
+from usersync.sync.users import write_user
 
 if TYPE_CHECKING:
-    from usersync.organizations import OrganizationRepository
+    from usersync.store.organizations import OrganizationRepository
 
 USER_UPSERT_EVENTS = frozenset({"user.created", "user.updated"})
 USER_DELETED_EVENT = "user.deleted"
@@ -230,14 +233,14 @@ def signing_secret(settings: WebhookSettings) -> str:
 
 
 # ---------------------------------------------------------------- organizations and memberships
-# Kept apart from the user path above: one hook in process_webhook, the rest in usersync.organizations.
+# Kept apart from the user path above: one hook in process_webhook, the rest in usersync.store.organizations.
 
 
 def apply_organization_event(
     event: ClerkEvent, message: SignedMessage, organizations: OrganizationRepository | None
 ) -> WebhookResult | None:
     """Apply an organization/membership event with one conditional write; None for other types."""
-    from usersync.organizations import (
+    from usersync.store.organizations import (
         ORGANIZATION_EVENT_TYPES,
         ORGANIZATION_KEY_LIMITS,
         record_for_event,

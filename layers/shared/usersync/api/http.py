@@ -1,5 +1,5 @@
 """API Gateway proxy events (HTTP API 2.0 and REST 1.0) reduced to what the handlers need, and the
-proxy response: the one place proxy-route shapes live (authorizer events: `usersync.authorizer`).
+proxy response: the one place proxy-route shapes live (authorizer events: `usersync.api.authorizer`).
 
 Written by hand rather than with Powertools' resolvers: the webhook must see the exact raw bytes
 (signatures are over them) for both payload versions in one code path, before any routing.

@@ -29,23 +29,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, Field
 
-from usersync.aws import attempt_seconds, error_code
-from usersync.budget import current_budget
-from usersync.metrics import SyncMetric, emit_metric
-from usersync.models import (
-    ClerkPayload,
-    ClerkRecord,
-    ClerkText,
-    EpochMs,
-    SyncedItem,
-    SyncSource,
-    Writer,
-    clerk_stamp,
-    utc_now_iso,
-)
-from usersync.observability import logger
-from usersync.repository import RepositoryError, WriteOutcome, lost_write, put_if
-from usersync.sync import sync_attempt
+from usersync.clerk.payload import ClerkPayload, ClerkRecord, ClerkText, EpochMs
+from usersync.runtime.aws import attempt_seconds, error_code
+from usersync.runtime.budget import current_budget
+from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
+from usersync.runtime.observability import logger
+from usersync.store.records import SyncedItem, Writer, clerk_stamp, utc_now_iso
+from usersync.store.users import RepositoryError, WriteOutcome, lost_write, put_if
+from usersync.sync.users import sync_attempt
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -366,7 +357,7 @@ class OrganizationRepository:
     @classmethod
     def from_env(cls, client: DynamoDBClient) -> OrganizationRepository | None:
         """The repository of ORGANIZATIONS_TABLE_NAME, or None when the deployment names no table."""
-        from usersync.settings import OrganizationsTableSettings
+        from usersync.runtime.settings import OrganizationsTableSettings
 
         table_name = OrganizationsTableSettings.from_env().organizations_table_name
         return cls(client, table_name) if table_name else None
@@ -440,7 +431,7 @@ class OrganizationRepository:
         """The user's live memberships (tombstones are not in the index): one Query of the GSI.
 
         Eventually consistent, as every GSI read is. Liveness of the organizations and of the user is
-        the caller's to check (see usersync.me).
+        the caller's to check (see usersync.api.me).
         """
         records = self._query(
             "Query",

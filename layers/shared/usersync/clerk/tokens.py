@@ -38,9 +38,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from usersync.budget import current_budget
-from usersync.models import ClerkPayload, ClerkText, SyncSource, UserProfile, UserRecord, user_profile
-from usersync.settings import AuthorizerSettings, ConfigurationError
+from usersync.clerk.payload import ClerkPayload, ClerkText
+from usersync.clerk.users import UserProfile, user_profile
+from usersync.runtime.budget import current_budget
+from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
 
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 5
@@ -209,12 +210,6 @@ class SessionClaims(ClerkPayload):
     @property
     def actor_id(self) -> str | None:
         return self.act.sub if self.act is not None else None
-
-    def to_record(self) -> UserRecord:
-        """The user as the token describes it, ordered by the token's issue time (ms)."""
-        return UserRecord(
-            user_id=self.sub, updated_at=self.iat * 1000, source=SyncSource.AUTHORIZER, **self.profile()
-        )
 
     def profile(self) -> UserProfile:
         """The custom profile claims (`email`, `firstName`, `lastName`, `imageUrl`)."""

@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from usersync.aws import error_code
-from usersync.models import SyncSource, UserProfile, UserRecord, utc_now_iso
-from usersync.observability import logger
+from usersync.clerk.users import UserProfile
+from usersync.runtime.aws import error_code
+from usersync.runtime.metrics import SyncSource
+from usersync.runtime.observability import logger
+from usersync.store.records import UserRecord, utc_now_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -233,7 +235,7 @@ def put_if(
 ) -> dict[str, Any] | None:
     """One PutItem under `condition`: None when it landed, else the stored item it lost to (ALL_OLD).
 
-    The one conditional write of every table (users here, organizations in usersync.organizations);
+    The one conditional write of every table (users here, organizations in usersync.store.organizations);
     any other failure is a RepositoryError.
     """
     extra: dict[str, Any] = {"ExpressionAttributeNames": dict(names)} if names else {}

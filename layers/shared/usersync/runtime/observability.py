@@ -14,10 +14,10 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 
-from usersync.settings import DEFAULT_METRICS_NAMESPACE
+from usersync.runtime.settings import DEFAULT_METRICS_NAMESPACE
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE)
 
 # Every handler imports this module: the SnapStart after-restore hook is registered once, at init.
-from usersync import snapstart as _snapstart  # noqa: E402, F401
+from usersync.runtime import snapstart as _snapstart  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""API Gateway faces: event shapes, the authorizer, /me, /health, the webhook request."""

@@ -1,0 +1,48 @@
+"""The base of every shape Clerk sends, and the webhook envelope.
+
+Clerk's real payloads drift from its documented examples, so inbound models ignore unknown fields and
+accept nulls wherever Clerk has been seen to send them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# Clerk times are epoch milliseconds; 10**15 is the year 33658. Anything outside is not a Clerk time
+# (and past 38 digits DynamoDB cannot store it): rejecting it at parse time makes a webhook a 400,
+# which Svix does not retry, instead of a write that fails on every retry.
+EpochMs = Annotated[int, Field(ge=0, lt=10**15)]
+
+
+class ClerkPayload(BaseModel):
+    """Base of every shape Clerk sends (webhook data, Backend API objects, token claims): Clerk adds
+    fields over time, so unknown ones are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def empty_string_as_absent(value: Any) -> Any:
+    """Clerk renders an unset text field or claim as "" (or null): both mean absent."""
+    return None if value == "" else value
+
+
+# Optional Clerk text, "" read as None at parse time: an unknown value is never stored as "".
+ClerkText = Annotated[str | None, BeforeValidator(empty_string_as_absent)]
+
+
+class ClerkRecord(ClerkPayload):
+    """A Clerk object usersync mirrors (user, organization, membership): Clerk's times version it."""
+
+    created_at: EpochMs | None = None
+    updated_at: EpochMs
+
+
+class ClerkEvent(ClerkPayload):
+    """The webhook envelope; `data` is validated per event type once the type is known."""
+
+    type: str
+    data: dict[str, Any]
+    timestamp: EpochMs | None = None
+    object: Literal["event"] | None = None

@@ -1,0 +1,1 @@
+"""Runtime: settings parsed once, AWS clients, the time budget, metrics, logging, SnapStart."""

@@ -1,0 +1,1 @@
+"""DynamoDB: the item codec, conditional writes, records, one module per table."""

@@ -1,0 +1,1 @@
+"""Applying Clerk's truth: webhook events, compare-first from tokens, reconciliation."""
