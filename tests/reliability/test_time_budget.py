@@ -7,8 +7,10 @@ The handler gets a Lambda context whose remaining time starts at the function's 
 template.yaml and runs down with the wall clock, as Lambda's does. Expected: the answer §6a gives
 for that dependency, and a wall time below the `Timeout`.
 
-These are real waits, bounded by the budgets under test (about 40 s in all, most of it the Clerk API
-hang: 10 s read timeout, retried once).
+These are real waits, bounded by the budgets under test. The one long wait, Clerk's API hanging through
+its 10 s read timeout and the one retry, runs with a 0.5 s read timeout injected into the Backend API
+client's default (the same code path: time out, retry once, stop cleanly); that the production 10 s
+still fits reconciliation's Timeout is checked by arithmetic on the client's own constants below.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.helpers import bearer_authorizer_event, check_http_response, metric_c
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import REPORT
 from usersync.runtime.aws import reset_clients
+from usersync.sync import reconcile as reconcile_engine
 from usersync.sync.reconcile import ReconcileError
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
@@ -202,8 +205,24 @@ def test_health_dependency_down_is_503_with_a_message_in_time(
 # ---------------------------------------------------------------- reconciliation (a clean stop)
 
 
+# What the Clerk API client waits for an answer in these tests (production: READ_TIMEOUT_SECONDS, 10 s).
+TEST_READ_TIMEOUT_SECONDS = 0.5
+
+
+def test_reconcile_production_clerk_hang_fits_its_timeout() -> None:
+    """Every attempt (connect + read) of a hanging Clerk API, retried, plus the margin reconciliation
+    keeps to log its counts, ends inside the template's Timeout: what the shortened wait stands for."""
+    engine = reconcile_engine
+    attempt = engine.CONNECT_TIMEOUT_SECONDS + engine.READ_TIMEOUT_SECONDS
+    assert engine.READ_TIMEOUT_SECONDS > TEST_READ_TIMEOUT_SECONDS
+    worst = (1 + engine.MAX_NETWORK_RETRIES) * attempt + engine.DEADLINE_MARGIN_SECONDS
+    assert worst < template_timeout("reconcile")
+
+
 @pytest.fixture
 def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler builds its client with the engine's default timeouts: a short read timeout, injected.
+    monkeypatch.setattr(reconcile_engine, "READ_TIMEOUT_SECONDS", TEST_READ_TIMEOUT_SECONDS)
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     monkeypatch.delenv("CLERK_SECRET_KEY_ARN", raising=False)
     monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_budget")
