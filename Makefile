@@ -96,10 +96,10 @@ $(WHEELS_STAMP): layers/shared/requirements.txt | $(STAMP)
 wheels: $(WHEELS_STAMP)
 
 # The edit loop: ruff, mypy and the tests not marked slow, side by side (a failure in any fails check).
-check: $(STAMP)
+check: $(STAMP) $(SAM_STAMP)
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck fast
 
-fast: $(STAMP)
+fast: $(STAMP) $(SAM_STAMP)
 	$(BIN)/pytest -q -m 'not slow' -n 2
 
 # What CI runs (.ci/run): the static checks and installs side by side, then every test on all cores.
