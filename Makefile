@@ -27,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.downloaded
 # A working python3.12 (layers/shared/Makefile finds it, or says what to install).
 FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python312
 
-.PHONY: help venv lock check fast sam-cli run test lint typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels
+.PHONY: help venv lock check fast sam-cli run test lint typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
@@ -35,6 +35,7 @@ help:
 	@echo "make test     everything CI runs: static checks side by side, then the whole suite on all cores"
 	@echo "              with the layer's branch coverage (HYPOTHESIS_PROFILE=deep: 10x the examples)"
 	@echo "make lock     re-resolve requirements-dev.lock / requirements-sam.lock (LOCK_ARGS=--upgrade)"
+	@echo "make docs     build the docs site (mkdocs build --strict) into site/"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"
 	@echo "              including cold starts of the built layer in deployed mode (python3.12)"
 	@echo "make events   regenerate events/ with fresh signatures and tokens"
@@ -104,8 +105,13 @@ fast: $(STAMP) $(SAM_STAMP)
 
 # What CI runs (.ci/run): the static checks and installs side by side, then every test on all cores.
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j5 --output-sync=target lint typecheck cfn-lint wheels sam-cli
+	$(MAKE) --no-print-directory -j6 --output-sync=target lint typecheck cfn-lint docs wheels sam-cli
 	$(BIN)/pytest $(PYTEST_PARALLEL) $(COVERAGE)
+
+# The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor, or a page left out of the nav
+# (not --quiet: it drops the warnings --strict counts). The variable mutes Material's end-of-life banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Deployed mode: builds the layer like `sam build` (python3.12, bytecode), runs fresh processes.
 bench: $(STAMP) $(WHEELS_STAMP)
@@ -135,4 +141,4 @@ next-steps: $(STAMP)
 	$(BIN)/usersync-dev next-steps $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* site

@@ -40,19 +40,16 @@ from tests.helpers import (  # noqa: E402
     WebhookDriver,
     load_function,
 )
-
-# The reliability report's hooks, here because the xdist controller never loads tests/reliability/conftest.py.
-from tests.reliability.report import (  # noqa: E402, F401 - pytest finds hooks by name
-    pytest_sessionfinish,
-    pytest_terminal_summary,
-    pytest_testnodedown,
-)
 from usersync.runtime.aws import dynamodb_client, reset_clients  # noqa: E402
 from usersync.runtime.observability import metrics  # noqa: E402
 from usersync_dev.clerk import SigningKey, new_webhook_secret  # noqa: E402
 from usersync_dev.template import create_organizations_table, create_users_table  # noqa: E402
 
 TABLE_NAME = "usersync-test-users"
+
+# End-of-run reports, as plugins: the xdist controller (which prints them) never collects, so it never
+# loads the conftest.py of a test folder; the plugins sum or read what the workers report.
+pytest_plugins = ("tests.reliability.report", "tests.browser.report")
 
 # ------------------------------------------------------------------------ the two tiers
 

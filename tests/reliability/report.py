@@ -3,7 +3,7 @@
 Each process counts into support.REPORT. An xdist worker hands its counts to the controller through
 `workeroutput` when its session ends; the controller adds them up as each worker goes down, then prints
 and writes the total. Without xdist the one process is both, and the same hooks print its own counts.
-tests/conftest.py imports these hooks (the controller never collects tests/reliability/conftest.py).
+tests/conftest.py lists this plugin (the controller never collects tests/reliability/conftest.py).
 """
 
 from __future__ import annotations
