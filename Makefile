@@ -101,7 +101,7 @@ check: $(STAMP) $(SAM_STAMP)
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck fast
 
 fast: $(STAMP) $(SAM_STAMP)
-	$(BIN)/pytest -q -m 'not slow' -n 2
+	$(BIN)/pytest -q -m 'not slow' $(PYTEST_PARALLEL)
 
 # What CI runs (.ci/run): the static checks and installs side by side, then every test on all cores.
 test: $(STAMP)

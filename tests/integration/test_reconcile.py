@@ -33,6 +33,9 @@ from usersync.sync.reconcile import (
 from usersync_dev import reconcile_cmd
 from usersync_dev.clerk import clerk_event, clerk_user, sign_delivery
 
+# `make test` only: a loopback Clerk with paging, retries and their real (short) backoff waits.
+pytestmark = pytest.mark.slow
+
 SECRET_KEY = "sk_test_reconcile0123456789abcdef"
 T0 = 1_730_279_325_025
 

@@ -27,6 +27,9 @@ from usersync.sync.reconcile_orgs import (
 )
 from usersync_dev.clerk import clerk_membership, clerk_organization
 
+# `make test` only, like test_reconcile.py: a loopback Clerk with paging and retries.
+pytestmark = pytest.mark.slow
+
 ORGS_TABLE = "usersync-test-organizations"
 
 
