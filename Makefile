@@ -27,7 +27,7 @@ WHEELS_STAMP := $(WHEELS)/.downloaded
 # A working python3.12 (layers/shared/Makefile finds it, or says what to install).
 FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python312
 
-.PHONY: help venv lock check fast sam-cli run test lint typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
+.PHONY: help venv lock check fast sam-cli run test lint lint-imports typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
@@ -68,6 +68,11 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory lint-imports
+
+# The layer's import direction and independences ([tool.importlinter] in pyproject.toml).
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 # mypy --strict over functions/, layers/, local/, bench/ and tests/ (the list is in pyproject.toml).
 typecheck: $(STAMP)

@@ -27,12 +27,14 @@ import pytest
 from tests.helpers import bearer_authorizer_event, check_http_response, metric_counts
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import REPORT
+from usersync.clerk import backend_api
 from usersync.runtime.aws import reset_clients
-from usersync.sync import reconcile as reconcile_engine
+from usersync.runtime.budget import TimeBudget
 from usersync.sync.reconcile import ReconcileError
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
 from usersync_dev.local_aws import LocalLambdaContext
+from usersync_dev.loopback_clerk import LoopbackClerk
 from usersync_dev.template import load_template
 
 TABLE = "usersync-test-users"
@@ -88,10 +90,16 @@ class FaultyDependency:
             return module.lambda_handler(event, context)
 
     def reconcile_stops(self, match: str) -> None:
-        """Reconciliation must stop with a ReconcileError matching `match`, within its Timeout."""
+        """A step of the durable reconcile function (what every invocation runs, page after page) must
+        stop with a ReconcileError matching `match`, within the function's Timeout: the durable SDK then
+        records the step's failure and retries it later (tests/integration/test_reconcile_durable.py)."""
         module = self.loader("reconcile")
         with within_timeout("reconcile") as context, pytest.raises(ReconcileError, match=match):
-            module.lambda_handler({}, context)
+            settings = module.ReconcileSettings.from_env()
+            invocation = module.Invocation(
+                settings, TimeBudget.from_context(context), module.ReconcileOptions()
+            )
+            invocation.step("users", invocation.start("users"))
 
 
 @pytest.fixture(params=OUTAGES)
@@ -207,22 +215,26 @@ def test_health_dependency_down_is_503_with_a_message_in_time(
 
 # What the Clerk API client waits for an answer in these tests (production: READ_TIMEOUT_SECONDS, 10 s).
 TEST_READ_TIMEOUT_SECONDS = 0.5
+PRODUCTION_READ_TIMEOUT_SECONDS = backend_api.READ_TIMEOUT_SECONDS  # read before any test patches it
 
 
-def test_reconcile_production_clerk_hang_fits_its_timeout() -> None:
-    """Every attempt (connect + read) of a hanging Clerk API, retried, plus the margin reconciliation
-    keeps to log its counts, ends inside the template's Timeout: what the shortened wait stands for."""
-    engine = reconcile_engine
-    attempt = engine.CONNECT_TIMEOUT_SECONDS + engine.READ_TIMEOUT_SECONDS
-    assert engine.READ_TIMEOUT_SECONDS > TEST_READ_TIMEOUT_SECONDS
-    worst = (1 + engine.MAX_NETWORK_RETRIES) * attempt + engine.DEADLINE_MARGIN_SECONDS
-    assert worst < template_timeout("reconcile")
+@pytest.mark.usefixtures("reconcile_settings")  # loading the function reads its settings
+def test_reconcile_production_clerk_hang_fits_its_timeout(
+    function_loader: Callable[[str], ModuleType],
+) -> None:
+    """Every attempt (connect + read) of a hanging Clerk API, retried, fits in the time a reconcile
+    step starts with, which fits in the template's Timeout: what the shortened wait stands for."""
+    attempt = backend_api.CONNECT_TIMEOUT_SECONDS + PRODUCTION_READ_TIMEOUT_SECONDS
+    assert PRODUCTION_READ_TIMEOUT_SECONDS > TEST_READ_TIMEOUT_SECONDS
+    worst = (1 + backend_api.MAX_NETWORK_RETRIES) * attempt
+    step_reserve = function_loader("reconcile").STEP_RESERVE_SECONDS
+    assert worst < step_reserve < template_timeout("reconcile")
 
 
 @pytest.fixture
 def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The handler builds its client with the engine's default timeouts: a short read timeout, injected.
-    monkeypatch.setattr(reconcile_engine, "READ_TIMEOUT_SECONDS", TEST_READ_TIMEOUT_SECONDS)
+    # The function builds its Clerk client with the client's default timeouts: a short read, injected.
+    monkeypatch.setattr(backend_api, "READ_TIMEOUT_SECONDS", TEST_READ_TIMEOUT_SECONDS)
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     monkeypatch.delenv("CLERK_SECRET_KEY_ARN", raising=False)
     monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_budget")
@@ -232,7 +244,7 @@ def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("dependency", "match"),
     [
-        ("DYNAMODB", "DynamoDB Scan failed"),
+        ("DYNAMODB", "DynamoDB BatchGetItem failed"),
         ("SECRETS_MANAGER", "secret key unavailable"),
         ("CLERK_API", "network error"),
     ],
@@ -245,15 +257,18 @@ def test_reconcile_dependency_down_stops_cleanly_in_time(
     faulty: FaultyDependency,
     dependency: str,
     match: str,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if dependency == "CLERK_API":  # the table works (moto), Clerk's API does not answer
-        request.getfixturevalue("users_table")
-        monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
-    else:
-        if dependency == "SECRETS_MANAGER":  # the Clerk secret key is read from Secrets Manager
-            monkeypatch.delenv("CLERK_SECRET_KEY")
-            monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
-        faulty.aws(dependency)
-    faulty.reconcile_stops(match)
-    assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
+    # Clerk answers (a loopback stand-in with one user) unless Clerk is the dependency that is down.
+    clerk = LoopbackClerk(secret_key="sk_test_budget")
+    clerk.add_user(clerk_user(USER_ID, updated_at=1))
+    with clerk.serve():
+        if dependency == "CLERK_API":  # the table works (moto), Clerk's API does not answer
+            request.getfixturevalue("users_table")
+            monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
+        else:
+            monkeypatch.setenv("CLERK_API_URL", clerk.url)
+            if dependency == "SECRETS_MANAGER":  # the Clerk secret key is read from Secrets Manager
+                monkeypatch.delenv("CLERK_SECRET_KEY")
+                monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
+            faulty.aws(dependency)
+        faulty.reconcile_stops(match)
