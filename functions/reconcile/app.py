@@ -19,6 +19,7 @@ not ship it. The logic is the layer's (usersync.sync.reconcile); this module onl
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,6 +45,7 @@ from usersync.sync.reconcile import (
     run_step,
 )
 from usersync.sync.reconcile.engine import Writer
+from usersync.sync.reconcile.state import epoch_ms
 
 STEP_RESERVE_SECONDS = 60.0  # a step starts only with this much of the invocation left
 INVOCATION_GAP_SECONDS = 10  # the wait that ends an invocation: one Clerk rate-limit window
@@ -67,34 +69,39 @@ class Invocation:
         self.budget = budget
         self.options = options
         self._limiter: SlidingWindowLimiter | None = None
+        self._secret: str | None = None
         self._sources: dict[str, Source] = {}
         self._writers: list[Writer] = []
+        self._lock = threading.Lock()
 
     def source(self, entity: str) -> Source:
-        if entity not in self._sources:
-            if self._limiter is None:  # one limiter: both entities share the rate
-                self._limiter = SlidingWindowLimiter(
-                    self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS
-                )
-            clerk = ClerkBackendApi(
-                secret_key(self.settings),
-                self.settings.clerk_api_url,
-                limiter=self._limiter,
-                max_sleep_seconds=MAX_SLEEP_SECONDS,
-                max_retries=CLIENT_RETRIES,
-                budget=self.budget if isinstance(self.budget, TimeBudget) else None,
+        """`entity`'s source; the branches' steps run in threads, so it is built under a lock."""
+        with self._lock:
+            if entity not in self._sources:
+                self._sources[entity] = self._build(entity)
+            return self._sources[entity]
+
+    def _build(self, entity: str) -> Source:
+        if self._limiter is None:  # one limiter: both entities share the rate
+            self._limiter = SlidingWindowLimiter(
+                self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS
             )
-            writer = Writer(self.options.write_threads)
-            self._writers.append(writer)
-            if entity == UserSource.entity:
-                source: Source = UserSource(
-                    clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer
-                )
-            else:
-                table = self.settings.organizations_table_name or ""
-                source = OrganizationSource(clerk, dynamodb_client(), table, self.options, writer)
-            self._sources[entity] = source
-        return self._sources[entity]
+        if self._secret is None:  # read once per invocation, only when a step needs Clerk
+            self._secret = secret_key(self.settings)
+        clerk = ClerkBackendApi(
+            self._secret,
+            self.settings.clerk_api_url,
+            limiter=self._limiter,
+            max_sleep_seconds=MAX_SLEEP_SECONDS,
+            max_retries=CLIENT_RETRIES,
+            budget=self.budget if isinstance(self.budget, TimeBudget) else None,
+        )
+        writer = Writer(self.options.write_threads)
+        self._writers.append(writer)
+        if entity == UserSource.entity:
+            return UserSource(clerk, dynamodb_client(), self.settings.users_table_name, self.options, writer)
+        table = self.settings.organizations_table_name or ""
+        return OrganizationSource(clerk, dynamodb_client(), table, self.options, writer)
 
     def start(self, entity: str) -> PassState:
         kinds = UserSource.kinds if entity == UserSource.entity else OrganizationSource.kinds
@@ -103,7 +110,7 @@ class Invocation:
             kinds,
             dry_run=self.options.dry_run,
             prune=self.options.prune,
-            now_ms=self.options.now_ms(),
+            now_ms=epoch_ms(),
         )
 
     def step(self, entity: str, state: PassState) -> PassState:

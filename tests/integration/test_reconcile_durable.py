@@ -24,6 +24,9 @@ from usersync.store.users import UserRepository
 from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user
 from usersync_dev.loopback_clerk import LoopbackClerk
 
+# `make test` only, like test_reconcile.py: a loopback Clerk with thousands of users.
+pytestmark = pytest.mark.slow
+
 T0 = 1_700_000_000_000
 USERS = 5_000
 ORGANIZATIONS = 200
@@ -154,3 +157,27 @@ def test_the_organizations_pass_completes_when_the_users_pass_fails(
     assert_every_membership_right(organizations_table)
     assert count_items(users_table) == 0
     assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
+
+
+def test_a_retry_after_becomes_a_durable_wait_and_the_page_is_read_once(
+    users_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 whose Retry-After is longer than the function sleeps ends the step early, consuming nothing:
+    the execution waits (a `context.wait`: no Lambda runs meanwhile) and lists the same page again.
+    Invocations have all the time they need here, so the only waits are the rate limit's."""
+    fake = LoopbackClerk(too_many_requests=1, retry_after="5")
+    for index in range(600):
+        fake.add_user(clerk_user(f"user_{index:05d}", created_at=T0 + index, updated_at=T0 + index))
+    with fake.serve():
+        monkeypatch.setenv("CLERK_SECRET_KEY", fake.secret_key)
+        monkeypatch.setenv("CLERK_API_URL", fake.url)
+        monkeypatch.delenv("ORGANIZATIONS_TABLE_NAME", raising=False)
+        handler = load_function("reconcile").make_handler(ReconcileSettings.from_env())
+        with DurableFunctionTestRunner(handler=handler) as runner:
+            result = runner.run(input="{}", execution_timeout=120)
+
+    assert result.status is InvocationStatus.SUCCEEDED, result.error
+    waits = [op.name for op in result.get_all_operations() if op.operation_type.value == "WAIT"]
+    assert waits == ["users-wait-1"]  # after the first step, which met the 429
+    assert fake.listed_twice() == {} and len(fake.pages) == 2
+    assert count_items(users_table) == 600

@@ -95,7 +95,9 @@ class SlidingWindowLimiter:
             if isinstance(taken, _Slot):
                 break
             if taken > self._max_sleep:
-                raise RateLimitWait(taken, "client-side rate limit")
+                # The caller waits elsewhere, and may go on in a new process whose limiter is empty:
+                # a whole window's wait makes sure the requests before it count in no later window.
+                raise RateLimitWait(max(taken, self.window_seconds), "client-side rate limit")
             self._sleep(taken)
         try:
             yield
