@@ -14,8 +14,9 @@ signed out unless CLERK_ALLOW_PENDING_SESSIONS). Key material named in the token
 
 Session token v1 and v2 are both read, the way Clerk's JS SDK reads them (`jwtPayloadParser`): a
 token with `"v": 2` takes its organization from `o` (`rol` gains the `org:` prefix), any other from
-`org_id`/`org_slug`/`org_role`. Organization permissions (`per`, `fpm`, `fea`, `org_permissions`) are
-deliberately not decoded: Clerk changed their encoding in 2025 and says to use an SDK for them.
+`org_id`/`org_slug`/`org_role`. Permissions (v2 `fea` + `o.per` + `o.fpm`, v1 `org_permissions`),
+features (`fea`) and plans (`pla`) are decoded by `usersync.clerk.permissions` on first use; a value of
+the wrong type in one of those claims grants nothing rather than refusing the token.
 
 JWKS caching: the key set is cached for 5 minutes; a `kid` not in the cached set forces one refetch,
 at most once per 60 s per container (a flood of forged kids cannot turn into a flood of fetches; the
@@ -31,14 +32,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Annotated, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from usersync.clerk.payload import ClerkPayload, ClerkText
+from usersync.clerk.permissions import Authorization, decode_org_permissions, split_by_scope
 from usersync.clerk.users import UserProfile, user_profile
 from usersync.runtime.budget import current_budget
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
@@ -72,6 +75,9 @@ class DenyReason(StrEnum):
     INVALID_CLAIMS = "invalid_claims"
     USER_DELETED = "user_deleted"
     SESSION_PENDING = "session_pending"
+    FORBIDDEN = (
+        "forbidden"  # a verified session that misses the route's requirement (CLERK_ROUTE_REQUIREMENTS)
+    )
 
 
 class TokenError(Exception):
@@ -123,17 +129,35 @@ class PendingSessionError(ClaimsError):
 SESSION_PENDING = "pending"
 V2 = 2
 ORG_ROLE_PREFIX = "org:"
-_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role")
+_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role", "org_permissions")
+
+
+def _text_or_absent(value: Any) -> Any:
+    """Authorization claims: anything but a non-empty string is absent (grants nothing, denies nothing)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _strings_or_absent(value: Any) -> Any:
+    """v1 `org_permissions`: a list; its non-string entries are dropped, any other type is absent."""
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else None
+
+
+# Lenient on purpose: these claims only ever grant, so an unreadable one is read as absent (fail closed
+# for the routes that require it) instead of denying the session everywhere.
+AuthorizationText = Annotated[str | None, BeforeValidator(_text_or_absent)]
+AuthorizationList = Annotated[tuple[str, ...] | None, BeforeValidator(_strings_or_absent)]
 
 
 class OrganizationClaim(ClerkPayload):
-    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys).
+    """v2 `o`: the active organization, its role (`rol`, no `org:` prefix) and permission masks.
 
     A claim shortcode with no value renders as "" (or null): both mean the claim is absent."""
 
     id: str = Field(min_length=1)
     slg: ClerkText = None
     rol: ClerkText = None
+    per: AuthorizationText = None
+    fpm: AuthorizationText = None
 
 
 class ActorClaim(ClerkPayload):
@@ -179,6 +203,9 @@ class SessionClaims(ClerkPayload):
     org_id: ClerkText = None
     org_slug: ClerkText = None
     org_role: ClerkText = None
+    org_permissions: AuthorizationList = None
+    fea: AuthorizationText = None
+    pla: AuthorizationText = None
 
     @model_validator(mode="before")
     @classmethod
@@ -207,6 +234,29 @@ class SessionClaims(ClerkPayload):
             return None
         return ActiveOrganization(id=self.org_id, slug=self.org_slug, role=_org_role(self.org_role))
 
+    @cached_property
+    def org_permissions_decoded(self) -> tuple[str, ...] | None:
+        """The active organization's permissions (`org:<feature>:<permission>`), None without one."""
+        if self.v == V2:
+            if self.o is None:
+                return None
+            return decode_org_permissions(self.fea, self.o.per, self.o.fpm)
+        if self.org_id is None:
+            return None
+        return self.org_permissions or ()
+
+    @cached_property
+    def authorization(self) -> Authorization:
+        """What Clerk's `has()` reads: decoded once per token, on first use."""
+        organization = self.organization
+        return Authorization.build(
+            org_id=organization.id if organization else None,
+            org_role=organization.role if organization else None,
+            org_permissions=self.org_permissions_decoded,
+            fea=self.fea,
+            pla=self.pla,
+        )
+
     @property
     def actor_id(self) -> str | None:
         return self.act.sub if self.act is not None else None
@@ -218,9 +268,12 @@ class SessionClaims(ClerkPayload):
     def context(self) -> dict[str, str]:
         """API Gateway authorizer context: strings only; absent optional claims are omitted.
 
-        Without an active organization none of `orgId`, `orgSlug`, `orgRole` is present.
+        Without an active organization none of `orgId`, `orgSlug`, `orgRole`, `orgPermissions` is
+        present. `features` and `plan` are the `fea` and `pla` claims as signed (scopes kept, so a
+        handler's `has()` reads them by the same rules), only when readable.
         """
         organization = self.organization
+        permissions = self.org_permissions_decoded
         values = {
             "userId": self.sub,
             "email": self.email,
@@ -232,6 +285,9 @@ class SessionClaims(ClerkPayload):
             "orgSlug": organization.slug if organization else None,
             "orgRole": organization.role if organization else None,
             "actorId": self.actor_id,
+            "orgPermissions": ",".join(permissions) if permissions else None,
+            "features": self.fea if split_by_scope(self.fea) is not None else None,
+            "plan": self.pla if split_by_scope(self.pla) is not None else None,
         }
         return {name: value for name, value in values.items() if value is not None}
 

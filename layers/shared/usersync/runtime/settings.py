@@ -104,6 +104,8 @@ class AuthorizerSettings(TableSettings):
     authorized_parties: tuple[str, ...] = Field(default=(), alias="CLERK_AUTHORIZED_PARTIES")
     # Clerk's SDKs treat a pending session (`sts: "pending"`, an unfinished session task) as signed out.
     allow_pending_sessions: bool = Field(default=False, alias="CLERK_ALLOW_PENDING_SESSIONS")
+    # Route key -> requirement, JSON (CONTRACT §5): parsed and checked by usersync.api.route_requirements.
+    route_requirements: str = Field(default="{}", alias="CLERK_ROUTE_REQUIREMENTS")
 
     one_of_required = (("jwt_key", "jwks_url"),)
 
