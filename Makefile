@@ -21,6 +21,7 @@ FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python31
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
+	@echo "              ROUTE_REQUIREMENTS=docs/route-requirements.example.json: who may call which route"
 	@echo "make test     lint, type-check, cfn-lint and the whole test suite, offline"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"
 	@echo "              including cold starts of the built layer in deployed mode (python3.12)"
@@ -38,8 +39,9 @@ $(STAMP): pyproject.toml layers/shared/requirements.txt
 
 venv: $(STAMP)
 
+# ROUTE_REQUIREMENTS=file.json (or inline JSON): who may call which route (template parameter RouteRequirements).
 run: $(STAMP)
-	$(BIN)/usersync-dev serve
+	$(BIN)/usersync-dev serve $(if $(ROUTE_REQUIREMENTS),--route-requirements '$(ROUTE_REQUIREMENTS)')
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from tests.helpers import (
-    DOCS_CONTEXT,
+    docs_context,
     REPO_ROOT,
     FakeLambdaContext,
     LogCapture,
@@ -551,10 +551,11 @@ def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_i
     docs_env: None, authorizer: AuthorizerClient, key: SigningKey, version: int
 ) -> None:
     tok = documented(key, version)
-    assert authorizer.http(tok) == {"isAuthorized": True, "context": DOCS_CONTEXT}
-    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}")) == allow_policy("user_123", DOCS_CONTEXT)
+    expected = docs_context(version)
+    assert authorizer.http(tok) == {"isAuthorized": True, "context": expected}
+    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}")) == allow_policy("user_123", expected)
     rest_request = rest_request_authorizer_event("GET", "/me", headers={"Cookie": f"__session={tok}"})
-    assert authorizer(rest_request) == allow_policy("user_123", DOCS_CONTEXT)
+    assert authorizer(rest_request) == allow_policy("user_123", expected)
 
 
 def pending_in_each_format(tok: str) -> list[dict[str, Any]]:
@@ -619,9 +620,9 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
     tok = documented(key, 2, sts="pending")
     answers = [answer(client, event) for event in pending_in_each_format(tok)]
     assert answers == [
-        {"isAuthorized": True, "context": DOCS_CONTEXT},
-        allow_policy("user_123", DOCS_CONTEXT),
-        allow_policy("user_123", DOCS_CONTEXT),
+        {"isAuthorized": True, "context": docs_context(2)},
+        allow_policy("user_123", docs_context(2)),
+        allow_policy("user_123", docs_context(2)),
     ]
     item = stored("user_123")
     assert item is not None and item["email"] == "ada@example.com"

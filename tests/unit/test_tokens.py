@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import DOCS_CONTEXT
+from tests.helpers import DOCS_AUTHORIZATION_CONTEXT, DOCS_CONTEXT, docs_context
 from tests.jwks_server import JwksServer
 from tests.session_tokens import (
     ISSUER,
@@ -389,7 +389,7 @@ def test_clerk_documented_tokens_give_exactly_the_contract_context(
 ) -> None:
     context = docs_verifier(key).verify(mint_token(key, example())).context()
 
-    assert context == DOCS_CONTEXT
+    assert context == docs_context(2 if example is clerk_docs_v2_example else 1)
     assert all(isinstance(value, str) for value in context.values())
 
 
@@ -400,9 +400,11 @@ def test_no_active_organization_gives_none_of_the_organization_keys(
     payload = example(o=None, org_id=None, org_slug=None, org_role=None, org_permissions=None, act=None)
     context = docs_verifier(key).verify(mint_token(key, payload)).context()
 
+    # `fea` and `pla` are the session's, not the organization's: they stay (v2 only)
+    unchanged = {"features", "plan"} if example is clerk_docs_v2_example else set()
     assert context == {
         name: value for name, value in DOCS_CONTEXT.items() if name not in ORG_KEYS | {"actorId"}
-    }
+    } | {name: value for name, value in DOCS_AUTHORIZATION_CONTEXT[2].items() if name in unchanged}
 
 
 @pytest.mark.parametrize(
@@ -492,7 +494,7 @@ def test_pending_session_is_signed_out_unless_allowed(key: SigningKey) -> None:
     assert str(caught.value) == "session_pending"
 
     allowed = docs_verifier(key, allow_pending_sessions=True).verify(pending)
-    assert allowed.session_pending and allowed.context() == DOCS_CONTEXT
+    assert allowed.session_pending and allowed.context() == docs_context(2)
 
 
 @pytest.mark.parametrize("status", [None, "active", ""], ids=["no-sts", "active", "blank"])
@@ -501,7 +503,7 @@ def test_a_session_without_pending_status_is_active(key: SigningKey, status: str
     if status is not None:
         payload["sts"] = status
     verified = docs_verifier(key).verify(mint_token(key, payload))
-    assert not verified.session_pending and verified.context() == DOCS_CONTEXT
+    assert not verified.session_pending and verified.context() == docs_context(2)
 
 
 def test_signature_and_claim_checks_come_before_the_session_status(
