@@ -15,11 +15,11 @@ import boto3
 import pytest
 
 from tests.helpers import (
-    docs_context,
     REPO_ROOT,
     FakeLambdaContext,
     LogCapture,
     bearer_authorizer_event,
+    docs_context,
     metric_counts,
 )
 from tests.jwks_server import JwksServer

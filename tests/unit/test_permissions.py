@@ -109,7 +109,9 @@ def test_the_sdks_safe_integer_boundary_cases(mask: str, expected: list[int]) ->
 
 
 @pytest.mark.parametrize(
-    "entry", ["1invalid", "-1", "1.5", "+3", "0x7", "1_1", "", " ", "٧", "７", "3\n3", "1e3", "७"]
+    "entry",
+    # Arabic-Indic, fullwidth and Devanagari sevens: str.isdigit() says yes, the SDK's /^\d+$/ says no
+    ["1invalid", "-1", "1.5", "+3", "0x7", "1_1", "", " ", "\u0667", "\uff17", "3\n3", "1e3", "\u096d"],
 )
 def test_an_entry_that_is_not_a_plain_decimal_grants_nothing_for_its_feature(entry: str) -> None:
     granted = decode_org_permissions("o:first,o:second,o:third", "read,manage", f"3,{entry},1")

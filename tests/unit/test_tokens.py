@@ -569,10 +569,18 @@ def test_v1_and_v2_of_one_session_give_the_same_string_context(
     bare = role.removeprefix("org:")
     assume(bare and not bare.startswith("org:"))  # Clerk role keys are `org:<key>`, the key never empty
     act = {"sub": actor} if actor is not None else None
-    v2 = parse_claims(clerk_docs_v2_example(o={"id": org_id, "slg": slug, "rol": bare}, act=act))
-    v1 = parse_claims(clerk_docs_v1_example(org_id=org_id, org_slug=slug, org_role=f"org:{bare}", act=act))
+    # the same permissions both ways: v2's fpm 3,2 over read,manage and fea, v1's list
+    o = {"id": org_id, "slg": slug, "rol": bare, "per": "read,manage", "fpm": "3,2"}
+    v2 = parse_claims(clerk_docs_v2_example(o=o, act=act))
+    permissions = ["org:dashboard:read", "org:dashboard:manage", "org:impersonation:manage"]
+    v1 = parse_claims(
+        clerk_docs_v1_example(
+            org_id=org_id, org_slug=slug, org_role=f"org:{bare}", org_permissions=permissions, act=act
+        )
+    )
 
-    assert v2.context() == v1.context()
+    # `fea` and `pla` are v2 claims Clerk's auth object leaves in the session claims: v2 passes them on
+    assert {k: v for k, v in v2.context().items() if k not in ("features", "plan")} == v1.context()
     context = v2.context()
     assert all(isinstance(value, str) for value in context.values())
     assert context["orgId"] == org_id and context["orgRole"].startswith("org:")
