@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from usersync.clerk.payload import ClerkPayload, ClerkText
-from usersync.clerk.permissions import Authorization, decode_org_permissions, split_by_scope
+from usersync.clerk.permissions import Authorization, Scoped, decode_org_permissions, split_by_scope
 from usersync.clerk.users import UserProfile, user_profile
 from usersync.runtime.budget import current_budget
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
@@ -223,7 +223,7 @@ class SessionClaims(ClerkPayload):
         No `sts` (v1, or an instance that has not opted in) means active."""
         return self.sts == SESSION_PENDING
 
-    @property
+    @cached_property
     def organization(self) -> ActiveOrganization | None:
         if self.v == V2:
             if self.o is None:
@@ -246,15 +246,26 @@ class SessionClaims(ClerkPayload):
         return self.org_permissions or ()
 
     @cached_property
+    def feature_scopes(self) -> Scoped | None:
+        """`fea` by scope; None when absent or unreadable."""
+        return split_by_scope(self.fea)
+
+    @cached_property
+    def plan_scopes(self) -> Scoped | None:
+        """`pla` by scope; None when absent or unreadable."""
+        return split_by_scope(self.pla)
+
+    @cached_property
     def authorization(self) -> Authorization:
         """What Clerk's `has()` reads: decoded once per token, on first use."""
         organization = self.organization
-        return Authorization.build(
+        permissions = self.org_permissions_decoded
+        return Authorization(
             org_id=organization.id if organization else None,
             org_role=organization.role if organization else None,
-            org_permissions=self.org_permissions_decoded,
-            fea=self.fea,
-            pla=self.pla,
+            org_permissions=None if permissions is None else frozenset(permissions),
+            features=self.feature_scopes,
+            plans=self.plan_scopes,
         )
 
     @property
@@ -286,8 +297,8 @@ class SessionClaims(ClerkPayload):
             "orgRole": organization.role if organization else None,
             "actorId": self.actor_id,
             "orgPermissions": ",".join(permissions) if permissions else None,
-            "features": self.fea if split_by_scope(self.fea) is not None else None,
-            "plan": self.pla if split_by_scope(self.pla) is not None else None,
+            "features": self.fea if self.feature_scopes is not None else None,
+            "plan": self.pla if self.plan_scopes is not None else None,
         }
         return {name: value for name, value in values.items() if value is not None}
 
