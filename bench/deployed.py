@@ -319,15 +319,10 @@ class World:
         each, before the /me process starts (these calls are not counted: they precede its log)."""
         import boto3
 
+        from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
         from usersync.clerk.users import ClerkUser
         from usersync.runtime.metrics import SyncSource
-        from usersync.store.organizations import (
-            ClerkMembership,
-            ClerkOrganization,
-            MembershipRecord,
-            OrganizationRecord,
-            OrganizationRepository,
-        )
+        from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
         from usersync.store.records import UserRecord
         from usersync.store.users import UserRepository
         from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user, now_ms

@@ -24,8 +24,10 @@ from usersync.api.webhook import (
 )
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.metrics import SyncSource
+from usersync.store.dynamodb import MAX_ITEM_BYTES
+from usersync.store.errors import UnstorableRecordError
 from usersync.store.records import UserRecord
-from usersync.store.users import MAX_ITEM_BYTES, UnstorableRecordError, ensure_storable
+from usersync.store.users import ensure_storable
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import clerk_event, clerk_organization, clerk_user, deleted_user
 

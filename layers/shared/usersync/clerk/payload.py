@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 # Clerk times are epoch milliseconds; 10**15 is the year 33658. Anything outside is not a Clerk time
 # (and past 38 digits DynamoDB cannot store it): rejecting it at parse time makes a webhook a 400,
@@ -46,3 +46,16 @@ class ClerkEvent(ClerkPayload):
     data: dict[str, Any]
     timestamp: EpochMs | None = None
     object: Literal["event"] | None = None
+
+
+class ClerkPayloadError(ValueError):
+    """What Clerk sent is not JSON or lacks what its type needs. The message names the fields and
+    the problem, never their values, so it is safe to log and to answer with."""
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error as `field.path: problem; ...`, without the input values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )

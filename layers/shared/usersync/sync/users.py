@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import RepositoryError, UninterpretableItemError
 from usersync.store.records import UserRecord
-from usersync.store.users import RepositoryError, UninterpretableItemError, UserRepository, WriteOutcome
+from usersync.store.users import UserRepository
 
 if TYPE_CHECKING:  # the webhook path imports this module and must not pull in PyJWT
     from usersync.clerk.tokens import SessionClaims
