@@ -67,7 +67,8 @@ def huge_integer(digits: int) -> bytes:
 def signed_raw_token(key: SigningKey, payload: bytes, header: bytes | None = None) -> str:
     """An RS256 token whose segments are these exact bytes, validly signed by `key`: what a hostile
     (or broken) signer could send, which PyJWT's own encoder would never produce."""
-    header = header if header is not None else json.dumps({"alg": "RS256", "typ": "JWT", "kid": key.kid}).encode()
+    if header is None:
+        header = json.dumps({"alg": "RS256", "typ": "JWT", "kid": key.kid}).encode()
     signing_input = f"{b64url(header)}.{b64url(payload)}"
     signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64url(signature)}"

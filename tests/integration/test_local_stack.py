@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.session_tokens import b64url, nested_json
 from tests.integration.dev_stack import dev_token, http, local_stack, run_cli, send_webhook, stack_environment
+from tests.session_tokens import b64url, nested_json
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, new_user_id
 from usersync_dev.template import REPO_ROOT, create_users_table
 

@@ -806,7 +806,9 @@ def test_a_forged_token_of_another_kind_is_a_bad_signature_not_a_category(
 
 
 @pytest.mark.parametrize(("value", "accepted"), [(None, False), ("false", False), ("true", True)])
-def test_settings_decide_whether_jwt_templates_pass(key: SigningKey, value: str | None, accepted: bool) -> None:
+def test_settings_decide_whether_jwt_templates_pass(
+    key: SigningKey, value: str | None, accepted: bool
+) -> None:
     env = {"USERS_TABLE_NAME": "t", "CLERK_JWT_KEY": key.public_pem()}
     if value is not None:
         env["CLERK_ACCEPT_JWT_TEMPLATES"] = value
