@@ -18,7 +18,7 @@ aarch64 the layer's native extensions (pydantic_core, cryptography) cannot load:
 builds it from the same versions' x86_64 wheels for the measurement, and the result says so.
 
 Every AWS call each process makes reaches the moto server, which counts them per request: the call
-counts that feed the README's cost per million are printed and stored with the results. /me runs on
+counts that feed docs/performance.md's cost per million are printed and stored with the results. /me runs on
 the template's two tables for a stored caller without memberships ("me") and with ME_MEMBERSHIPS
 ("me-member"), so its Query and BatchGetItem are counted as deployed.
 """
@@ -650,7 +650,7 @@ def _call_counts(
     print("\n".join(lines), flush=True)
     return Goal(
         "deployed cold start",
-        "AWS calls per invocation (feeds README: Cost per million)",
+        "AWS calls per invocation (feeds docs/performance.md: Cost per million)",
         None,
         "info",
         None,

@@ -102,18 +102,15 @@ def decode_item(item: Mapping[str, Any], schema: ItemSchema, operation: str) -> 
     if DELETED_AT in item:
         fields[DELETED_AT] = deletion_time(item[DELETED_AT])
         return _with_source(fields, item)
-    for name in schema.text:
-        if name in item:
-            text = string_value(item[name])
-            if text is None:
-                raise UninterpretableItemError(operation, f"{name} is not a string")
-            fields[name] = text or None
-    for name in schema.integers:
-        if name in item:
-            number = integer_value(item[name])
-            if number is None:
-                raise UninterpretableItemError(operation, f"{name} is not an integer")
-            fields[name] = number
+    readers = ((schema.text, string_value, "a string"), (schema.integers, integer_value, "an integer"))
+    for names, read, kind in readers:
+        for name in names:
+            if name not in item:
+                continue
+            value = read(item[name])
+            if value is None:
+                raise UninterpretableItemError(operation, f"{name} is not {kind}")
+            fields[name] = None if value == "" else value  # "" is an unknown value, never stored
     for name in schema.notes:
         note = string_value(item.get(name))
         if note is not None:

@@ -92,6 +92,31 @@ def put_if(
     )
 
 
+def update_if(
+    client: DynamoDBClient,
+    table_name: str,
+    key: Mapping[str, Any],
+    expression: str,
+    condition: str,
+    values: Mapping[str, Any],
+    names: Mapping[str, str],
+) -> bool:
+    """One UpdateItem under `condition`: True when it landed, False when the condition failed; any
+    other failure is a RepositoryError."""
+    lost = conditional_write(
+        "UpdateItem",
+        lambda: client.update_item(
+            TableName=table_name,
+            Key=attributes_to_item(key),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=dict(names),
+            ExpressionAttributeValues=attributes_to_item(values),
+        ),
+    )
+    return lost is None
+
+
 def lost_write(event_id: str | None, stored: Mapping[str, Any]) -> WriteOutcome:
     """Why a conditional write lost: the same delivery (svix-id) already applied, or a newer copy."""
     if event_id and stored.get("lastEventId") == {"S": event_id}:

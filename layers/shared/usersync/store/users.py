@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any
 from usersync.clerk.users import UserProfile
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.codec import ItemSchema, attributes_to_item, decode_item, integer_value
+from usersync.store.codec import ItemSchema, decode_item, integer_value
 from usersync.store.dynamodb import (
     WriteOutcome,
-    conditional_write,
     dynamodb_call,
     ensure_storable_item,
     lost_write,
     put_if,
     scan_items,
+    update_if,
 )
 from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord, utc_now_iso
@@ -172,18 +172,11 @@ class UserRepository:
             ":source": SyncSource.AUTHORIZER.value,
             ":syncedAt": utc_now_iso(),
         }
-        lost = conditional_write(
-            "UpdateItem",
-            lambda: self._client.update_item(
-                TableName=self._table_name,
-                Key={"userId": {"S": record.user_id}},
-                UpdateExpression=expression,
-                ConditionExpression=AUTHORIZER_CONDITION,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=attributes_to_item(values),
-            ),
+        key = {"userId": record.user_id}
+        landed = update_if(
+            self._client, self._table_name, key, expression, AUTHORIZER_CONDITION, values, names
         )
-        return WriteOutcome.APPLIED if lost is None else WriteOutcome.STALE
+        return WriteOutcome.APPLIED if landed else WriteOutcome.STALE
 
     @staticmethod
     def _fresher_token_row(stored: Mapping[str, Any], clerk_version: int) -> bool:
@@ -209,19 +202,12 @@ class UserRepository:
         if record.last_event_id is not None:
             values[":lastEventId"] = record.last_event_id
             sets.append("lastEventId = :lastEventId")
-        lost = conditional_write(
-            "UpdateItem",
-            lambda: self._client.update_item(
-                TableName=self._table_name,
-                Key={"userId": {"S": record.user_id}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=MERGE_CONDITION,
-                ExpressionAttributeNames=_SOURCE_NAME,
-                ExpressionAttributeValues=attributes_to_item(values),
-            ),
+        expression, key = "SET " + ", ".join(sets), {"userId": record.user_id}
+        landed = update_if(
+            self._client, self._table_name, key, expression, MERGE_CONDITION, values, _SOURCE_NAME
         )
         # Lost: a newer Clerk version or a tombstone got there first.
-        return WriteOutcome.MERGED if lost is None else WriteOutcome.STALE
+        return WriteOutcome.MERGED if landed else WriteOutcome.STALE
 
     def _put(self, record: UserRecord, condition: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """PutItem under `condition`: None when it landed, else the stored item (ALL_OLD)."""
