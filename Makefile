@@ -17,12 +17,13 @@ WHEELS_STAMP := $(WHEELS)/.downloaded
 # A working python3.12 (layers/shared/Makefile finds it, or says what to install).
 FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python312
 
-.PHONY: help venv run test lint typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels
+.PHONY: help venv run test lint lint-imports typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
 	@echo "              ROUTE_REQUIREMENTS=docs/route-requirements.example.json: who may call which route"
 	@echo "make test     lint, type-check, cfn-lint and the whole test suite, offline"
+	@echo "make docs     build the docs site (mkdocs build --strict) into site/"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"
 	@echo "              including cold starts of the built layer in deployed mode (python3.12)"
 	@echo "make events   regenerate events/ with fresh signatures and tokens"
@@ -46,6 +47,11 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory lint-imports
+
+# The layer's import direction and independences ([tool.importlinter] in pyproject.toml).
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 # mypy --strict over functions/, layers/, local/, bench/ and tests/ (the list is in pyproject.toml).
 typecheck: $(STAMP)
@@ -72,8 +78,13 @@ $(WHEELS_STAMP): layers/shared/requirements.txt | $(STAMP)
 
 wheels: $(WHEELS_STAMP)
 
-test: lint typecheck cfn-lint wheels
+test: lint typecheck cfn-lint wheels docs
 	$(BIN)/pytest
+
+# The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor, or a page left out of the nav
+# (not --quiet: it drops the warnings --strict counts). The variable mutes Material's end-of-life banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Deployed mode: builds the layer like `sam build` (python3.12, bytecode), runs fresh processes.
 bench: $(STAMP) $(WHEELS_STAMP)
@@ -103,4 +114,4 @@ next-steps: $(STAMP)
 	$(BIN)/usersync-dev next-steps $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis site

@@ -24,6 +24,7 @@ from pathlib import Path  # noqa: E402
 
 from bench import (  # noqa: E402
     authorizer_warm,
+    codec,
     cold_start,
     compare_first,
     deployed,
@@ -43,6 +44,7 @@ FULL: dict[str, Callable[[], list[Goal]]] = {
     "sync-cost": sync_cost.run,
     "compare-first": compare_first.run,
     "org-events": org_events.run,
+    "codec": codec.run,
     "deployed": deployed.run,
 }
 QUICK: dict[str, Callable[[], list[Goal]]] = {
@@ -52,6 +54,7 @@ QUICK: dict[str, Callable[[], list[Goal]]] = {
     "sync-cost": lambda: sync_cost.run(events=100, rounds=1),
     "compare-first": lambda: compare_first.run(calls=100),
     "org-events": lambda: org_events.run(organizations=20),
+    "codec": lambda: codec.run(rounds=1, calls=200, import_rounds=1),
     "deployed": lambda: deployed.run(rounds=1),
 }
 

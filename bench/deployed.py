@@ -18,7 +18,7 @@ aarch64 the layer's native extensions (pydantic_core, cryptography) cannot load:
 builds it from the same versions' x86_64 wheels for the measurement, and the result says so.
 
 Every AWS call each process makes reaches the moto server, which counts them per request: the call
-counts that feed the README's cost per million are printed and stored with the results. /me runs on
+counts that feed docs/performance.md's cost per million are printed and stored with the results. /me runs on
 the template's two tables for a stored caller without memberships ("me") and with ME_MEMBERSHIPS
 ("me-member"), so its Query and BatchGetItem are counted as deployed.
 """
@@ -319,15 +319,10 @@ class World:
         each, before the /me process starts (these calls are not counted: they precede its log)."""
         import boto3
 
+        from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
         from usersync.clerk.users import ClerkUser
         from usersync.runtime.metrics import SyncSource
-        from usersync.store.organizations import (
-            ClerkMembership,
-            ClerkOrganization,
-            MembershipRecord,
-            OrganizationRecord,
-            OrganizationRepository,
-        )
+        from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
         from usersync.store.records import UserRecord
         from usersync.store.users import UserRepository
         from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user, now_ms
@@ -655,7 +650,7 @@ def _call_counts(
     print("\n".join(lines), flush=True)
     return Goal(
         "deployed cold start",
-        "AWS calls per invocation (feeds README: Cost per million)",
+        "AWS calls per invocation (feeds docs/performance.md: Cost per million)",
         None,
         "info",
         None,

@@ -70,7 +70,9 @@ def _naive_handler(client: Any, secret: str) -> Any:
     from boto3.dynamodb.types import TypeSerializer
 
     from usersync.api.http import json_response, parse_proxy_event
-    from usersync.api.webhook import parse_clerk_event, record_for, verify_signature
+    from usersync.clerk.webhooks import parse_clerk_event, verify_signature
+    from usersync.store.records import UserRecord
+    from usersync.sync.events import record_for
 
     serializer = TypeSerializer()
 
@@ -78,7 +80,7 @@ def _naive_handler(client: Any, secret: str) -> Any:
         request = parse_proxy_event(event)
         message = verify_signature(request.body, request.headers, secret)
         record = record_for(parse_clerk_event(request.body), message)
-        assert record is not None
+        assert isinstance(record, UserRecord)
         attributes = record.to_attributes()
         found = client.get_item(TableName=NAIVE_TABLE, Key={"userId": {"S": record.user_id}}).get("Item")
         if found is None:

@@ -11,8 +11,9 @@ from usersync.runtime.budget import with_time_budget
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger, metrics
 from usersync.runtime.settings import WebhookSettings
+from usersync.store.errors import RepositoryError
 from usersync.store.organizations import OrganizationRepository
-from usersync.store.users import RepositoryError, UserRepository
+from usersync.store.users import UserRepository
 
 settings = WebhookSettings.from_env()
 repository = UserRepository(dynamodb_client(), settings.users_table_name)

@@ -2,7 +2,7 @@
 
 Payloads follow Clerk's documented `user.*` webhook examples (Backend API User object, epoch-ms
 times, `email_addresses` + `primary_email_address_id`); tokens carry Clerk's v2 default claims plus
-the custom claims the README tells you to configure.
+the custom claims docs/deploying.md tells you to configure.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def encode_org_permissions(features: Sequence[str], permissions: Sequence[str]) 
 def clerk_documented_claims(version: int, now: int, **overrides: Any) -> dict[str, Any]:
     """Clerk's documented session-token claims, each with the example value of its docs row
     (clerk-docs `guides/sessions/session-tokens`, "Version 2" / "Version 1" tabs: `o`, `org_*` and
-    `act` included), plus the custom profile claims the README configures. Times are moved to `now`
+    `act` included), plus the custom profile claims docs/deploying.md configures. Times are moved to `now`
     so the token is current; `sts` is left out (a session without it is active). An override of
     None removes that claim.
     """

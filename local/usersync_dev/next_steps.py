@@ -39,18 +39,10 @@ class DeployedStack:
 
 
 def subscribed_events() -> list[str]:
-    """The Clerk event types the webhook handles: every `*_EVENT` / `*_EVENTS` constant in its modules."""
-    from usersync.api import webhook as webhooks
-    from usersync.store import organizations
+    """The Clerk event types the webhook handles: the keys of its one event dispatch."""
+    from usersync.sync.events import HANDLED_EVENT_TYPES
 
-    events: set[str] = set()
-    for module in (webhooks, organizations):
-        for name, value in vars(module).items():
-            if name.endswith("_EVENT") and isinstance(value, str):
-                events.add(value)
-            elif name.endswith("_EVENTS") and isinstance(value, frozenset | set | tuple | list):
-                events.update(str(item) for item in value)
-    return sorted(events)
+    return sorted(HANDLED_EVENT_TYPES)
 
 
 def render_next_steps(stack: DeployedStack) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from usersync_dev.cors import CorsConfigurationError, CorsPolicy
 from usersync_dev.devstate import DEV_AUTHORIZED_PARTY, DEV_ISSUER, DevSecrets
 from usersync_dev.handlers import import_handler
 from usersync_dev.local_aws import ACCOUNT_ID, REGION, LocalLambdaContext
@@ -110,6 +111,9 @@ class TemplateValues:
         if function == "Fn::If":
             name, when_true, when_false = argument
             return self.resolve(when_true if self.condition(name) else when_false)
+        if function == "Fn::Split":
+            delimiter, text = argument
+            return str(self.resolve(text)).split(delimiter)
         if function.startswith("Fn::") or function == "Condition":
             raise TemplateError(f"unsupported intrinsic {function}")
         return {function: self.resolve(argument)}
@@ -224,6 +228,7 @@ class Route:
     path: str  # as in the template: /users/{id}
     function_id: str
     authorizer: AuthorizerSpec | None
+    api_id: str = "ServerlessHttpApi"
 
     @property
     def route_key(self) -> str:
@@ -291,9 +296,30 @@ def http_api_routes(values: TemplateValues | None = None) -> list[Route]:
                     path=str(properties.get("Path", "/")),
                     function_id=logical_id,
                     authorizer=None if name in (None, "NONE") else authorizers[name],
+                    api_id=api_id,
                 )
             )
     return routes
+
+
+def http_api_cors(api_id: str, values: TemplateValues | None = None) -> CorsPolicy | None:
+    """The HttpApi's `CorsConfiguration` (an !If on CorsAllowedOrigins/AuthMode, resolved), or None.
+
+    `true` alone is SAM's shorthand for "any origin"; anything else must be the property's mapping.
+    """
+    values = values or default_values()
+    api = template()["Resources"].get(api_id, {})
+    configuration = values.resolve(api.get("Properties", {}).get("CorsConfiguration", _NO_VALUE))
+    if configuration is _NO_VALUE or configuration in ("false", None):
+        return None
+    if configuration == "true":
+        return CorsPolicy(allow_origins=("*",), allow_methods=("*",), allow_headers=("*",))
+    if not isinstance(configuration, dict):
+        raise TemplateError(f"{api_id}: unsupported CorsConfiguration {configuration!r}")
+    try:
+        return CorsPolicy.from_configuration(configuration)
+    except CorsConfigurationError as exc:
+        raise TemplateError(f"{api_id}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------- invoking

@@ -8,6 +8,7 @@
   HttpApi events: each request becomes an API Gateway HTTP API 2.0 event for the real
   `lambda_handler`, after the Lambda authorizer where the template attaches one.
 
+CORS follows the HttpApi's CorsConfiguration (usersync_dev.cors: preflight answered by the gateway).
 Differences from API Gateway: no authorizer result cache (the authorizer runs on every request), no
 throttling, and function timeouts are not enforced.
 """
@@ -37,6 +38,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from usersync_dev import apigw
+from usersync_dev.cors import PREFLIGHT_STATUS, CorsPolicy, is_cors_header, is_preflight
 from usersync_dev.devstate import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -53,8 +55,10 @@ from usersync_dev.runtime import (
     FunctionSpec,
     LocalFunctions,
     Route,
+    TemplateError,
     TemplateValues,
     function_specs,
+    http_api_cors,
     http_api_routes,
     local_parameters,
 )
@@ -153,9 +157,16 @@ def _incoming(request: Request) -> _Incoming:
 class Gateway:
     """A WSGI app standing in for the HTTP API: routing, Lambda authorizer, proxy integration."""
 
-    def __init__(self, functions: LocalFunctions, routes: list[Route], secrets: DevSecrets) -> None:
+    def __init__(
+        self,
+        functions: LocalFunctions,
+        routes: list[Route],
+        secrets: DevSecrets,
+        cors: CorsPolicy | None = None,
+    ) -> None:
         self.functions = functions
         self.routes = routes
+        self.cors = cors
         self._jwks = json.dumps(secrets.signing_key.jwks())
         self._map = Map(
             [_template_rule(route, index) for index, route in enumerate(routes)], strict_slashes=False
@@ -173,8 +184,32 @@ class Gateway:
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
-        if request.method == "GET" and request.path == JWKS_PATH:
+        if request.method == "GET" and request.path == JWKS_PATH:  # the dev Clerk's, not the API's
             return Response(self._jwks, content_type="application/json")
+        if self.cors is None:
+            return self._route(request)
+        origin = request.headers.get("Origin", "")
+        if is_preflight(request.method, {name.lower(): value for name, value in request.headers.items()}):
+            # A preflight: API Gateway answers it itself, for any path (no route, authorizer or handler).
+            requested = request.headers.get("Access-Control-Request-Headers", "")
+            preflight = Response(
+                status=PREFLIGHT_STATUS, headers=self.cors.preflight_headers(origin, requested)
+            )
+            preflight.headers.pop("Content-Type", None)  # no body, so no type (werkzeug adds text/plain)
+            return preflight
+        response = self._route(request)
+        # API Gateway ignores the integration's own CORS headers and adds the configured ones.
+        for name in {name for name, _ in response.headers if is_cors_header(name)}:
+            del response.headers[name]
+        if origin:
+            for name, value in self.cors.response_headers(origin):
+                if name == "Vary" and "Vary" in response.headers:
+                    response.headers["Vary"] = f"{response.headers['Vary']}, {value}"
+                else:
+                    response.headers.add(name, value)
+        return response
+
+    def _route(self, request: Request) -> Response:
         try:
             index, path_parameters = self._map.bind_to_environ(request.environ).match()
         except HTTPException:  # unknown path or method: HTTP API answers 404 to both
@@ -326,7 +361,8 @@ class LocalStack:
         organizations_table = _table_name(specs, "ORGANIZATIONS_TABLE_NAME")
         create_organizations_table(moto_client("dynamodb", moto_endpoint), organizations_table)
         functions = LocalFunctions(specs, metrics_sink=cloudwatch_sink(moto_endpoint))
-        self.gateway = Gateway(functions, http_api_routes(values), self.secrets)
+        routes = http_api_routes(values)
+        self.gateway = Gateway(functions, routes, self.secrets, _one_cors_policy(routes, values))
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": GATEWAY_POLL_SECONDS},
@@ -380,6 +416,15 @@ class LocalStack:
             moto.stop()
 
 
+def _one_cors_policy(routes: list[Route], values: TemplateValues) -> CorsPolicy | None:
+    """The CORS configuration of the one HttpApi the routes belong to (one gateway serves one API)."""
+    apis = sorted({route.api_id for route in routes})
+    policies = {api_id: http_api_cors(api_id, values) for api_id in apis}
+    if len(set(policies.values())) > 1:
+        raise TemplateError(f"the local gateway serves one API; these differ in CORS: {', '.join(apis)}")
+    return next(iter(policies.values()), None)
+
+
 def _users_table_name(specs: Mapping[str, FunctionSpec]) -> str:
     return _table_name(specs, "USERS_TABLE_NAME")
 
@@ -413,6 +458,7 @@ def banner(stack: LocalStack) -> str:
         lines.append(
             f"  {route.method:<6} {route.path:<20} -> functions/{spec.name}/app.py ({guard}){missing}"
         )
+    lines.append(f"  {gateway.cors.describe()}" if gateway.cors else "  CORS: off (CorsAllowedOrigins empty)")
     for spec in gateway.functions.specs.values():
         for variable in spec.unresolved:
             lines.append(f"  warning: {spec.logical_id}: environment variable {variable} left unset locally")

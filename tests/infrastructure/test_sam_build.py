@@ -217,7 +217,7 @@ def test_every_layer_module_ships_python312_unchecked_hash_bytecode(built: Path)
     )
     assert probe.stdout == PYTHON312_MAGIC
     sources = sorted(layer.rglob("*.py"))
-    assert len(sources) > 100 and layer / "usersync" / "webhooks.py" in sources
+    assert len(sources) > 100 and layer / "usersync" / "api" / "webhook.py" in sources
     wrong: dict[str, str] = {}
     for source in sources:
         compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"

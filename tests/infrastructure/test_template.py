@@ -293,7 +293,8 @@ def test_user_table_keys_protection_and_no_index() -> None:
     assert props["KeySchema"] == [{"AttributeName": "userId", "KeyType": "HASH"}]
     attributes = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
     assert attributes == {"userId": "S"}
-    # No reader queried the email index: it doubled the write cost of every user change (README).
+    # No reader queried the email index: it doubled the write cost of every user change
+    # (docs/decisions/data-and-writes.md).
     assert "GlobalSecondaryIndexes" not in props
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True

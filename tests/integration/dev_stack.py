@@ -1,6 +1,6 @@
 """Driving the local stack (`usersync-dev serve`) and the other `usersync-dev` commands as a subprocess,
 for the tests that use the stack as a developer does (test_local_stack, test_local_auth_mode,
-test_stack_stop)."""
+test_stack_stop, test_local_cors, tests/browser)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +169,37 @@ def http(
         return exc.code, json.loads(exc.read())
 
 
-def send_webhook(stack: RunningStack, payload: dict[str, Any]) -> tuple[int, Any]:
-    """`payload` signed with the stack's dev webhook secret, posted as Svix would."""
+@dataclass(frozen=True)
+class Reply:
+    """A response as a browser sees it: status, headers (case-insensitive lookups) and raw body."""
+
+    status: int
+    headers: Message
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def cors_headers(self) -> dict[str, str]:
+        return {
+            name.lower(): value
+            for name, value in self.headers.items()
+            if name.lower().startswith("access-control-")
+        }
+
+
+def request(method: str, url: str, *, headers: dict[str, str] | None = None) -> Reply:
+    """A request to the stack and the whole reply, whatever the status (CORS tests read the headers)."""
+    outgoing = urllib.request.Request(url, headers=headers or {}, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(outgoing, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - loopback
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.headers, exc.read())
+
+
+def send_webhook(stack: RunningStack, payload: dict[str, Any] | bytes) -> tuple[int, Any]:
+    """`payload` (an object, or the exact body bytes) signed with the dev secret, posted as Svix would."""
     delivery = sign_delivery(dev_secrets(stack.home).webhook_secret, payload)
     return http("POST", f"{stack.gateway_url}/webhooks/clerk", body=delivery.body, headers=delivery.headers)
 

@@ -628,6 +628,26 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
     assert item is not None and item["email"] == "ada@example.com"
 
 
+def test_jwt_template_tokens_pass_only_when_the_template_parameter_accepts_them(
+    pem_env: None,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    start_authorizer: Callable[[], AuthorizerClient],
+) -> None:
+    """ClerkAcceptJwtTemplates (default false) reaches the authorizer as CLERK_ACCEPT_JWT_TEMPLATES."""
+    secrets = DevSecrets(signing_key=key, webhook_secret="whsec_unused")
+
+    def accept_templates(overrides: dict[str, str]) -> str:
+        values = TemplateValues(local_parameters(secrets, jwks_url=None, overrides=overrides))
+        return function_specs(values, secrets)["AuthorizerFunction"].environment["CLERK_ACCEPT_JWT_TEMPLATES"]
+
+    template_token = mint_token(key, ada_claims(sid=None), headers={"cat": "cl_B7d4PD222AAA"})
+    event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {template_token}"})
+    for overrides, allowed in (({}, False), ({"ClerkAcceptJwtTemplates": "true"}, True)):
+        monkeypatch.setenv("CLERK_ACCEPT_JWT_TEMPLATES", accept_templates(overrides))
+        assert start_authorizer()(event)["isAuthorized"] is allowed
+
+
 @pytest.mark.parametrize(
     "overrides",
     [

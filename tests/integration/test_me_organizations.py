@@ -14,9 +14,18 @@ import boto3
 import pytest
 
 from tests.helpers import FakeLambdaContext, WebhookDriver
-from tests.organizations_support import T0, DynamoCalls, call_me, membership_event, organization_event
+from tests.organizations_support import (
+    T0,
+    DynamoCalls,
+    call_me,
+    get_organization,
+    members_of_organization,
+    membership_event,
+    organization_event,
+    without_deleted_users,
+)
 from usersync.runtime.aws import dynamodb_client
-from usersync.store.organizations import OrganizationRepository, without_deleted_users
+from usersync.store.organizations import OrganizationRepository
 from usersync_dev.clerk import clerk_event, clerk_user, deleted_user
 
 USER = "user_2abcDEFghiJKLmnoPQRstuVW"
@@ -156,11 +165,11 @@ def test_each_access_pattern_is_one_dynamodb_request(stack: Stack) -> None:
     assert len(memberships) == 30 and dict(calls.calls) == {"Query": 1}
 
     with DynamoCalls() as calls:
-        members = repository.members_of_organization("org_00")
+        members = members_of_organization(dynamodb_client(), ORGS_TABLE, "org_00")
     assert len(members) == 31 and dict(calls.calls) == {"Query": 1}
 
     with DynamoCalls() as calls:
-        profile = repository.get_organization("org_00")
+        profile = get_organization(dynamodb_client(), ORGS_TABLE, "org_00")
     assert profile is not None and profile.name == "Org 00" and dict(calls.calls) == {"GetItem": 1}
 
     with DynamoCalls() as calls:
@@ -182,19 +191,18 @@ def test_me_costs_three_requests_with_organizations_two_without(stack: Stack) ->
 
 
 def test_members_of_a_deleted_organization_or_user_are_not_returned(stack: Stack) -> None:
-    repository = OrganizationRepository(dynamodb_client(), ORGS_TABLE)
     stack.user()
     stack.user(OTHER)
     stack.join("org_a", name="Acme")
     stack.join("org_a", name="Acme", user_id=OTHER)
     stack.send(clerk_event("user.deleted", deleted_user(OTHER), timestamp=T0 + 3))
-    members = repository.members_of_organization("org_a")
+    members = members_of_organization(dynamodb_client(), ORGS_TABLE, "org_a")
     assert {m.user_id for m in members} == {USER, OTHER}  # the organization table alone
     with DynamoCalls() as calls:
         live = without_deleted_users(dynamodb_client(), "usersync-test-users", members)
     assert [m.user_id for m in live] == [USER] and dict(calls.calls) == {"BatchGetItem": 1}
     stack.send(organization_event("organization.deleted", "org_a", timestamp=T0 + 4))
-    assert repository.members_of_organization("org_a") == []
+    assert members_of_organization(dynamodb_client(), ORGS_TABLE, "org_a") == []
 
 
 def test_reading_is_tolerant_of_foreign_attributes_and_fails_closed_on_unreadable_items(stack: Stack) -> None:

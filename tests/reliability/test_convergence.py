@@ -276,7 +276,7 @@ def three_writer_scenarios(draw: st.DrawFn) -> ThreeWriterScenario:
 
 def _versioned(history: History) -> History:
     """Each version's profile is distinct (its last name ends with the version), as Clerk's versions
-    of one user differ in something; see the README on why compare-first needs that."""
+    of one user differ in something; see docs/behaviour.md on why compare-first needs that."""
     profiles = [
         Profile(p.email, p.first_name, f"{p.last_name or ''}v{index}", p.image_url)
         for index, p in enumerate(history.profiles)

@@ -21,7 +21,8 @@ from tests.helpers import FakeLambdaContext, authorize_bearer, metric_counts
 from tests.reliability.support import REPORT
 from tests.session_tokens import ISSUER
 from usersync.runtime.aws import dynamodb_client
-from usersync.store.users import UninterpretableItemError, item_to_record
+from usersync.store.errors import UninterpretableItemError
+from usersync.store.users import item_to_record
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, mint_token, session_claims
 

@@ -14,7 +14,8 @@ import pytest
 
 from usersync.runtime.aws import dynamodb_client, reset_clients
 from usersync.runtime.budget import TimeBudget, time_budget
-from usersync.store.users import RepositoryError, UserRepository
+from usersync.store.errors import RepositoryError
+from usersync.store.users import UserRepository
 
 
 @pytest.fixture

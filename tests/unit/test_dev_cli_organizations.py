@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from usersync.store.organizations import MembershipRecord, OrganizationRecord, record_for_event
+from usersync.store.organizations import MembershipRecord, OrganizationRecord
+from usersync.sync.events import record_for_event
 from usersync_dev.cli import _webhook_payload, build_parser
 
 ORG = "org_2dev0analytical0engines00"

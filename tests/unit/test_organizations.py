@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from usersync.api.me import live_organizations
 from usersync.runtime.metrics import SyncSource
-from usersync.store.organizations import MembershipRecord, OrganizationRecord, record_for_event
+from usersync.store.organizations import MembershipRecord, OrganizationRecord
+from usersync.sync.events import record_for_event
 from usersync_dev.clerk import clerk_membership, clerk_organization
 
 T0 = 1_730_279_325_025
@@ -146,8 +147,9 @@ def _throttled_batch_get(rounds: int) -> tuple[Any, Any]:
 
 
 def test_unprocessed_batch_keys_are_asked_again_then_fail_clearly() -> None:
-    from usersync.store.organizations import BATCH_GET_ROUNDS, OrganizationRepository
-    from usersync.store.users import RepositoryError
+    from usersync.store.dynamodb import BATCH_GET_ROUNDS
+    from usersync.store.errors import RepositoryError
+    from usersync.store.organizations import OrganizationRepository
 
     client, stubber = _throttled_batch_get(rounds=BATCH_GET_ROUNDS - 1)
     with stubber:

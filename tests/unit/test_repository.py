@@ -9,8 +9,10 @@ from botocore.stub import Stubber
 
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.metrics import SyncSource
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import RepositoryError
 from usersync.store.records import UserRecord
-from usersync.store.users import RepositoryError, UserRepository, WriteOutcome
+from usersync.store.users import UserRepository
 
 
 @pytest.fixture

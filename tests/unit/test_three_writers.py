@@ -12,8 +12,9 @@ import pytest
 
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.metrics import SyncSource
+from usersync.store.dynamodb import WriteOutcome
 from usersync.store.records import UserRecord
-from usersync.store.users import UserRepository, WriteOutcome
+from usersync.store.users import UserRepository
 
 USER_ID = "user_3writers"
 CREATED = 1_700_000_000_000

@@ -160,8 +160,8 @@ class Authorizer:
             claims = self._verifier.verify(request.token)
         except PendingSessionError as exc:
             return self._deny(request, exc.reason, verified_user_id=exc.user_id, signed_out=True)
-        except TokenError as exc:
-            return self._deny(request, exc.reason)
+        except TokenError as exc:  # the verifier raises nothing else, whatever the token holds
+            return self._deny(request, exc.reason, **exc.details)
         try:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:
@@ -243,7 +243,10 @@ class Authorizer:
         signed_out: bool = True,
         **details: str,
     ) -> dict[str, Any]:
-        """Count, log, answer. `signed_out` callers get REST's 401; a known user refused gets a Deny (403)."""
+        """Count, log, answer. `signed_out` callers get REST's 401; a known user refused gets a Deny (403).
+
+        `details` name what went wrong (an exception type, a token category, the route and the missing
+        condition), never token content."""
         self._log_denial(reason, request.format, verified_user_id, **details)
         return deny_response(request, None if signed_out else verified_user_id)
 
@@ -251,7 +254,6 @@ class Authorizer:
     def _log_denial(
         reason: DenyReason, event_format: EventFormat, verified_user_id: str | None, **details: str
     ) -> None:
-        """`details` name what was missing (`route`, `missing`): configuration, never token content."""
         emit_metric(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
         extra = {"reason": reason.value, "eventFormat": event_format.value, **details}
         if verified_user_id is not None:  # a verified subject only: an unverified one proves nothing

@@ -12,9 +12,10 @@ from typing import Any
 
 from usersync.api.http import authorizer_value, json_response
 from usersync.runtime.observability import logger
+from usersync.store.errors import RepositoryError
 from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
 from usersync.store.records import UserRecord
-from usersync.store.users import RepositoryError, UserRepository
+from usersync.store.users import UserRepository
 
 # What the caller may see of their own record: no internal bookkeeping such as lastEventId.
 _VISIBLE_FIELDS: set[str] = {

@@ -1,46 +1,26 @@
-"""Clerk webhooks: verify the Svix signature on the raw bytes, parse, and apply as one write.
-
-Verification uses `standardwebhooks`, the verifier that `svix.webhooks.Webhook` delegates to (svix
-2.x only renames the `svix-*` headers and calls it). Importing it directly keeps the webhook's cold
-start free of svix's API client, which `import svix` loads eagerly (~350 ms).
+"""POST /webhooks/clerk, the HTTP face: read the API Gateway event, verify and parse the delivery
+(usersync.clerk.webhooks), apply it (usersync.sync.events), and say which status answers each failure.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ValidationError
-from standardwebhooks.webhooks import Webhook
-
 from usersync.api.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
-from usersync.clerk.payload import ClerkEvent
-from usersync.clerk.users import ClerkDeletedUser, ClerkUser
+from usersync.clerk.payload import ClerkEvent, ClerkPayloadError, unreadable_problem
+from usersync.clerk.webhooks import SignatureError, SignedMessage, parse_clerk_event, verify_signature
 from usersync.runtime.aws import secret_string
-from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
 from usersync.runtime.settings import WebhookSettings
-from usersync.store.records import UserRecord, Writer
-from usersync.store.users import (
-    RepositoryError,
-    UnstorableRecordError,
-    UserRepository,
-    WriteOutcome,
-    ensure_storable,
-    ensure_storable_item,
-)
-from usersync.sync.users import write_user
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import UnstorableRecordError
+from usersync.sync.events import SyncedRecord, apply_record, record_for
 
 if TYPE_CHECKING:
     from usersync.store.organizations import OrganizationRepository
-
-USER_UPSERT_EVENTS = frozenset({"user.created", "user.updated"})
-USER_DELETED_EVENT = "user.deleted"
-_HEADER_FAMILIES = ("svix", "webhook")  # Clerk sends svix-*; Standard Webhooks names are accepted too
+    from usersync.store.users import UserRepository
 
 
 class WebhookRejection(Exception):
@@ -112,32 +92,6 @@ class WebhookResult:
     user_id: str | None = None
 
 
-@dataclass(frozen=True)
-class SignedMessage:
-    """The verified message id and timestamp (seconds) from the signature headers."""
-
-    message_id: str
-    timestamp: int
-
-
-def _signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """`webhook-id/-timestamp/-signature`, taken from the svix-* family first, as svix does."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    resolved = {}
-    for part in ("id", "timestamp", "signature"):
-        for family in _HEADER_FAMILIES:
-            value = lowered.get(f"{family}-{part}")
-            if value:
-                resolved[f"webhook-{part}"] = value
-                break
-    return resolved
-
-
-@lru_cache(maxsize=4)
-def _webhook(secret: str) -> Webhook:
-    return Webhook(secret)
-
-
 def read_request(event: Any) -> HttpRequest:
     """The API Gateway proxy event as a request; its problems are rejections like any other."""
     try:
@@ -148,55 +102,21 @@ def read_request(event: Any) -> HttpRequest:
         raise WebhookRequestError(str(exc)) from None
 
 
-def verify_signature(body: bytes, headers: Mapping[str, str], secret: str) -> SignedMessage:
-    """Raise WebhookSignatureError unless one `v1` signature over `id.timestamp.body` matches `secret`."""
-    signature_headers = _signature_headers(headers)
-    if len(signature_headers) != len(("id", "timestamp", "signature")):
-        raise WebhookSignatureError("missing signature headers")
+def read_delivery(body: bytes, message: SignedMessage) -> tuple[ClerkEvent, SyncedRecord | None]:
+    """The verified body as an event and the record it asks for (None: a type we do not handle).
+
+    The one place that decides what a signed body is worth: whatever reading it raises (the JSON
+    parser's RecursionError or 4,300-digit ValueError, pydantic, a model's own check) is a 400 with a
+    message, which Svix does not retry; no exception type can escape as a 500.
+    """
     try:
-        _webhook(secret).verify(body, signature_headers, json_parse=False)
-    except Exception as exc:  # malformed headers raise ValueError/binascii.Error, not the library's error
-        raise WebhookSignatureError(f"invalid signature: {type(exc).__name__}") from None
-    return SignedMessage(
-        message_id=signature_headers["webhook-id"],
-        timestamp=int(float(signature_headers["webhook-timestamp"])),
-    )
-
-
-def parse_clerk_event(body: bytes) -> ClerkEvent:
-    """The verified body as a Clerk event envelope (its `data` is validated per type later)."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
-    try:
-        return ClerkEvent.model_validate(document)
-    except ValidationError as exc:
-        raise WebhookPayloadError(f"not a Clerk event: {_summarise(exc)}") from None
-
-
-def _summarise(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    )
-
-
-def record_for(event: ClerkEvent, message: SignedMessage) -> UserRecord | None:
-    """The table item an event asks for, or None for event types we do not handle."""
-    writer: Writer = {"source": SyncSource.WEBHOOK, "event_id": message.message_id}
-    try:
-        if event.type in USER_UPSERT_EVENTS:
-            return UserRecord.from_clerk_user(ClerkUser.model_validate(event.data), **writer)
-        if event.type == USER_DELETED_EVENT:
-            deleted = ClerkDeletedUser.model_validate(event.data)
-            # No updated_at on deletes: order them by the envelope timestamp (ms), else the signed
-            # svix timestamp.
-            deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
-            return UserRecord.tombstone(deleted.id, deleted_at=deleted_at, **writer)
-    except ValidationError as exc:
-        raise WebhookPayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
-    return None
+        event = parse_clerk_event(body)
+        logger.append_keys(eventType=event.type)
+        return event, record_for(event, message)
+    except ClerkPayloadError as exc:
+        raise WebhookPayloadError(str(exc)) from None
+    except Exception as exc:  # hostile input: what a parser raised says nothing we could retry
+        raise WebhookPayloadError(f"event data is {unreadable_problem(exc)}") from None
 
 
 def process_webhook(
@@ -206,22 +126,19 @@ def process_webhook(
     organizations: OrganizationRepository | None = None,
 ) -> WebhookResult:
     """Verify, parse and apply one delivery. Raises WebhookRejection (4xx) or RepositoryError (5xx)."""
-    message = verify_signature(request.body, request.headers, secret)
-    logger.set_correlation_id(message.message_id)
-    event = parse_clerk_event(request.body)
-    logger.append_keys(eventType=event.type)
-    organization_result = apply_organization_event(event, message, organizations)
-    if organization_result is not None:
-        return organization_result
-    record = record_for(event, message)
-    if record is None:
-        return WebhookResult(WebhookStatus.IGNORED_EVENT_TYPE)
     try:
-        ensure_storable(record)
+        message = verify_signature(request.body, request.headers, secret)
+    except SignatureError as exc:
+        raise WebhookSignatureError(exc.reason) from None
+    logger.set_correlation_id(message.message_id)
+    _event, record = read_delivery(request.body, message)
+    try:
+        applied = apply_record(record, repository, organizations)
     except UnstorableRecordError as exc:
         raise UnstorableDeliveryError(str(exc)) from None
-    outcome = write_user(repository, record)
-    return WebhookResult(_STATUS_BY_OUTCOME[outcome], record.user_id)
+    if applied.outcome is None:
+        return WebhookResult(WebhookStatus.IGNORED_EVENT_TYPE)
+    return WebhookResult(_STATUS_BY_OUTCOME[applied.outcome], applied.user_id)
 
 
 def signing_secret(settings: WebhookSettings) -> str:
@@ -230,39 +147,3 @@ def signing_secret(settings: WebhookSettings) -> str:
         return settings.webhook_signing_secret
     assert settings.webhook_secret_arn is not None  # guaranteed by WebhookSettings
     return secret_string(settings.webhook_secret_arn)
-
-
-# ---------------------------------------------------------------- organizations and memberships
-# Kept apart from the user path above: one hook in process_webhook, the rest in usersync.store.organizations.
-
-
-def apply_organization_event(
-    event: ClerkEvent, message: SignedMessage, organizations: OrganizationRepository | None
-) -> WebhookResult | None:
-    """Apply an organization/membership event with one conditional write; None for other types."""
-    from usersync.store.organizations import (
-        ORGANIZATION_EVENT_TYPES,
-        ORGANIZATION_KEY_LIMITS,
-        record_for_event,
-        write_organization_item,
-    )
-
-    if event.type not in ORGANIZATION_EVENT_TYPES:
-        return None
-    deleted_at = event.timestamp if event.timestamp is not None else message.timestamp * 1000
-    try:
-        record = record_for_event(event.type, event.data, deleted_at=deleted_at, event_id=message.message_id)
-    except ValidationError as exc:
-        raise WebhookPayloadError(f"invalid {event.type} data: {_summarise(exc)}") from None
-    assert record is not None  # every type in ORGANIZATION_EVENT_TYPES has a record
-    user_id = getattr(record, "user_id", None)
-    logger.append_keys(orgId=record.org_id)
-    if organizations is None:
-        # Misconfigured (no ORGANIZATIONS_TABLE_NAME): a 5xx so Svix retries once it is fixed.
-        raise RepositoryError("PutItem", "OrganizationsTableNotConfigured")
-    try:
-        ensure_storable_item(record.to_attributes(), ORGANIZATION_KEY_LIMITS, "organization")
-    except UnstorableRecordError as exc:
-        raise UnstorableDeliveryError(str(exc)) from None
-    outcome = write_organization_item(organizations, record)
-    return WebhookResult(_STATUS_BY_OUTCOME[outcome], user_id)

@@ -44,8 +44,10 @@ from usersync.clerk.users import ClerkUser
 from usersync.runtime.budget import TimeBudget
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import RepositoryError
 from usersync.store.records import UserRecord
-from usersync.store.users import RepositoryError, UserRepository, WriteOutcome
+from usersync.store.users import UserRepository
 from usersync.sync.users import write_user
 
 if TYPE_CHECKING:

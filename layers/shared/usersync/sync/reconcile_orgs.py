@@ -23,22 +23,22 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
+from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import RepositoryError
 from usersync.store.organizations import (
     MEMBER_PREFIX,
     ORG_PREFIX,
     PROFILE_SORT_KEY,
-    ClerkMembership,
-    ClerkOrganization,
     MembershipRecord,
     OrganizationItem,
     OrganizationRecord,
     OrganizationRepository,
     StoredVersion,
-    write_organization_item,
 )
-from usersync.store.users import RepositoryError, WriteOutcome
+from usersync.sync.organizations import write_organization_item
 from usersync.sync.reconcile import (
     DEADLINE_MARGIN_SECONDS,
     ORDER_BY,

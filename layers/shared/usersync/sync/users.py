@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
+from usersync.store.dynamodb import WriteOutcome
+from usersync.store.errors import RepositoryError, UninterpretableItemError
 from usersync.store.records import UserRecord
-from usersync.store.users import RepositoryError, UninterpretableItemError, UserRepository, WriteOutcome
+from usersync.store.users import UserRepository
 
 if TYPE_CHECKING:  # the webhook path imports this module and must not pull in PyJWT
     from usersync.clerk.tokens import SessionClaims
@@ -48,25 +50,35 @@ def record_failed_attempt(source: SyncSource) -> None:
     emit_metric(SyncMetric.FAILURES, source)
 
 
-def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
-    """One counted write by the record's writer rule (see usersync.store.users)."""
-    source = record.source or SyncSource.WEBHOOK
+def counted_write(
+    source: SyncSource, save: Callable[[], WriteOutcome], *, ids: dict[str, str], failed: str, done: str
+) -> WriteOutcome:
+    """One write of any table, counted alike: a SyncAttempts, a SyncStale for a lost condition (stale or
+    duplicate, both successes), a SyncFailures (with its attempt) for a failed call, logged (`failed`,
+    `done`: the messages the runbook names, with the item's `ids`) and re-raised.
+    """
     try:
         with sync_attempt(source):
-            outcome = repository.save(record)
+            outcome = save()
     except RepositoryError as exc:
-        logger.error(
-            "user write failed",
-            extra={"userId": record.user_id, "source": source.value, "errorCode": exc.code},
-        )
+        logger.error(failed, extra={**ids, "source": source.value, "errorCode": exc.code})
         raise
     if outcome in (WriteOutcome.STALE, WriteOutcome.DUPLICATE):
         emit_metric(SyncMetric.STALE, source)
     # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
-    logger.debug(
-        "user write", extra={"userId": record.user_id, "source": source.value, "outcome": outcome.value}
-    )
+    logger.debug(done, extra={**ids, "source": source.value, "outcome": outcome.value})
     return outcome
+
+
+def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
+    """One counted write by the record's writer rule (see usersync.store.users)."""
+    return counted_write(
+        record.source or SyncSource.WEBHOOK,
+        lambda: repository.save(record),
+        ids={"userId": record.user_id},
+        failed="user write failed",
+        done="user write",
+    )
 
 
 class UserDeletedError(Exception):
