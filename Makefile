@@ -21,7 +21,7 @@ FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python31
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
-	@echo "              ROUTE_REQUIREMENTS=docs/route-requirements.example.json: who may call which route"
+	@echo "              ROUTE_REQUIREMENTS=routes.json (or inline JSON): who may call which route (docs/authorization.md)"
 	@echo "make test     lint, type-check, cfn-lint and the whole test suite, offline"
 	@echo "make docs     build the docs site (mkdocs build --strict) into site/"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"

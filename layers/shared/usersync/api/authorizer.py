@@ -161,7 +161,8 @@ class Authorizer:
         except PendingSessionError as exc:
             return self._deny(request, exc.reason, verified_user_id=exc.user_id, signed_out=True)
         except TokenError as exc:  # the verifier raises nothing else, whatever the token holds
-            return self._deny(request, exc.reason, **exc.details)
+            self._log_denial(exc.reason, request.format, None, **exc.details)
+            return deny_response(request, None)
         try:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:
@@ -252,7 +253,7 @@ class Authorizer:
 
     @staticmethod
     def _log_denial(
-        reason: DenyReason, event_format: EventFormat, verified_user_id: str | None, **details: str
+        reason: DenyReason, event_format: EventFormat, verified_user_id: str | None, /, **details: str
     ) -> None:
         emit_metric(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
         extra = {"reason": reason.value, "eventFormat": event_format.value, **details}
