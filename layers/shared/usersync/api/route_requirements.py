@@ -53,12 +53,16 @@ class RequirementConfig(BaseModel):
     @field_validator("role")
     @classmethod
     def _role(cls, value: str | None) -> str | None:
-        return value if value is None else check_role(value) and value
+        if value is not None:
+            check_role(value)
+        return value
 
     @field_validator("permission")
     @classmethod
     def _permission(cls, value: str | None) -> str | None:
-        return value if value is None else check_permission(value) and value
+        if value is not None:
+            check_permission(value)
+        return value
 
     @field_validator("feature", "plan")
     @classmethod
