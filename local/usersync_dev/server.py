@@ -536,16 +536,24 @@ def route_requirement_examples(
     protected = [route for route in stack.gateway.routes if route.authorizer is not None]
     configured: str | None = None
     for route in protected:
-        environment = stack.gateway.functions.specs[route.authorizer.function_id].environment  # type: ignore[union-attr]
-        configured = configured or environment.get("CLERK_ROUTE_REQUIREMENTS")
+        if route.authorizer is not None:
+            environment = stack.gateway.functions.specs[route.authorizer.function_id].environment
+            configured = configured or environment.get("CLERK_ROUTE_REQUIREMENTS")
     requirements = RouteRequirements.parse(configured or DEMO_REQUIREMENTS)
     served = [(route, requirements.for_route_key(route.route_key)) for route in protected]
     guarded = [(route, requirement) for route, requirement in served if requirement is not None]
     title = "  5. Who may call which route (RouteRequirements, docs/authorization.md)"
+    # A key naming no route protects nothing (a typo leaves the real route open): say so.
+    routes = {route.route_key for route in stack.gateway.routes}
+    warnings = [
+        f"  warning: RouteRequirements names {key!r}, which is no route of template.yaml: it guards nothing"
+        for key, _ in (requirements.items() if configured else [])
+        if key not in routes
+    ]
     if not guarded:
         keys = ", ".join(key for key, _ in requirements.items())
         served_keys = ", ".join(route.route_key for route in protected)
-        return [f"{title}: none of [{keys}] is served locally (protected here: {served_keys})"]
+        return [f"{title}: none of [{keys}] is served locally (protected here: {served_keys})", *warnings]
     route, requirement = guarded[0]
     if configured is None:  # captions only: every command printed must work when pasted now
         return [
@@ -561,6 +569,7 @@ def route_requirement_examples(
         "  5b. Forbidden: a session without it (403, and a `forbidden` denial naming what is missing below):",
         f"    TOKEN=$({command} token --sub {user} --email {email})",
         f'    {curl} -H "Authorization: Bearer $TOKEN" {url}{path}',
+        *warnings,
     ]
 
 

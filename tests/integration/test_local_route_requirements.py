@@ -24,9 +24,12 @@ def test_printed_allowed_and_forbidden_examples_do_so_when_pasted(
 ) -> None:
     assert shutil.which("curl") is not None, "the printed examples use curl"
     # `make run ROUTE_REQUIREMENTS=...` passes --route-requirements; the variable is its default
-    monkeypatch.setenv("USERSYNC_ROUTE_REQUIREMENTS", ADMIN_ONLY)
+    with_typo = {"GET /me": {"role": "org:admin"}, "GET /admn": {"role": "org:admin"}}
+    monkeypatch.setenv("USERSYNC_ROUTE_REQUIREMENTS", json.dumps(with_typo))
     with local_stack(tmp_path) as stack:
         banner = stack.banner()
+        # a key that names no route guards nothing: the banner says so
+        assert any("warning" in line and "'GET /admn'" in line for line in banner), banner
         start = next(i for i, line in enumerate(banner) if line.startswith("  5a."))
         commands = [line[4:] for line in banner[start:] if line.startswith("    ")]
         assert len(commands) == 4, banner  # token + call, twice
