@@ -343,6 +343,7 @@ def test_first_request_writes_the_user_from_the_claims(
         "imageUrl": "https://img.clerk.com/ada.png",
         "updatedAt": iat * 1000,
         "source": "authorizer",
+        "tokenClaims": {"email", "firstName", "lastName", "imageUrl"},  # what the token's claims set
     }
     assert calls.calls == Counter({"GetItem": 1, "UpdateItem": 1})
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
@@ -678,7 +679,16 @@ def test_organization_claims_are_not_written_and_switching_organization_costs_no
     authorizer.http(mint_token(key, clerk_documented_claims(2, iat)))
     item = stored("user_123")
     assert item is not None
-    assert set(item) == {"userId", "email", "firstName", "lastName", "updatedAt", "syncedAt", "source"}
+    assert set(item) == {
+        "userId",
+        "email",
+        "firstName",
+        "lastName",
+        "updatedAt",
+        "syncedAt",
+        "source",
+        "tokenClaims",
+    }
     calls.reset()
 
     # The same user, now in another organization, impersonated by nobody: the profile is unchanged.
