@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -89,6 +89,13 @@ class DenyReason(StrEnum):
     NOT_A_SESSION = "not_a_session"
 
 
+class DenialDetails(TypedDict, total=False):
+    """What a denial's log line adds to its reason: names, never token content."""
+
+    errorType: str  # the exception a parser raised on a malformed token
+    tokenCategory: str  # the kind of token that is not a session
+
+
 class TokenError(Exception):
     """The token is not acceptable; `reason` says why, `details` (names, never token content) say more.
 
@@ -96,7 +103,7 @@ class TokenError(Exception):
 
     reason: DenyReason = DenyReason.MALFORMED
 
-    def __init__(self, reason: DenyReason | None = None, **details: str) -> None:
+    def __init__(self, reason: DenyReason | None = None, **details: Unpack[DenialDetails]) -> None:
         if reason is not None:
             self.reason = reason
         self.details = details
