@@ -315,8 +315,10 @@ def test_other_cloudwatch_errors_are_not_retried(aws: None) -> None:
 
 def test_the_health_cloudwatch_client_leaves_the_one_retry_to_the_check(aws: None) -> None:
     """botocore's standard mode would back off up to 2 s before its own retry, past the deadline."""
-    assert health_clients().cloudwatch.meta.config.retries["total_max_attempts"] == 1
-    assert health_clients().dynamodb.meta.config.retries["total_max_attempts"] == 2
+    cloudwatch: Any = health_clients().cloudwatch.meta.config  # botocore's Config is untyped here
+    dynamodb: Any = health_clients().dynamodb.meta.config
+    assert cloudwatch.retries["total_max_attempts"] == 1
+    assert dynamodb.retries["total_max_attempts"] == 2
 
 
 # ---------------------------------------------------------------- the table

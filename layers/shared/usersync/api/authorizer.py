@@ -161,8 +161,7 @@ class Authorizer:
         except PendingSessionError as exc:
             return self._deny(request, exc.reason, verified_user_id=exc.user_id, signed_out=True)
         except TokenError as exc:  # the verifier raises nothing else, whatever the token holds
-            self._log_denial(exc.reason, request.format, None, **exc.details)
-            return deny_response(request, None)
+            return self._deny(request, exc.reason, **exc.details)
         try:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:

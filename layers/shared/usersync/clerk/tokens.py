@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -93,6 +93,13 @@ class DenyReason(StrEnum):
     FORBIDDEN = "forbidden"  # a verified session missing its route's requirement (CLERK_ROUTE_REQUIREMENTS)
 
 
+class DenialDetails(TypedDict, total=False):
+    """What a denial's log line adds to its reason: names, never token content."""
+
+    errorType: str  # the exception a parser raised on a malformed token
+    tokenCategory: str  # the kind of token that is not a session
+
+
 class TokenError(Exception):
     """The token is not acceptable; `reason` says why, `details` (names, never token content) say more.
 
@@ -100,7 +107,7 @@ class TokenError(Exception):
 
     reason: DenyReason = DenyReason.MALFORMED
 
-    def __init__(self, reason: DenyReason | None = None, **details: str) -> None:
+    def __init__(self, reason: DenyReason | None = None, **details: Unpack[DenialDetails]) -> None:
         if reason is not None:
             self.reason = reason
         self.details = details
