@@ -12,8 +12,9 @@ make no DynamoDB call at all.
 Route requirements (CLERK_ROUTE_REQUIREMENTS): the same handler loaded twice, without requirements and
 with 20 configured routes, both called with one organization token (v2 `o.per`/`o.fpm`, `fea`, `pla`)
 on a route whose requirement asks for a role, a permission and a plan at once (the heaviest check,
-and it holds, so both answer allow). The added cost is the median of the per-round differences of
-the interleaved rounds, with the ratio of the two beside it.
+and it holds, so both answer allow). The goal row times the step after verification in interleaved
+rounds; its figure is the difference of each side's fastest round (with their ratio; the medians are
+in the note), the end-to-end handler ratio is info (see `requirement_rows`).
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def requirement_rows(setup: AuthorizerSetup, *, rounds: int, calls: int) -> list
             False,
         )
         steps = interleaved(
-            {"without": step_without, "with_20_routes": step_with}, rounds=rounds, calls=calls * 5
+            {"without": step_without, "with_20_routes": step_with}, rounds=rounds * 2, calls=calls * 5
         )
         handlers = interleaved(
             {
@@ -184,7 +185,10 @@ def requirement_rows(setup: AuthorizerSetup, *, rounds: int, calls: int) -> list
         pairs = zip(samples["with_20_routes"], samples["without"], strict=True)
         return statistics.median(candidate - baseline for candidate, baseline in pairs)
 
-    step_added, step_ratio = added(steps), median_ratio(steps["with_20_routes"], steps["without"])
+    # A few microseconds on a shared 2-core machine: other processes only ever add time, so each side's
+    # fastest round is its least disturbed figure (timeit's advice); the medians are kept beside it.
+    step_added = min(steps["with_20_routes"]) - min(steps["without"])
+    step_ratio = min(steps["with_20_routes"]) / min(steps["without"])
     handler_ratio = median_ratio(handlers["with_20_routes"], handlers["without"])
     step_medians = {name: statistics.median(values) for name, values in steps.items()}
     handler_medians = {name: statistics.median(values) for name, values in handlers.items()}
@@ -196,11 +200,12 @@ def requirement_rows(setup: AuthorizerSetup, *, rounds: int, calls: int) -> list
             f"<= {GOAL_REQUIREMENT_US:.0f} us",
             step_added <= GOAL_REQUIREMENT_US,
             "us",
-            f"step ratio {step_ratio:.2f} ({step_medians['with_20_routes']:.1f}"
-            f" vs {step_medians['without']:.1f} us); role+permission+plan on {GUARDED_ROUTE}",
+            f"fastest rounds {min(steps['with_20_routes']):.1f} vs {min(steps['without']):.1f} us"
+            f" ({step_ratio:.2f}x; medians +{added(steps):.1f} us); role+permission+plan on {GUARDED_ROUTE}",
             {
                 "median_us_per_call": step_medians,
-                "ratio": step_ratio,
+                "min_us_per_call": {name: min(values) for name, values in steps.items()},
+                "ratio_of_minima": step_ratio,
                 "routes": len(routes),
                 "rounds": rounds,
             },

@@ -299,7 +299,7 @@ class SessionClaims(ClerkPayload):
         return Authorization(
             org_id=organization.id if organization else None,
             org_role=organization.role if organization else None,
-            org_permissions=None if permissions is None else frozenset(permissions),
+            org_permissions=permissions,
             features=self.feature_scopes,
             plans=self.plan_scopes,
         )
