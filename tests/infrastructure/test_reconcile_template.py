@@ -1,4 +1,4 @@
-"""The reconciliation function in template.yaml: off by default, least privilege, long timeout.
+"""The reconciliation function in template.yaml: off by default, least privilege, durable (CONTRACT §12).
 
 Conditions are evaluated with the parameters' defaults (and with overrides), so the assertions are
 about what CloudFormation would deploy, not about how the YAML is spelled.
@@ -84,7 +84,7 @@ def test_the_function_and_its_log_group_exist_only_with_a_clerk_secret(
         assert _condition(TEMPLATE["Resources"][name]["Condition"], params) is deployed
 
 
-def test_the_function_may_only_put_scan_and_read_its_secret() -> None:
+def test_the_function_may_only_read_versions_put_scan_and_read_its_secret() -> None:
     statements = [
         statement for policy in _function()["Properties"]["Policies"] for statement in policy["Statement"]
     ]
@@ -99,9 +99,11 @@ def test_the_function_may_only_put_scan_and_read_its_secret() -> None:
         {"Fn::GetAtt": ["OrganizationsTable", "Arn"]},
     )
     assert granted == {
+        "dynamodb:BatchGetItem": [users, organizations],
         "dynamodb:PutItem": [users, organizations],
         "dynamodb:UpdateItem": [users],
         "dynamodb:Scan": [users, organizations],
+        "dynamodb:Query": [organizations],
         "secretsmanager:GetSecretValue": [{"Ref": "ClerkSecretKeyArn"}],
     }
 
@@ -115,3 +117,23 @@ def test_the_function_is_configured_for_a_long_run_with_its_own_logs() -> None:
     assert properties["LoggingConfig"]["LogGroup"] == {"Ref": "ReconcileLogGroup"}
     log_group = TEMPLATE["Resources"]["ReconcileLogGroup"]["Properties"]
     assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_function_is_durable_and_invoked_through_its_alias() -> None:
+    properties = _function()["Properties"]
+    durable = properties["DurableConfig"]
+    # An execution ends before the next daily schedule starts another; its history is kept two weeks.
+    assert 3600 <= durable["ExecutionTimeout"] < 86400
+    assert 1 <= durable["RetentionPeriodInDays"] <= 365
+    # Durable functions are invoked by a qualified ARN: always an alias, which SAM's schedule targets.
+    assert properties["AutoPublishAlias"] == "live"
+    assert "SnapStart" not in properties
+    # A failed execution is never restarted from scratch (the SDK retries steps instead).
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_rate_cap_is_a_parameter_passed_to_the_function() -> None:
+    parameter = TEMPLATE["Parameters"]["ReconcileMaxRequestsPer10s"]
+    assert parameter["Default"] == 200 and parameter["MaxValue"] == 1000
+    variables = _function()["Properties"]["Environment"]["Variables"]
+    assert variables["RECONCILE_MAX_REQUESTS_PER_10S"] == {"Ref": "ReconcileMaxRequestsPer10s"}

@@ -36,9 +36,12 @@ INTENDED_ACTIONS: dict[str, set[str]] = {
     "AuthorizerFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "HealthFunction": {"dynamodb:DescribeTable", "cloudwatch:GetMetricData"},
     "MeFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
+    # BatchGetItem: a page's stored versions; Query: an organization's items (prune).
     "ReconcileFunction": {
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:Query",
         "dynamodb:Scan",
         "secretsmanager:GetSecretValue",
     },

@@ -1,53 +1,47 @@
-"""Reconciliation of organizations and memberships against a loopback Clerk (CONTRACT §11): creates,
-updates, skips newer and tombstoned items, dry run, paging, rate limits, prune with confirmation and
-its guard; a rerun writes nothing. Writes are counted with botocore event hooks on the real client."""
+"""Reconciliation of organizations and memberships against a loopback Clerk (CONTRACT §11, §12):
+creates, updates, skips newer and tombstoned items, dry run, offset paging a step of organizations at a
+time, rate limits, prune with confirmation and its guard; a rerun writes nothing. Writes are counted
+with botocore event hooks on the real client."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from aws_durable_execution_sdk_python.lambda_service import InvocationStatus
 
-from tests.helpers import InvokeFunction, metric_counts
-from tests.integration.test_reconcile import SECRET_KEY, FakeClerk, point_reconcile_at, serving
+from tests.helpers import metric_counts
+from tests.integration.test_reconcile import run_function
 from tests.organizations_support import T0, DynamoCalls
+from tests.reconcile_support import SECRET_KEY, Runner, add_users, loopback
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import metrics
 from usersync.store.organizations import MembershipRecord, OrganizationRecord, OrganizationRepository
-from usersync.sync.reconcile import ReconcileError, ReconcileOptions
-from usersync.sync.reconcile_orgs import (
-    ClerkOrganizationsClient,
-    OrganizationsReport,
-    reconcile_organizations,
-)
+from usersync.sync.reconcile import Counts, ReconcileError
 from usersync_dev.clerk import clerk_membership, clerk_organization
+from usersync_dev.loopback_clerk import LoopbackClerk
 
 ORGS_TABLE = "usersync-test-organizations"
 
 
-@dataclass
-class FakeClerkWithOrganizations(FakeClerk):
-    """The users' loopback Clerk plus `/v1/organizations` and `/v1/organizations/{id}/memberships`
-    (paginated as Clerk does: `{"data": [...], "total_count": n}`)."""
+@pytest.fixture
+def clerk() -> Iterator[LoopbackClerk]:
+    with loopback() as fake:
+        yield fake
 
-    organizations: list[dict[str, Any]] = field(default_factory=list)
-    memberships: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    unlisted_organizations: list[dict[str, Any]] = field(default_factory=list)
-    # Memberships the first listing of an organization misses (a shift mid-run), seen when listed again.
-    hidden_once: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def add_organizations(self, count: int, members: int = 2) -> None:
-        for index in range(count):
-            org_id = f"org_{index:04d}"
-            organization = clerk_organization(org_id, name=f"Org {index:04d}", slug=f"org-{index:04d}",
-                                              created_at=T0 + index, updated_at=T0 + index)  # fmt: skip
-            self.organizations.append(organization)
-            self.memberships[org_id] = [
+def add_organizations(clerk: LoopbackClerk, count: int, members: int = 2) -> None:
+    for index in range(count):
+        org_id = f"org_{index:04d}"
+        organization = clerk_organization(org_id, name=f"Org {index:04d}", slug=f"org-{index:04d}",
+                                          created_at=T0 + index, updated_at=T0 + index)  # fmt: skip
+        clerk.add_organization(
+            organization,
+            [
                 clerk_membership(
                     f"orgmem_{index:04d}_{member}",
                     organization=organization,
@@ -57,72 +51,30 @@ class FakeClerkWithOrganizations(FakeClerk):
                     updated_at=T0 + member,
                 )
                 for member in range(members)
-            ]
-
-    def org(self, org_id: str) -> dict[str, Any]:
-        return next(o for o in self.organizations if o["id"] == org_id)
-
-    def handle(self, method: str, raw_path: str, headers: Any) -> tuple[int, dict[str, str], Any]:
-        parts = urlsplit(raw_path)
-        if not parts.path.startswith("/v1/organizations"):
-            return super().handle(method, raw_path, headers)
-        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-        self.requests.append((parts.path, query))
-        if headers.get("Authorization") != f"Bearer {self.secret_key}":
-            return 401, {}, {"errors": [{"code": "authentication_invalid", "message": "invalid secret key"}]}
-        if self.rate_limit_once is not None:
-            retry_after, self.rate_limit_once = self.rate_limit_once, None
-            return (
-                429,
-                {"Retry-After": retry_after},
-                {"errors": [{"code": "too_many_requests", "message": ""}]},
-            )
-        limit, offset = int(query.get("limit", "10")), int(query.get("offset", "0"))
-        segments = parts.path.strip("/").split("/")  # v1, organizations, [id, [memberships]]
-        if len(segments) == 2:
-            listed = sorted(self.organizations, key=lambda o: o["created_at"])
-            return 200, {}, {"data": listed[offset : offset + limit], "total_count": len(listed)}
-        org_id = segments[2]
-        if len(segments) == 4 and segments[3] == "memberships":
-            entries = list(self.memberships.get(org_id, []))
-            hidden = self.hidden_once.pop(org_id, [])
-            entries = [e for e in entries if e not in hidden]
-            return 200, {}, {"data": entries[offset : offset + limit], "total_count": len(entries)}
-        for organization in (*self.organizations, *self.unlisted_organizations):
-            if organization["id"] == org_id:
-                return 200, {}, organization
-        return 404, {}, {"errors": [{"code": "resource_not_found", "message": "not found"}]}
-
-    def organization_list_requests(self) -> list[dict[str, str]]:
-        return [query for path, query in self.requests if path == "/v1/organizations"]
+            ],
+        )
 
 
-@pytest.fixture
-def clerk() -> Iterator[FakeClerkWithOrganizations]:
-    fake = FakeClerkWithOrganizations()
-    with serving(fake):
-        yield fake
+class Report:
+    """The organizations pass's counts, by kind."""
+
+    def __init__(self, counts: dict[str, Counts]) -> None:
+        self.organizations = counts["organizations"]
+        self.memberships = counts["memberships"]
 
 
-@dataclass
-class Runner:
-    clerk: FakeClerkWithOrganizations
-    sleeps: list[float] = field(default_factory=list)
-
+class OrgRunner(Runner):
     @property
     def repository(self) -> OrganizationRepository:
         return OrganizationRepository(dynamodb_client(), ORGS_TABLE)
 
-    def run(self, *, page_size: int = 100, **kwargs: Any) -> OrganizationsReport:
-        client = ClerkOrganizationsClient(
-            SECRET_KEY, self.clerk.url, page_size=page_size, sleep=self.sleeps.append
-        )
-        return reconcile_organizations(client, self.repository, ReconcileOptions(**kwargs))
+    def report(self, **kwargs: Any) -> Report:
+        return Report(self.run("organizations", **kwargs).counts)
 
 
 @pytest.fixture
-def runner(clerk: FakeClerkWithOrganizations, organizations_table: str) -> Runner:
-    return Runner(clerk)
+def runner(clerk: LoopbackClerk, users_table: str, organizations_table: str) -> OrgRunner:
+    return OrgRunner(clerk, users_table, organizations_table)
 
 
 def items() -> dict[tuple[str, str], dict[str, Any]]:
@@ -145,20 +97,21 @@ def member(org_id: str, membership_id: str) -> dict[str, Any]:
     return items()[(f"ORG#{org_id}", f"MEMBER#{membership_id}")]
 
 
-def test_backfill_creates_organizations_and_memberships_paging_with_limit_and_offset(
-    runner: Runner, clerk: FakeClerkWithOrganizations, capsys: pytest.CaptureFixture[str]
+def test_backfill_creates_organizations_and_memberships_paging_by_offset(
+    runner: OrgRunner, clerk: LoopbackClerk, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clerk.add_organizations(5, members=3)
+    add_organizations(clerk, 5, members=3)
     with DynamoCalls() as calls:
-        report = runner.run(page_size=2)
+        report = runner.report(page_size=2)
     assert (report.organizations.seen, report.organizations.created) == (5, 5)
     assert (report.memberships.seen, report.memberships.created) == (15, 15)
     assert calls.calls["PutItem"] == 20
-    assert [(q["limit"], q["offset"]) for q in clerk.organization_list_requests()] == [
-        ("2", "0"),
-        ("2", "2"),
-        ("2", "4"),
+    assert [page for page in clerk.pages if page.startswith("/v1/organizations?")] == [
+        "/v1/organizations?offset=0&limit=2",
+        "/v1/organizations?offset=2&limit=2",
+        "/v1/organizations?offset=4&limit=2",
     ]
+    assert clerk.listed_twice() == {}
     stored = profile("org_0003")
     assert (stored["name"], stored["slug"], stored["source"]) == ("Org 0003", "org-0003", "reconcile")
     admin = member("org_0003", "orgmem_0003_0")
@@ -168,19 +121,17 @@ def test_backfill_creates_organizations_and_memberships_paging_with_limit_and_of
     assert counts["SyncAttempts"] == 20 and counts["SyncFailures"] == 0
 
 
-def test_rerun_writes_nothing_and_a_change_costs_one_write(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(4)
-    runner.run()
+def test_rerun_writes_nothing_and_a_change_costs_one_write(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 4)
+    runner.report()
     with DynamoCalls() as calls:
-        report = runner.run()
+        report = runner.report()
     assert calls.calls["PutItem"] == 0
     assert (report.organizations.unchanged, report.memberships.unchanged) == (4, 8)
-    clerk.org("org_0002").update(name="Renamed", updated_at=T0 + 10_000)
+    clerk.organizations["org_0002"].update(name="Renamed", updated_at=T0 + 10_000)
     clerk.memberships["org_0001"][1].update(role="org:admin", updated_at=T0 + 10_000)
     with DynamoCalls() as calls:
-        report = runner.run()
+        report = runner.report()
     assert calls.calls["PutItem"] == 2
     assert (report.organizations.updated, report.memberships.updated) == (1, 1)
     assert (
@@ -189,10 +140,8 @@ def test_rerun_writes_nothing_and_a_change_costs_one_write(
     )
 
 
-def test_newer_webhook_writes_and_tombstones_are_skipped(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(2)
+def test_newer_webhook_writes_and_tombstones_are_skipped(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 2)
     repository = runner.repository
     newer = OrganizationRecord(org_id="org_0000", name="From webhook", updated_at=T0 + 5_000)
     repository.save(newer)
@@ -202,99 +151,97 @@ def test_newer_webhook_writes_and_tombstones_are_skipped(
     )
     repository.save(gone)
     with DynamoCalls() as calls:
-        report = runner.run()
+        report = runner.report()
     assert profile("org_0000")["name"] == "From webhook"
     assert "deletedAt" in profile("org_0001") and "deletedAt" in member("org_0000", "orgmem_0000_1")
     assert report.organizations.skipped == 2 and report.memberships.skipped == 1
     assert calls.calls["PutItem"] == 3  # only the three memberships nothing knew
 
 
-def test_dry_run_writes_nothing_but_reports_the_same_counts(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(3)
+def test_dry_run_writes_nothing_but_reports_the_same_counts(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 3)
     with DynamoCalls() as calls:
-        dry = runner.run(dry_run=True)
+        dry = runner.report(dry_run=True)
     assert calls.calls["PutItem"] == 0 and items() == {}
-    real = runner.run()
+    real = runner.report()
     assert (dry.organizations.created, dry.memberships.created) == (
         real.organizations.created,
         real.memberships.created,
     )
 
 
-def test_rate_limit_is_honoured_then_the_run_completes(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(1)
-    clerk.rate_limit_once = "3"
-    report = runner.run()
+def test_rate_limit_is_honoured_then_the_pass_completes(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 1)
+    clerk.too_many_requests, clerk.retry_after = 1, "3"
+    report = runner.report()
     assert runner.sleeps == [3.0] and report.organizations.created == 1
 
 
-def test_prune_tombstones_what_clerk_lost_after_confirming(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(6, members=3)
-    runner.run()
+def test_prune_tombstones_what_clerk_lost_after_confirming(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 6, members=3)
+    runner.report()
     # Clerk loses one organization and one membership of another; one listing shifts mid-run
-    removed = clerk.organizations.pop(5)
-    assert removed["id"] == "org_0005"
+    del clerk.organizations["org_0005"]
     clerk.memberships["org_0001"].pop(2)
-    clerk.hidden_once["org_0002"] = [clerk.memberships["org_0002"][0]]  # listed again when confirming
-    clerk.unlisted_organizations = []
-    without_flag = runner.run()
+    without_flag = runner.report()
     assert without_flag.organizations.pruned == 0 and "deletedAt" not in profile("org_0005")
 
-    report = runner.run(prune=True)
-    assert sorted(report.pruned_ids) == ["org_0005", "orgmem_0001_2"]
+    report = runner.report(prune=True)
+    assert (report.organizations.pruned, report.memberships.pruned) == (1, 1)
     assert "deletedAt" in profile("org_0005")
     assert "deletedAt" in member("org_0001", "orgmem_0001_2") and "gsi1pk" not in member(
         "org_0001", "orgmem_0001_2"
     )
-    assert "deletedAt" not in member("org_0002", "orgmem_0002_0")  # confirmed present: kept
+    assert "deletedAt" not in member("org_0002", "orgmem_0002_0")  # Clerk still lists it: kept
     # Memberships of the pruned organization are dead through it: no fan-out tombstones
     assert "deletedAt" not in member("org_0005", "orgmem_0005_0")
 
 
 def test_an_organization_found_on_confirmation_is_applied_not_pruned(
-    runner: Runner, clerk: FakeClerkWithOrganizations
+    runner: OrgRunner, clerk: LoopbackClerk
 ) -> None:
-    clerk.add_organizations(3)
-    runner.run()
-    clerk.unlisted_organizations = [clerk.organizations.pop(1)]  # the listing skipped it
-    report = runner.run(prune=True)
+    add_organizations(clerk, 3)
+    runner.report()
+    skipped = clerk.organizations.pop("org_0001")  # the listing skips it (a shift mid-pass)...
+
+    def back_when_asked(path: str, query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
+        if path == "/v1/organizations/org_0001":
+            clerk.organizations.setdefault("org_0001", skipped)
+
+    clerk.on_request = back_when_asked
+    report = runner.report(prune=True)
     assert report.organizations.pruned == 0 and "deletedAt" not in profile("org_0001")
 
 
-def test_prune_refuses_to_tombstone_most_organizations(
-    runner: Runner, clerk: FakeClerkWithOrganizations
-) -> None:
-    clerk.add_organizations(30, members=1)
-    runner.run()
-    clerk.organizations = clerk.organizations[:5]  # a different Clerk instance?
+def test_prune_refuses_to_tombstone_most_organizations(runner: OrgRunner, clerk: LoopbackClerk) -> None:
+    add_organizations(clerk, 30, members=1)
+    runner.report()
+    for index in range(5, 30):  # a different Clerk instance?
+        del clerk.organizations[f"org_{index:04d}"]
     with (
         DynamoCalls() as calls,
         pytest.raises(ReconcileError, match="refusing to prune 25 of 30 organizations"),
     ):
-        runner.run(prune=True)
+        runner.report(prune=True)
     assert calls.calls["PutItem"] == 0
     assert all("deletedAt" not in item for item in items().values())
 
 
-def test_handler_reconciles_organizations_after_users(
-    clerk: FakeClerkWithOrganizations,
+def test_the_handler_reconciles_users_and_organizations_side_by_side(
+    clerk: LoopbackClerk,
     organizations_table: str,
-    invoke_function: InvokeFunction,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    point_reconcile_at(clerk, monkeypatch)
-    clerk.add_users(2)
-    clerk.add_organizations(2)
-    result = invoke_function("reconcile", {"source": "aws.events"})
-    assert result["created"] == 2
-    assert result["organizations"]["organizations"]["created"] == 2
-    assert result["organizations"]["memberships"]["created"] == 4
+    monkeypatch.setenv("CLERK_API_URL", clerk.url)
+    monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
+    add_users(clerk, 2)
+    add_organizations(clerk, 2)
+    result = run_function({"source": "aws.events"})
+    assert result.status is InvocationStatus.SUCCEEDED, result.error
+    answer = json.loads(result.result)
+    assert answer["users"]["users"]["created"] == 2
+    assert answer["organizations"]["organizations"]["created"] == 2
+    assert answer["organizations"]["memberships"]["created"] == 4
     counts = metric_counts(capsys.readouterr().out, "reconcile")
-    assert counts["SyncAttempts"] == 2 + 2 + 4
+    assert counts["SyncAttempts"] == 2 + 2 + 4 and counts["ReconcileCreated"] == 8

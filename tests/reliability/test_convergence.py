@@ -30,10 +30,12 @@ from hypothesis import strategies as st
 from tests.helpers import WebhookDriver, authorize_bearer
 from tests.reliability.support import REPORT, budget, read_item, without_synced_at
 from tests.session_tokens import ISSUER
+from usersync.clerk.backend_api import ClerkBackendApi
+from usersync.clerk.users import ClerkUser
 from usersync.runtime.aws import dynamodb_client
 from usersync.store.records import UserRecord
-from usersync.store.users import UserRepository
-from usersync.sync.reconcile import ReconcileReport, ReconcileRun
+from usersync.sync.reconcile import Counts, ReconcileOptions, UserSource
+from usersync.sync.reconcile.engine import Writer
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, deleted_user, session_claims
 
 TABLE = "usersync-test-users"
@@ -372,6 +374,9 @@ def _token_time(history: History, offset: int, delta: int) -> int:
     return max(at // 1000 * 1000, (history.times[0] + delta + 999) // 1000 * 1000)
 
 
+WRITER = Writer(1)  # reconciliation's write pool, one thread: these writes happen one at a time
+
+
 def check_three_writers(
     webhook: WebhookDriver, authorizer: tuple[ModuleType, SigningKey], scenario: ThreeWriterScenario
 ) -> None:
@@ -381,14 +386,22 @@ def check_three_writers(
     history = _shifted(scenario.history, delta)
     user_id = f"user_{uuid.uuid4().hex[:27]}"
     events = events_for(user_id, history)
-    repository = UserRepository(dynamodb_client(), TABLE)
+    # Reconciliation reads a page's stored versions, then writes what they lack: the read is taken at
+    # the schedule's first "reconcile" turn, the write happens at its second, however stale by then.
+    source = UserSource(
+        ClerkBackendApi("sk_test_unused", "http://127.0.0.1:9"),
+        dynamodb_client(),
+        TABLE,
+        ReconcileOptions(),
+        WRITER,
+    )
     snapshots: dict[int, dict[str, UserRecord]] = {}
     first_writer: str | None = None
     for writer, index in scenario.schedule:
         if writer == "webhook":
             _apply(webhook, events[index])
         elif writer == "reconcile" and index not in snapshots:
-            snapshots[index] = {r.user_id: r for r in repository.scan_versions() if r.user_id == user_id}
+            snapshots[index] = source.stored_versions([user_id])
         elif writer == "reconcile":
             version = scenario.reconcile_versions[index]
             listed = clerk_user(
@@ -397,7 +410,7 @@ def check_three_writers(
                 created_at=history.times[0],
                 updated_at=history.times[version],
             )
-            ReconcileRun(repository, snapshots[index], ReconcileReport()).apply(listed)
+            source.apply_stored([ClerkUser.model_validate(listed)], snapshots[index], Counts(), dry_run=False)
             REPORT["reconcile writes mixed into convergence"] += 1
         else:
             iat_ms = _token_time(scenario.history, scenario.token_offsets[index], delta)

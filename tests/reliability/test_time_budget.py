@@ -26,10 +26,12 @@ from tests.helpers import bearer_authorizer_event, check_http_response, metric_c
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import REPORT
 from usersync.runtime.aws import reset_clients
+from usersync.runtime.budget import TimeBudget
 from usersync.sync.reconcile import ReconcileError
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims, sign_delivery
 from usersync_dev.local_aws import LocalLambdaContext
+from usersync_dev.loopback_clerk import LoopbackClerk
 from usersync_dev.template import load_template
 
 TABLE = "usersync-test-users"
@@ -85,10 +87,16 @@ class FaultyDependency:
             return module.lambda_handler(event, context)
 
     def reconcile_stops(self, match: str) -> None:
-        """Reconciliation must stop with a ReconcileError matching `match`, within its Timeout."""
+        """A step of the durable reconcile function (what every invocation runs, page after page) must
+        stop with a ReconcileError matching `match`, within the function's Timeout: the durable SDK then
+        records the step's failure and retries it later (tests/integration/test_reconcile_durable.py)."""
         module = self.loader("reconcile")
         with within_timeout("reconcile") as context, pytest.raises(ReconcileError, match=match):
-            module.lambda_handler({}, context)
+            settings = module.ReconcileSettings.from_env()
+            invocation = module.Invocation(
+                settings, TimeBudget.from_context(context), module.ReconcileOptions()
+            )
+            invocation.step("users", invocation.start("users"))
 
 
 @pytest.fixture(params=OUTAGES)
@@ -213,7 +221,7 @@ def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("dependency", "match"),
     [
-        ("DYNAMODB", "DynamoDB Scan failed"),
+        ("DYNAMODB", "DynamoDB BatchGetItem failed"),
         ("SECRETS_MANAGER", "secret key unavailable"),
         ("CLERK_API", "network error"),
     ],
@@ -226,15 +234,18 @@ def test_reconcile_dependency_down_stops_cleanly_in_time(
     faulty: FaultyDependency,
     dependency: str,
     match: str,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if dependency == "CLERK_API":  # the table works (moto), Clerk's API does not answer
-        request.getfixturevalue("users_table")
-        monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
-    else:
-        if dependency == "SECRETS_MANAGER":  # the Clerk secret key is read from Secrets Manager
-            monkeypatch.delenv("CLERK_SECRET_KEY")
-            monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
-        faulty.aws(dependency)
-    faulty.reconcile_stops(match)
-    assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
+    # Clerk answers (a loopback stand-in with one user) unless Clerk is the dependency that is down.
+    clerk = LoopbackClerk(secret_key="sk_test_budget")
+    clerk.add_user(clerk_user(USER_ID, updated_at=1))
+    with clerk.serve():
+        if dependency == "CLERK_API":  # the table works (moto), Clerk's API does not answer
+            request.getfixturevalue("users_table")
+            monkeypatch.setenv("CLERK_API_URL", faulty.endpoint)
+        else:
+            monkeypatch.setenv("CLERK_API_URL", clerk.url)
+            if dependency == "SECRETS_MANAGER":  # the Clerk secret key is read from Secrets Manager
+                monkeypatch.delenv("CLERK_SECRET_KEY")
+                monkeypatch.setenv("CLERK_SECRET_KEY_ARN", SECRET_ARN)
+            faulty.aws(dependency)
+        faulty.reconcile_stops(match)

@@ -74,6 +74,19 @@ def test_sync_cost() -> None:
     assert all(set(run) == {"seconds", "calls", "events"} for run in runs["ours"] + runs["naive"])
 
 
+def test_codec() -> None:
+    from bench import codec
+
+    rows = assert_well_formed(codec.run(rounds=1, calls=5, import_rounds=1), "codec")
+    assert [row["unit"] for row in rows] == ["x", "x", "ms"]
+    assert set(rows[0]["details"]) == {
+        "decode (hand-written)",
+        "decode (TypeDeserializer)",
+        "encode (hand-written)",
+        "encode (TypeSerializer)",
+    }
+
+
 def test_compare_first() -> None:
     from bench import compare_first
 

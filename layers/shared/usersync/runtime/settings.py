@@ -119,6 +119,9 @@ class ReconcileSettings(TableSettings):
     clerk_secret_key_arn: str | None = Field(default=None, alias="CLERK_SECRET_KEY_ARN")
     clerk_api_url: NonEmptyStr = Field(default="https://api.clerk.com", alias="CLERK_API_URL")
     prune: bool = Field(default=False, alias="RECONCILE_PRUNE")
+    # Reconciliation's share of the instance's Clerk rate limit (production 1,000 per 10 s).
+    max_requests_per_10s: int = Field(default=200, ge=1, le=1000, alias="RECONCILE_MAX_REQUESTS_PER_10S")
+    organizations_table_name: str | None = Field(default=None, alias="ORGANIZATIONS_TABLE_NAME")
     one_of_required = (("clerk_secret_key", "clerk_secret_key_arn"),)
 
 

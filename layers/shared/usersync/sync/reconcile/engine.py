@@ -1,0 +1,167 @@
+"""One pass engine for every entity: a pass is a sequence of steps, each one page of work.
+
+A source (users, organizations) supplies the steps: `list_step` reads one page from Clerk, reads the
+stored versions of that page's items (BatchGetItem) and writes only what changed; `prune_step` walks
+one page of the table and tombstones what Clerk confirms it no longer has. The engine runs a step on
+a `PassState` and returns the next state, so whoever drives the pass (the durable function, the local
+CLI, the bench) can checkpoint between steps and continue elsewhere.
+
+Memory is bounded by a page: no snapshot of the table, no set of every id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import copy_context
+from dataclasses import replace
+from typing import Protocol, TypeVar
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from usersync.clerk.backend_api import ClerkApiError
+from usersync.clerk.rate_limit import RateLimitWait
+from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
+from usersync.runtime.observability import logger, metrics
+from usersync.store.errors import RepositoryError
+from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+ENTITY_DIMENSION = "Entity"
+
+
+class Source(Protocol):
+    """What an entity supplies to the engine."""
+
+    entity: str
+    kinds: tuple[str, ...]  # what its counts are kept for (users; organizations and memberships)
+
+    def list_step(self, state: PassState) -> None:
+        """List one page from `state`'s position, apply it, advance `state` (LIST -> PRUNE/DONE)."""
+
+    def prune_step(self, state: PassState) -> None:
+        """Prune one page of the table from `state.scan_key`, advance `state` (PRUNE -> DONE)."""
+
+
+class Writer:
+    """Several conditional writes in flight at once: a page's writes take a few round trips, not 500.
+
+    botocore clients are thread-safe; each task runs in a copy of the caller's context, so the
+    invocation's time budget (a context variable) still bounds every write.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="reconcile-write")
+
+    def map(self, function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        futures = [self._pool.submit(copy_context().run, function, item) for item in items]
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def run_step(source: Source, state: PassState) -> PassState:
+    """One step of `source`'s pass from `state`: the next state (the input is left untouched).
+
+    A rate limit that asks for a long wait ends the step early with `wait_seconds` set, nothing
+    consumed: the caller waits (outside the invocation, when it is durable) and runs the step again.
+    Clerk and table failures raise ReconcileError carrying the state the step started from.
+    """
+    after = replace(state, counts={kind: replace(counts) for kind, counts in state.counts.items()})
+    after.wait_seconds = 0.0
+    try:
+        if after.phase is Phase.LIST:
+            source.list_step(after)
+        elif after.phase is Phase.PRUNE:
+            source.prune_step(after)
+    except RateLimitWait as wait:
+        logger.info(
+            "reconcile waits", extra={"entity": state.entity, "reason": wait.reason, "seconds": wait.seconds}
+        )
+        return replace(state, wait_seconds=wait.seconds)
+    except (ClerkApiError, RepositoryError) as exc:
+        raise ReconcileError(f"{state.entity} reconcile step failed: {exc}", state) from exc
+    after.steps += 1
+    logger.info("reconcile checkpoint", extra={"reconcile": after.summary(), "cursor": after.cursor})
+    return after
+
+
+_PASS_METRICS = (
+    (SyncMetric.RECONCILE_CREATED, "created"),
+    (SyncMetric.RECONCILE_UPDATED, "updated"),
+    (SyncMetric.RECONCILE_UNCHANGED, "unchanged"),
+    (SyncMetric.RECONCILE_PRUNED, "pruned"),
+)
+
+
+def _pass_metric(metric: SyncMetric, kind: str, value: int) -> None:
+    """One datapoint with its own dimensions ({service, Source, Entity}): Powertools' shared metric set
+    holds one dimension set for everything it flushes, and the Sync* metrics must keep {service, Source}."""
+    with single_metric(
+        name=metric.value, unit=MetricUnit.Count, value=value, namespace=metrics.namespace
+    ) as datapoint:
+        datapoint.add_dimension(SOURCE_DIMENSION, SyncSource.RECONCILE.value)
+        datapoint.add_dimension(ENTITY_DIMENSION, kind)
+
+
+def finish_pass(state: PassState, *, emit: bool = True) -> dict[str, object]:
+    """Log the pass and emit its metrics (once per pass: the durable function runs this as a step).
+    `emit=False` for a shell: EMF printed there reaches no CloudWatch and would only clutter stdout."""
+    if emit and not state.dry_run:
+        for kind, counts in state.counts.items():
+            for metric, name in _PASS_METRICS:
+                _pass_metric(metric, kind, getattr(counts, name))
+    logger.info("reconcile finished", extra={"reconcile": state.summary()})
+    return state.summary()
+
+
+def fail_pass(state: PassState | None, entity: str, error: str, *, emit: bool = True) -> None:
+    """Log a pass that stopped and count it (ReconcileFailed; not for a dry run)."""
+    if emit and (state is None or not state.dry_run):
+        _pass_metric(SyncMetric.RECONCILE_FAILED, entity, 1)
+    summary = state.summary() if state is not None else {"entity": entity}
+    logger.error("reconcile failed", extra={"error": error, "reconcile": summary})
+
+
+Checkpoint = Callable[[PassState], None]
+
+
+def run_pass(
+    source: Source,
+    state: PassState,
+    *,
+    on_checkpoint: Checkpoint | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    emit_metrics: bool = True,
+) -> PassState:
+    """Drive a whole pass in this process (CLI, bench, tests): step until done, sleeping through waits.
+
+    `on_checkpoint` sees every state (the CLI saves it to resume an interrupted pass). Raises
+    ReconcileError (ReconcileFailed counted) with the last good state when a step fails.
+    """
+    try:
+        while not state.done:
+            state = run_step(source, state)
+            if state.wait_seconds:
+                sleep(state.wait_seconds)
+            elif on_checkpoint is not None:
+                on_checkpoint(state)
+    except ReconcileError as exc:
+        fail_pass(exc.state or state, source.entity, str(exc), emit=emit_metrics)
+        raise
+    finish_pass(state, emit=emit_metrics)
+    return state
+
+
+@contextmanager
+def writer(threads: int) -> Iterator[Writer]:
+    pool = Writer(threads)
+    try:
+        yield pool
+    finally:
+        pool.close()

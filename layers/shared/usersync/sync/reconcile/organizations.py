@@ -1,0 +1,267 @@
+"""The organizations' source: `GET /v1/organizations` and each organization's memberships, by offset.
+
+Clerk has no cursor for these lists. A step is one page of ORGANIZATIONS_PER_STEP organizations and
+every page of their memberships, so the step in flight when an invocation ends (the only work ever
+redone) is a bounded number of requests. Items are written as users are: the stored versions of the
+step's items in BatchGetItems (projection of the versions), a conditional PutItem
+(`write_organization_item`, Source=reconcile) only for what is newer.
+
+Offset paging and concurrent change: an organization deleted during a pass, before the offset, shifts
+the later ones back by one, so one organization (and its memberships) may be missed until the next
+pass; one created during a pass lands at the end (oldest first) and is listed. The webhook keeps both
+right meanwhile; only a missed webhook waits a pass longer to be repaired.
+
+Pruning (opt-in): one Scan page of organization profiles; each live one not written during this pass
+is asked of Clerk (`GET /v1/organizations/{id}`): a 404 tombstones the profile (its memberships die
+with it: liveness, no fan-out); otherwise its stored live memberships that Clerk's fresh membership
+listing lacks are tombstoned.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from usersync.clerk.backend_api import ClerkBackendApi
+from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
+from usersync.runtime.metrics import SyncSource
+from usersync.runtime.observability import logger
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call, query_items
+from usersync.store.organizations import (
+    MEMBER_PREFIX,
+    ORG_PREFIX,
+    PROFILE_SORT_KEY,
+    MembershipRecord,
+    OrganizationItem,
+    OrganizationRecord,
+    OrganizationRepository,
+)
+from usersync.sync.organizations import write_organization_item
+from usersync.sync.reconcile.engine import Writer
+from usersync.sync.reconcile.state import (
+    Counts,
+    PassState,
+    Phase,
+    ReconcileOptions,
+    iso_ms,
+    refuse_mass_prune,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+ORGANIZATIONS_PER_STEP = 100
+PRUNE_SCAN_LIMIT = 100
+
+
+class OrganizationSource:
+    entity = "organizations"
+    kinds: tuple[str, ...] = ("organizations", "memberships")
+
+    def __init__(
+        self,
+        clerk: ClerkBackendApi,
+        client: DynamoDBClient,
+        table_name: str,
+        options: ReconcileOptions,
+        writer: Writer,
+    ) -> None:
+        self.clerk = clerk
+        self.repository = OrganizationRepository(client, table_name)
+        self.client = client
+        self.options = options
+        self.writer = writer
+
+    # ------------------------------------------------------------ listing
+
+    def list_step(self, state: PassState) -> None:
+        before = self.clerk.requests
+        page = self.clerk.organizations_page(state.offset, limit=ORGANIZATIONS_PER_STEP)
+        counts = state.counts["organizations"]
+        counts.seen += len(page.entries)
+        organizations: list[ClerkOrganization] = []
+        for entry in page.entries:
+            try:
+                organizations.append(ClerkOrganization.model_validate(entry))
+            except ValidationError:
+                logger.warning("Clerk organization entry skipped: invalid", extra={"orgId": entry.get("id")})
+                counts.skipped += 1
+        records: list[OrganizationItem] = [
+            OrganizationRecord.from_clerk(org, source=SyncSource.RECONCILE) for org in organizations
+        ]
+        self.apply(records, counts, dry_run=state.dry_run)
+        for organization in organizations:
+            self.list_memberships(organization.id, state)
+        state.offset += len(page.entries)
+        state.requests += self.clerk.requests - before
+        if not page.more:
+            state.phase = Phase.PRUNE if state.prune else Phase.DONE
+
+    def list_memberships(self, org_id: str, state: PassState) -> set[str]:
+        """Apply every membership Clerk lists for `org_id`, page by page; their ids (the prune's proof)."""
+        counts = state.counts["memberships"]
+        listed: set[str] = set()
+        offset, more = 0, True
+        while more:
+            page = self.clerk.memberships_page(org_id, offset)
+            offset, more = offset + len(page.entries), page.more
+            counts.seen += len(page.entries)
+            records: list[OrganizationItem] = []
+            for entry in page.entries:
+                try:
+                    records.append(
+                        MembershipRecord.from_clerk(
+                            ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE
+                        )
+                    )
+                except ValidationError:
+                    logger.warning(
+                        "Clerk membership entry skipped: invalid", extra={"membershipId": entry.get("id")}
+                    )
+                    counts.skipped += 1
+            listed.update(record.membership_id for record in records if isinstance(record, MembershipRecord))
+            self.apply(records, counts, dry_run=state.dry_run)
+        return listed
+
+    def apply(self, records: list[OrganizationItem], counts: Counts, *, dry_run: bool) -> None:
+        """Write the records whose stored copy is older or absent; count every outcome."""
+        stored = self.stored_versions(records)
+        to_write: list[tuple[OrganizationItem, bool]] = []
+        for record in records:
+            assert record.updated_at is not None  # parsed from Clerk: always versioned
+            current = stored.get((record.pk, record.sk))
+            if current is not None and (
+                "deletedAt" in current or current.get("updatedAt", 0) > record.updated_at
+            ):
+                counts.skipped += 1
+            elif current is not None and current.get("updatedAt") == record.updated_at:
+                counts.unchanged += 1
+            else:
+                to_write.append((record, current is None))
+        if dry_run:
+            outcomes = [WriteOutcome.APPLIED] * len(to_write)
+        else:
+            outcomes = self.writer.map(
+                lambda pair: write_organization_item(self.repository, pair[0]), to_write
+            )
+        for (_, created), outcome in zip(to_write, outcomes, strict=True):
+            if outcome is not WriteOutcome.APPLIED:
+                counts.skipped += 1  # a webhook write or a delete landed since the read: it wins
+            elif created:
+                counts.created += 1
+            else:
+                counts.updated += 1
+
+    def stored_versions(self, records: list[OrganizationItem]) -> dict[tuple[str, str], dict[str, int]]:
+        """(pk, sk) -> {updatedAt, deletedAt} of the stored items among `records`' keys."""
+        keys = list(dict.fromkeys((record.pk, record.sk) for record in records))
+        found: dict[tuple[str, str], dict[str, int]] = {}
+        table = self.repository.table_name
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                table: {
+                    "Keys": [
+                        {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + BATCH_GET_LIMIT]
+                    ],
+                    "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
+                }
+            }
+            for item in batch_get(self.client, request, table):
+                versions = {
+                    name: int(item[name]["N"])
+                    for name in ("updatedAt", "deletedAt")
+                    if "N" in item.get(name, {})
+                }
+                if "deletedAt" in item:
+                    versions.setdefault("deletedAt", 0)
+                found[(item["pk"]["S"], item["sk"]["S"])] = versions
+        return found
+
+    # ------------------------------------------------------------ pruning
+
+    def prune_step(self, state: PassState) -> None:
+        before = self.clerk.requests
+        profiles, state.scan_key = self._scan_profiles(state.scan_key)
+        since = iso_ms(state.started_ms)
+        live = [org_id for org_id, synced in profiles if synced < since]
+        counts = state.counts["organizations"]
+        counts.checked += len(live)
+        gone = [org_id for org_id in live if self.clerk.get_organization(org_id) is None]
+        refuse_mass_prune("organizations", counts, len(gone), state)
+        now = self.options.now_ms()
+        for org_id in live:
+            if org_id in gone:
+                tombstone = OrganizationRecord.tombstone(org_id, deleted_at=now, source=SyncSource.RECONCILE)
+                self._tombstone(tombstone, counts, state.dry_run)
+            else:
+                self._prune_memberships(org_id, state, since, now)
+        state.requests += self.clerk.requests - before
+        if state.scan_key is None:
+            state.phase = Phase.DONE
+
+    def _prune_memberships(self, org_id: str, state: PassState, since: str, now: int) -> None:
+        """Tombstone the stored live memberships of `org_id` that Clerk's fresh listing lacks."""
+        stored = [m for m in self.live_memberships(org_id) if m["syncedAt"] < since]
+        if not stored:
+            return
+        listed = self.list_memberships(org_id, state)
+        counts = state.counts["memberships"]
+        counts.checked += len(stored)
+        missing = [m for m in stored if m["membershipId"] not in listed]
+        refuse_mass_prune("memberships", counts, len(missing), state)
+        for membership in missing:
+            tombstone = MembershipRecord.tombstone(
+                org_id,
+                membership["membershipId"],
+                membership["userId"],
+                deleted_at=now,
+                source=SyncSource.RECONCILE,
+            )
+            self._tombstone(tombstone, counts, state.dry_run)
+
+    def live_memberships(self, org_id: str) -> list[dict[str, str]]:
+        """The organization's stored live memberships (ids and `syncedAt`): one Query of its partition."""
+        items = query_items(
+            self.client,
+            self.repository.table_name,
+            KeyConditionExpression="pk = :org AND begins_with(sk, :member)",
+            FilterExpression="attribute_not_exists(deletedAt)",
+            ProjectionExpression="membershipId, userId, syncedAt",
+            ExpressionAttributeValues={":org": {"S": ORG_PREFIX + org_id}, ":member": {"S": MEMBER_PREFIX}},
+        )
+        return [
+            {name: item.get(name, {}).get("S", "") for name in ("membershipId", "userId", "syncedAt")}
+            for item in items
+            if item.get("membershipId", {}).get("S") and item.get("userId", {}).get("S")
+        ]
+
+    def _tombstone(self, record: OrganizationItem, counts: Counts, dry_run: bool) -> None:
+        if not dry_run and write_organization_item(self.repository, record) is not WriteOutcome.APPLIED:
+            return  # already tombstoned meanwhile
+        counts.pruned += 1
+        logger.info(
+            "organization item pruned", extra={"orgId": record.org_id, "sk": record.sk, "dryRun": dry_run}
+        )
+
+    def _scan_profiles(
+        self, start: dict[str, Any] | None
+    ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+        """One Scan page of live organization profiles: (org id, syncedAt)."""
+        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+        with dynamodb_call("Scan"):
+            response = self.client.scan(
+                TableName=self.repository.table_name,
+                ProjectionExpression="orgId, syncedAt",
+                FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
+                ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
+                Limit=PRUNE_SCAN_LIMIT,
+                **extra,
+            )
+        profiles = [
+            (item["orgId"]["S"], item.get("syncedAt", {}).get("S", ""))
+            for item in response.get("Items", [])
+            if "S" in item.get("orgId", {})
+        ]
+        last = response.get("LastEvaluatedKey")
+        return profiles, (dict(last) if last else None)
