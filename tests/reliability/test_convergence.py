@@ -24,7 +24,7 @@ from typing import Any
 
 import jwt
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.helpers import WebhookDriver, authorize_bearer
@@ -442,6 +442,25 @@ def check_three_writers(
         REPORT["users first stored by the authorizer that got createdAt"] += 1
 
 
+# Two versions; the second changes the email (so a token carrying it must write) and clears the image.
+_TWO_VERSIONS = History(
+    [T_MIN, T_MIN + 10**6],
+    [
+        Profile("ada@example.com", "Ada", "Lovelace", "https://img.clerk.com/ada"),
+        Profile("ada@example.org", "Ada", "Lovelace-King", None),
+    ],
+    None,
+)
+# The must-show cases, always run: a token with only email after a webhook leaves every attribute; a
+# row first written by such a token is filled by the older Clerk record.
+PARTIAL_TOKEN_AFTER_A_WEBHOOK = ThreeWriterScenario(
+    _TWO_VERSIONS, [0], [], [2 * 10**6], [("webhook", 0), ("token", 0)], [frozenset()]
+)
+PARTIAL_TOKEN_BEFORE_AN_OLDER_WEBHOOK = ThreeWriterScenario(
+    _TWO_VERSIONS, [0], [], [2 * 10**6], [("token", 0), ("webhook", 0)], [frozenset()]
+)
+
+
 @pytest.fixture
 def authorizer(pem_authorizer: ModuleType, key: SigningKey) -> tuple[ModuleType, SigningKey]:
     return pem_authorizer, key
@@ -464,6 +483,8 @@ def test_webhook_reconcile_and_authorizer_writes_converge_in_any_order(
 
     @budget(THREE_WRITER_EXAMPLES)
     @given(three_writer_scenarios())
+    @example(PARTIAL_TOKEN_AFTER_A_WEBHOOK)
+    @example(PARTIAL_TOKEN_BEFORE_AN_OLDER_WEBHOOK)
     def converges(scenario: ThreeWriterScenario) -> None:
         nonlocal examples
         examples += 1
