@@ -24,6 +24,8 @@ B2B = json.dumps(
     }
 )
 PARAMETER = load_template()["Parameters"]["RouteRequirements"]
+# One SAM translator process per worker, shared with the other translating modules (docs/testing.md).
+pytestmark = pytest.mark.xdist_group("sam-translator")
 
 
 def without_route_requirements(template: dict[str, Any]) -> dict[str, Any]:
