@@ -25,6 +25,9 @@ from usersync.sync.reconcile import Counts, ReconcileError
 from usersync_dev.clerk import clerk_membership, clerk_organization
 from usersync_dev.loopback_clerk import LoopbackClerk
 
+# `make test` only, like test_reconcile.py: a loopback Clerk with paging and retries.
+pytestmark = pytest.mark.slow
+
 ORGS_TABLE = "usersync-test-organizations"
 
 
