@@ -34,6 +34,7 @@ FIND_RUNTIME_PYTHON = $(MAKE) -s --no-print-directory -C layers/shared print-run
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
+	@echo "              ROUTE_REQUIREMENTS=routes.json (or inline JSON): who may call which route (docs/authorization.md)"
 	@echo "make check    the edit loop: ruff, mypy and the fast tests (not marked slow), side by side"
 	@echo "make test     everything CI runs: static checks side by side, then the whole suite on all cores"
 	@echo "              with the layer's branch coverage (HYPOTHESIS_PROFILE=deep: 10x the examples)"
@@ -65,8 +66,9 @@ lock: $(STAMP)
 	$(UV_COMPILE) pyproject.toml --extra dev --constraint layers/shared/requirements.txt -o $(LOCK)
 	$(UV_COMPILE) requirements-sam.in -o $(SAM_LOCK)
 
+# ROUTE_REQUIREMENTS=file.json (or inline JSON): who may call which route (template parameter RouteRequirements).
 run: $(STAMP)
-	$(BIN)/usersync-dev serve
+	$(BIN)/usersync-dev serve $(if $(ROUTE_REQUIREMENTS),--route-requirements '$(ROUTE_REQUIREMENTS)')
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

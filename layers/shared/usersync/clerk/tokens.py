@@ -14,13 +14,28 @@ signed out unless CLERK_ALLOW_PENDING_SESSIONS). Key material named in the token
 
 Session token v1 and v2 are both read, the way Clerk's JS SDK reads them (`jwtPayloadParser`): a
 token with `"v": 2` takes its organization from `o` (`rol` gains the `org:` prefix), any other from
-`org_id`/`org_slug`/`org_role`. Organization permissions (`per`, `fpm`, `fea`, `org_permissions`) are
-deliberately not decoded: Clerk changed their encoding in 2025 and says to use an SDK for them.
+`org_id`/`org_slug`/`org_role`. Permissions (v2 `fea` + `o.per` + `o.fpm`, v1 `org_permissions`),
+features (`fea`) and plans (`pla`) are decoded by `usersync.clerk.permissions` on first use; a value of
+the wrong type in one of those claims grants nothing rather than refusing the token.
+
+Only user sessions pass (CONTRACT §5). Clerk signs JWT-template, machine-to-machine and OAuth access
+tokens with the same instance key; once the signature holds, the (now authentic) header and `sub` say
+which kind a token is: header `cat` absent or the session category passes; the JWT-template category
+only with CLERK_ACCEPT_JWT_TEMPLATES (a template token has no session binding and outlives a revoked
+session); machine-to-machine, any other category, a `sub` starting `mch_`, or header `typ` `at+jwt`
+(an OAuth access token) are denied with reason `not_a_session`.
+
+Hostile input (CONTRACT §5): `verify` is the one place that decides what any token is worth. Whatever
+decoding or validating a token an anonymous caller sent raises (RecursionError from deep nesting, the
+4,300-digit int limit's ValueError, UnicodeDecodeError, binascii errors, pydantic errors...) ends as a
+`TokenError` (reason `malformed`, the exception's type name as detail, never its message: it can quote
+the token), so the caller only ever handles `TokenError`.
 
 JWKS caching: the key set is cached for 5 minutes; a `kid` not in the cached set forces one refetch,
-at most once per 60 s per container (a flood of forged kids cannot turn into a flood of fetches; the
-price is that a second rotation within the same minute waits for the next window). Fetches time out
-after 2 s. An unreachable JWKS denies (fail closed).
+at most once per 5 s per container in all, whatever the kid (a flood of forged kids is at most one
+fetch per 5 s; every refetch reloads the whole set, so a really rotated key is accepted at most 5 s
+after it is published, whatever forged kids arrive meanwhile). Fetches time out after 2 s. An
+unreachable JWKS denies (fail closed).
 """
 
 from __future__ import annotations
@@ -31,14 +46,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Annotated, Any, TypedDict, Unpack
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from usersync.clerk.payload import ClerkPayload, ClerkText
+from usersync.clerk.permissions import Authorization, Scoped, decode_org_permissions, split_by_scope
 from usersync.clerk.users import UserProfile, user_profile
 from usersync.runtime.budget import current_budget
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
@@ -48,7 +65,7 @@ LEEWAY_SECONDS = 5
 MAX_TOKEN_BYTES = 8 * 1024
 JWKS_FETCH_TIMEOUT_SECONDS = 2.0
 JWKS_CACHE_SECONDS = 300.0
-UNKNOWN_KID_REFETCH_INTERVAL_SECONDS = 60.0
+UNKNOWN_KID_REFETCH_INTERVAL_SECONDS = 5.0
 _MAX_KID_LENGTH = 256
 
 
@@ -72,16 +89,28 @@ class DenyReason(StrEnum):
     INVALID_CLAIMS = "invalid_claims"
     USER_DELETED = "user_deleted"
     SESSION_PENDING = "session_pending"
+    NOT_A_SESSION = "not_a_session"
+    FORBIDDEN = "forbidden"  # a verified session missing its route's requirement (CLERK_ROUTE_REQUIREMENTS)
+
+
+class DenialDetails(TypedDict, total=False):
+    """What a denial's log line adds to its reason: names, never token content."""
+
+    errorType: str  # the exception a parser raised on a malformed token
+    tokenCategory: str  # the kind of token that is not a session
 
 
 class TokenError(Exception):
-    """The token is not acceptable; `reason` says why (safe to log: it never contains the token)."""
+    """The token is not acceptable; `reason` says why, `details` (names, never token content) say more.
+
+    Both are safe to log: they never contain the token or a value read from it."""
 
     reason: DenyReason = DenyReason.MALFORMED
 
-    def __init__(self, reason: DenyReason | None = None) -> None:
+    def __init__(self, reason: DenyReason | None = None, **details: Unpack[DenialDetails]) -> None:
         if reason is not None:
             self.reason = reason
+        self.details = details
         super().__init__(self.reason.value)
 
 
@@ -107,6 +136,12 @@ class ClaimsError(TokenError):
     """Signed by our key but not acceptable now or here (expired, wrong issuer/azp, missing claims)."""
 
 
+class NotASessionError(ClaimsError):
+    """A genuine token of another kind (JWT template, machine-to-machine, OAuth access token)."""
+
+    reason = DenyReason.NOT_A_SESSION
+
+
 class PendingSessionError(ClaimsError):
     """A genuine token of a session with an unfinished task: signed out, as Clerk's SDKs treat it.
 
@@ -121,19 +156,44 @@ class PendingSessionError(ClaimsError):
 
 
 SESSION_PENDING = "pending"
+# Header `cat` (Clerk's token categories, clerk/javascript packages/backend/src/tokens/, 2026-08).
+SESSION_CATEGORY = "cl_B7d4PD111AAA"
+JWT_TEMPLATE_CATEGORY = "cl_B7d4PD222AAA"
+MACHINE_CATEGORY = "cl_B7d4PD333AAA"
+MACHINE_SUBJECT_PREFIX = "mch_"
+# RFC 9068: an OAuth 2.0 access token in JWT form; media types compare case-insensitively.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 V2 = 2
 ORG_ROLE_PREFIX = "org:"
-_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role")
+_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role", "org_permissions")
+
+
+def _text_or_absent(value: Any) -> Any:
+    """Authorization claims: anything but a non-empty string is absent (grants nothing, denies nothing)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _strings_or_absent(value: Any) -> Any:
+    """v1 `org_permissions`: a list; its non-string entries are dropped, any other type is absent."""
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else None
+
+
+# Lenient on purpose: these claims only ever grant, so an unreadable one is read as absent (fail closed
+# for the routes that require it) instead of denying the session everywhere.
+AuthorizationText = Annotated[str | None, BeforeValidator(_text_or_absent)]
+AuthorizationList = Annotated[tuple[str, ...] | None, BeforeValidator(_strings_or_absent)]
 
 
 class OrganizationClaim(ClerkPayload):
-    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys).
+    """v2 `o`: the active organization, its role (`rol`, no `org:` prefix) and permission masks.
 
     A claim shortcode with no value renders as "" (or null): both mean the claim is absent."""
 
     id: str = Field(min_length=1)
     slg: ClerkText = None
     rol: ClerkText = None
+    per: AuthorizationText = None
+    fpm: AuthorizationText = None
 
 
 class ActorClaim(ClerkPayload):
@@ -179,6 +239,9 @@ class SessionClaims(ClerkPayload):
     org_id: ClerkText = None
     org_slug: ClerkText = None
     org_role: ClerkText = None
+    org_permissions: AuthorizationList = None
+    fea: AuthorizationText = None
+    pla: AuthorizationText = None
 
     @model_validator(mode="before")
     @classmethod
@@ -196,7 +259,7 @@ class SessionClaims(ClerkPayload):
         No `sts` (v1, or an instance that has not opted in) means active."""
         return self.sts == SESSION_PENDING
 
-    @property
+    @cached_property
     def organization(self) -> ActiveOrganization | None:
         if self.v == V2:
             if self.o is None:
@@ -206,6 +269,40 @@ class SessionClaims(ClerkPayload):
         if self.org_id is None:
             return None
         return ActiveOrganization(id=self.org_id, slug=self.org_slug, role=_org_role(self.org_role))
+
+    @cached_property
+    def org_permissions_decoded(self) -> tuple[str, ...] | None:
+        """The active organization's permissions (`org:<feature>:<permission>`), None without one."""
+        if self.v == V2:
+            if self.o is None:
+                return None
+            return decode_org_permissions(self.fea, self.o.per, self.o.fpm)
+        if self.org_id is None:
+            return None
+        return self.org_permissions or ()
+
+    @cached_property
+    def feature_scopes(self) -> Scoped | None:
+        """`fea` by scope; None when absent or unreadable."""
+        return split_by_scope(self.fea)
+
+    @cached_property
+    def plan_scopes(self) -> Scoped | None:
+        """`pla` by scope; None when absent or unreadable."""
+        return split_by_scope(self.pla)
+
+    @cached_property
+    def authorization(self) -> Authorization:
+        """What Clerk's `has()` reads: decoded once per token, on first use."""
+        organization = self.organization
+        permissions = self.org_permissions_decoded
+        return Authorization(
+            org_id=organization.id if organization else None,
+            org_role=organization.role if organization else None,
+            org_permissions=permissions,
+            features=self.feature_scopes,
+            plans=self.plan_scopes,
+        )
 
     @property
     def actor_id(self) -> str | None:
@@ -218,9 +315,12 @@ class SessionClaims(ClerkPayload):
     def context(self) -> dict[str, str]:
         """API Gateway authorizer context: strings only; absent optional claims are omitted.
 
-        Without an active organization none of `orgId`, `orgSlug`, `orgRole` is present.
+        Without an active organization none of `orgId`, `orgSlug`, `orgRole`, `orgPermissions` is
+        present. `features` and `plan` are the `fea` and `pla` claims as signed (scopes kept, so a
+        handler's `has()` reads them by the same rules), only when readable.
         """
         organization = self.organization
+        permissions = self.org_permissions_decoded
         values = {
             "userId": self.sub,
             "email": self.email,
@@ -232,6 +332,9 @@ class SessionClaims(ClerkPayload):
             "orgSlug": organization.slug if organization else None,
             "orgRole": organization.role if organization else None,
             "actorId": self.actor_id,
+            "orgPermissions": ",".join(permissions) if permissions else None,
+            "features": self.fea if self.feature_scopes is not None else None,
+            "plan": self.pla if self.plan_scopes is not None else None,
         }
         return {name: value for name, value in values.items() if value is not None}
 
@@ -264,13 +367,11 @@ def unverified_header(token: str) -> dict[str, Any]:
 
     Hand-written instead of `jwt.get_unverified_header`: that validates every character of the whole
     token (~100 µs for a Clerk token), and `jwt.decode` repeats the same work right after; the header
-    segment alone is all we need here. PyJWT still decodes and verifies the complete token.
+    segment alone is all we need here. PyJWT still decodes and verifies the complete token. Whatever
+    the decoders raise on a hostile header is turned into a denial by `TokenVerifier.verify`.
     """
     segment = token.split(".", 1)[0]
-    try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
-        raise MalformedTokenError(DenyReason.MALFORMED) from None
+    header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     if not isinstance(header, dict) or token.count(".") != 2:
         raise MalformedTokenError(DenyReason.MALFORMED)
     return header
@@ -355,6 +456,7 @@ class TokenVerifier:
         issuer: str | None = None,
         authorized_parties: tuple[str, ...] = (),
         allow_pending_sessions: bool = False,
+        accept_jwt_templates: bool = False,
     ) -> None:
         if public_key is None and jwks is None:
             raise ConfigurationError(
@@ -365,6 +467,7 @@ class TokenVerifier:
         self._issuer = issuer
         self._authorized_parties = frozenset(authorized_parties)
         self._allow_pending_sessions = allow_pending_sessions
+        self._accept_jwt_templates = accept_jwt_templates
 
     @classmethod
     def from_settings(cls, settings: AuthorizerSettings) -> TokenVerifier:
@@ -384,10 +487,24 @@ class TokenVerifier:
             issuer=settings.issuer,
             authorized_parties=settings.authorized_parties,
             allow_pending_sessions=settings.allow_pending_sessions,
+            accept_jwt_templates=settings.accept_jwt_templates,
         )
 
     def verify(self, token: str | None) -> SessionClaims:
-        """Return the token's claims or raise a `TokenError` carrying the reason."""
+        """Return the token's claims or raise a `TokenError` carrying the reason; nothing else.
+
+        The one place that decides what a hostile token is worth: an exception any decoder raises on
+        input an anonymous caller chose is a `malformed` denial, named by its type only (its message
+        may quote the token). A verifier bug fails closed the same way, and is visible in the log.
+        """
+        try:
+            return self._verify(token)
+        except TokenError:
+            raise
+        except Exception as exc:  # hostile input: whatever the parsers raise is a denial
+            raise MalformedTokenError(DenyReason.MALFORMED, errorType=type(exc).__name__) from None
+
+    def _verify(self, token: str | None) -> SessionClaims:
         if not token:
             raise NoTokenError()
         if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
@@ -397,10 +514,28 @@ class TokenVerifier:
             raise MalformedTokenError(DenyReason.BAD_ALGORITHM)
         payload = self._decode(token, self._key_for(header))
         self._check_azp(payload)
+        self._check_session_header(header)  # signed: authentic now that the signature held
         claims = parse_claims(payload)
+        if claims.sub.startswith(MACHINE_SUBJECT_PREFIX):
+            raise NotASessionError(tokenCategory="machine")
         if claims.session_pending and not self._allow_pending_sessions:
             raise PendingSessionError(claims.sub)
         return claims
+
+    def _check_session_header(self, header: Mapping[str, Any]) -> None:
+        """Only user sessions pass: header `cat` and `typ` name every other kind of Clerk token."""
+        typ = header.get("typ")
+        if isinstance(typ, str) and typ.lower() in ACCESS_TOKEN_TYPES:
+            raise NotASessionError(tokenCategory="oauth_access_token")
+        if "cat" not in header or header["cat"] == SESSION_CATEGORY:
+            return
+        category = header["cat"]
+        if category == JWT_TEMPLATE_CATEGORY:
+            if self._accept_jwt_templates:
+                return
+            raise NotASessionError(tokenCategory="jwt_template")
+        # Machine-to-machine, or a category Clerk adds later: not a session until we know better.
+        raise NotASessionError(tokenCategory="machine" if category == MACHINE_CATEGORY else "unknown")
 
     def _key_for(self, header: Mapping[str, Any]) -> RSAPublicKey:
         if self._public_key is not None:
