@@ -117,6 +117,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.copytree(REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = _sam_env(tmp_path)
     env["PATH"] = f"{python_dir}{os.pathsep}{env['PATH']}"
+    env["RUNTIME_PYTHON"] = _runtime_python()  # as `make build` sets it (the function Makefiles read it)
     env["WHEELHOUSE"] = str(WHEELHOUSE)  # offline: pip --no-index --find-links
     env.pop("PYTHONPATH", None)
     build = tmp_path / "build"
@@ -238,21 +239,35 @@ def test_every_layer_module_ships_runtime_unchecked_hash_bytecode(built: Path) -
     assert probe.stdout == RUNTIME_MAGIC
     sources = sorted(layer.rglob("*.py"))
     assert len(sources) > 100 and layer / "usersync" / "api" / "webhook.py" in sources
+    assert _bytecode_problems(layer, sources) == {}
+
+
+def _bytecode_problems(root: Path, sources: list[Path]) -> dict[str, str]:
+    """What is wrong with the runtime's unchecked-hash bytecode of `sources` under `root` ({} if nothing),
+    including bytecode without its source or for another interpreter."""
     wrong: dict[str, str] = {}
     for source in sources:
         compiled = source.parent / "__pycache__" / f"{source.stem}.{CACHE_TAG}.pyc"
         if not compiled.is_file():
-            wrong[str(source.relative_to(layer))] = "no .pyc"
+            wrong[str(source.relative_to(root))] = "no .pyc"
             continue
         header = compiled.read_bytes()[:16]
         if header[:4] != RUNTIME_MAGIC:
-            wrong[str(source.relative_to(layer))] = f"magic {header[:4]!r}"
+            wrong[str(source.relative_to(root))] = f"magic {header[:4]!r}"
         elif int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
-            wrong[str(source.relative_to(layer))] = f"flags {int.from_bytes(header[4:8], 'little'):#b}"
-    assert wrong == {}
-    # No bytecode without its source, and none for another interpreter.
-    strays = [p for p in layer.rglob("*.pyc") if not p.name.endswith(f".{CACHE_TAG}.pyc")]
-    assert strays == []
+            wrong[str(source.relative_to(root))] = f"flags {int.from_bytes(header[4:8], 'little'):#b}"
+    for stray in root.rglob("*.pyc"):
+        if not stray.name.endswith(f".{CACHE_TAG}.pyc"):
+            wrong[str(stray.relative_to(root))] = "bytecode for another interpreter"
+    return wrong
+
+
+def test_the_reconcile_functions_durable_sdk_ships_runtime_unchecked_hash_bytecode(built: Path) -> None:
+    # /var/task is read-only too: what the function's own Makefile installs is compiled as the layer is.
+    sdk = built / "ReconcileFunction" / DURABLE_SDK
+    sources = sorted(sdk.rglob("*.py"))
+    assert len(sources) > 10
+    assert _bytecode_problems(sdk, sources) == {}
 
 
 def _distribution_modules(layer: Path) -> dict[str, set[str]]:
