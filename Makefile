@@ -9,6 +9,9 @@ SAM_VENV := $(VENV)/sam-cli
 SAM := $(SAM_VENV)/bin/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 # Every dev/test dependency comes from a hash-pinned lock written by uv (`make lock`); the SAM CLI has its own.
+# --compile-bytecode: uv writes no .pyc by default, and with PYTHONDONTWRITEBYTECODE set (as on the dev
+# machines) every Python process (each xdist worker, each local stack the tests start, sam) would compile
+# boto3, moto and the rest from source on every import: ~7 s of CPU per process, measured (docs/testing.md).
 LOCK := requirements-dev.lock
 SAM_LOCK := requirements-sam.lock
 UV := $(BIN)/uv
@@ -54,7 +57,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	sed -n '/^uv==/,/[^\\]$$/p' $(LOCK) > $(VENV)/uv-requirement.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/uv-requirement.txt
-	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -85,7 +88,7 @@ typecheck: $(STAMP)
 
 $(SAM_STAMP): $(SAM_LOCK) | $(STAMP)
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(UV) pip sync --quiet --python $(SAM_VENV)/bin/python --require-hashes $(SAM_LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(SAM_VENV)/bin/python --require-hashes $(SAM_LOCK)
 	touch $(SAM_STAMP)
 
 sam-cli: $(SAM_STAMP)
