@@ -34,12 +34,14 @@ class Response(NamedTuple):
 def check_http_response(response: Any) -> Response:
     """Assert the shape API Gateway needs from a proxy integration, and return it parsed."""
     assert isinstance(response, dict), response
-    assert type(response["statusCode"]) is int and 100 <= response["statusCode"] <= 599
+    assert type(response["statusCode"]) is int
+    assert 100 <= response["statusCode"] <= 599
     assert isinstance(response["body"], str)
     body = json.loads(response["body"])
     assert isinstance(body, dict)
     headers = response.get("headers", {})
-    assert isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    assert isinstance(headers, dict)
+    assert all(isinstance(v, str) for v in headers.values())
     return Response(response["statusCode"], body)
 
 

@@ -447,7 +447,8 @@ def cli_command() -> str:
 
 
 def banner(stack: LocalStack) -> str:
-    assert stack.info is not None and stack.gateway is not None
+    assert stack.info is not None
+    assert stack.gateway is not None
     info, gateway = stack.info, stack.gateway
     url = info.gateway_url
     lines = [f"usersync local stack: {url}  (routes and authorizer from template.yaml)"]

@@ -134,6 +134,7 @@ def test_the_function_is_durable_and_invoked_through_its_alias() -> None:
 
 def test_the_rate_cap_is_a_parameter_passed_to_the_function() -> None:
     parameter = TEMPLATE["Parameters"]["ReconcileMaxRequestsPer10s"]
-    assert parameter["Default"] == 200 and parameter["MaxValue"] == 1000
+    assert parameter["Default"] == 200
+    assert parameter["MaxValue"] == 1000
     variables = _function()["Properties"]["Environment"]["Variables"]
     assert variables["RECONCILE_MAX_REQUESTS_PER_10S"] == {"Ref": "ReconcileMaxRequestsPer10s"}

@@ -192,7 +192,8 @@ def test_sam_build_ships_the_package_in_the_layer_and_no_dev_code(built: Path) -
     first_party = [built_package, *(built / name for name in functions)]
     shipped = [p.relative_to(built) for root in first_party for p in root.rglob("*") if p.is_file()]
     dev_only = [p for p in shipped if DEV_ONLY_PARTS & set(p.parts) or p.name.startswith("test_")]
-    assert shipped and not dev_only
+    assert shipped
+    assert not dev_only
 
 
 def _functions() -> dict[str, Path]:
@@ -222,7 +223,8 @@ def test_every_layer_module_ships_python312_unchecked_hash_bytecode(built: Path)
     )
     assert probe.stdout == PYTHON312_MAGIC
     sources = sorted(layer.rglob("*.py"))
-    assert len(sources) > 100 and layer / "usersync" / "api" / "webhook.py" in sources
+    assert len(sources) > 100
+    assert layer / "usersync" / "api" / "webhook.py" in sources
     wrong: dict[str, str] = {}
     for source in sources:
         compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
@@ -329,7 +331,8 @@ def test_built_handler_imports_with_python312_from_the_built_layout_alone(
     built: Path, runnable_layer: Path, tmp_path: Path, function: str, must_import: str
 ) -> None:
     modules = _import_from_built_layout(built, runnable_layer, function, tmp_path)
-    assert must_import in modules and "usersync" in modules
+    assert must_import in modules
+    assert "usersync" in modules
     stdlib = subprocess.run(  # noqa: S603
         [_python312(), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
         capture_output=True,

@@ -397,7 +397,8 @@ def test_changed_name_is_written_and_created_at_is_kept(
     # The authorizer's UpdateItem writes only the profile and its bookkeeping: createdAt and the
     # webhook's lastEventId stay.
     assert item["lastEventId"] == "msg_1"
-    assert calls.calls["UpdateItem"] == 1 and calls.calls["PutItem"] == 0
+    assert calls.calls["UpdateItem"] == 1
+    assert calls.calls["PutItem"] == 0
 
 
 def test_token_older_than_the_stored_update_does_not_overwrite(
@@ -474,7 +475,8 @@ def test_read_failure_falls_through_to_the_conditional_write(
     assert authorizer.http(token(key))["isAuthorized"] is True
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
     item = stored()
-    assert item is not None and item["email"] == "ada@example.com"
+    assert item is not None
+    assert item["email"] == "ada@example.com"
     assert any(r["message"].startswith("stored user read failed") for r in logs.records)
 
 
@@ -594,7 +596,8 @@ def test_pending_session_is_denied_in_every_format_logged_and_counted(
         ("session_pending", "user_123", "rest-request"),
     ]
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"AuthorizerDenied": 3})
-    assert calls.calls == Counter() and stored("user_123") is None  # no sync for a signed-out session
+    assert calls.calls == Counter()
+    assert stored("user_123") is None  # no sync for a signed-out session
     assert tok.split(".")[1] not in logs.text
 
 
@@ -624,7 +627,8 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
         allow_policy("user_123", DOCS_CONTEXT),
     ]
     item = stored("user_123")
-    assert item is not None and item["email"] == "ada@example.com"
+    assert item is not None
+    assert item["email"] == "ada@example.com"
 
 
 @pytest.mark.parametrize(

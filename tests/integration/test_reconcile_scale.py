@@ -66,7 +66,8 @@ def test_users_created_and_deleted_during_a_pass_are_neither_skipped_nor_written
 
     result = run_whole_pass(clerk.url, clerk.secret_key, client, users_table, page_size=100)
 
-    assert changed["done"] and not result.errors
+    assert changed["done"]
+    assert not result.errors
     assert clerk.listed_twice() == {}
     expected = {f"user_{i:06d}" for i in range(610)} - {f"user_{i:06d}" for i in (350, 599)}
     assert set(puts) == expected  # the users deleted before they were listed are not written...

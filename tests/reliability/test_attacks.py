@@ -297,7 +297,8 @@ def test_control_genuine_token_is_allowed_and_syncs(authorizer: Authorizer, keys
     before = scan_all(TABLE)
     assert authorizer.http(mint_token(keys.ours, _claims()))["isAuthorized"] is True
     after = scan_all(TABLE)
-    assert after != before and after[0]["email"] == "mallory@example.com"
+    assert after != before
+    assert after[0]["email"] == "mallory@example.com"
 
 
 @pytest.mark.parametrize("attack", list(JWT_ATTACKS), ids=list(JWT_ATTACKS))
@@ -318,11 +319,13 @@ def test_jwt_attack_is_denied_without_write_or_leak(
     assert response == {"isAuthorized": False}
     assert scan_all(TABLE) == before
     denials = [record for record in logs.records if record["message"] == "authorizer denied"]
-    assert len(denials) == 1 and denials[0]["reason"] in reasons, logs.text
+    assert len(denials) == 1, logs.text
+    assert denials[0]["reason"] in reasons, logs.text
     stdout = capsys.readouterr().out
     signature = token.rsplit(".", 1)[1]
     for secret in (token, *([signature] if signature else []), keys.ours.private_pem().decode()):
-        assert secret not in logs.text and secret not in stdout
+        assert secret not in logs.text
+        assert secret not in stdout
     assert keys.attacker_jwks.request_count == 0  # URLs named in the header are never followed
 
 
@@ -439,7 +442,8 @@ def test_control_genuine_delivery_is_applied(seeded_webhook: WebhookDriver) -> N
     before = scan_all(TABLE)
     assert seeded_webhook.post(_genuine(seeded_webhook)).status == 200
     after = scan_all(TABLE)
-    assert after != before and after[0]["firstName"] == "Mallory"
+    assert after != before
+    assert after[0]["firstName"] == "Mallory"
 
 
 @pytest.mark.parametrize("fmt", ["http", "rest"])
@@ -458,7 +462,8 @@ def test_webhook_attack_is_401_without_write_or_leak(
     response = seeded_webhook.post(SignedDelivery(body, headers, ""), headers=headers, fmt=fmt)
 
     assert response.status == 401, response.body
-    assert response.body["status"] == "rejected" and response.body["message"]
+    assert response.body["status"] == "rejected"
+    assert response.body["message"]
     assert scan_all(TABLE) == before
     rejections = [record for record in logs.records if record["message"] == "webhook rejected"]
     assert len(rejections) == 1, logs.text
@@ -473,4 +478,5 @@ def test_webhook_attack_is_401_without_write_or_leak(
         if len(part) > 8
     }
     for secret in (*signatures, seeded_webhook.secret, seeded_webhook.secret.removeprefix("whsec_")):
-        assert secret not in logs.text and secret not in stdout
+        assert secret not in logs.text
+        assert secret not in stdout

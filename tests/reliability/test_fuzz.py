@@ -180,7 +180,8 @@ def test_webhook_time_out_of_range_is_400_not_a_crash(webhook: WebhookDriver, fi
         "timestamp": value if field == "timestamp" else 1,
     }
     response = webhook.post(webhook.sign(json.dumps(payload).encode()))
-    assert response.status == 400 and field in response.body["message"]
+    assert response.status == 400
+    assert field in response.body["message"]
 
 
 # ---------------------------------------------------------------- authorizer
@@ -197,11 +198,14 @@ def check_authorizer_response(module: ModuleType, event: Any, context: FakeLambd
     if "isAuthorized" in response:
         assert isinstance(response["isAuthorized"], bool)
         context_values = response.get("context", {})
-        assert isinstance(context_values, dict) and all(isinstance(v, str) for v in context_values.values())
+        assert isinstance(context_values, dict)
+        assert all(isinstance(v, str) for v in context_values.values())
     else:
-        assert isinstance(response["principalId"], str) and response["principalId"]
+        assert isinstance(response["principalId"], str)
+        assert response["principalId"]
         (statement,) = response["policyDocument"]["Statement"]
-        assert statement["Effect"] in {"Allow", "Deny"} and isinstance(statement["Resource"], str)
+        assert statement["Effect"] in {"Allow", "Deny"}
+        assert isinstance(statement["Resource"], str)
     json.dumps(response)  # what API Gateway receives must serialise
     return response
 

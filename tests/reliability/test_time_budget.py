@@ -127,9 +127,11 @@ def test_webhook_table_down_is_5xx_in_time(
 ) -> None:
     faulty.aws("DYNAMODB")
     response = check_http_response(faulty.invoke("webhook", _webhook_delivery(webhook_secret)))
-    assert 500 <= response.status <= 599 and response.body["status"] == "error"
+    assert 500 <= response.status <= 599
+    assert response.body["status"] == "error"
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
 
 
 @pytest.mark.usefixtures("aws")
@@ -142,7 +144,8 @@ def test_webhook_secrets_manager_down_is_503_in_time(
     faulty.aws("SECRETS_MANAGER")
     event = http_api_event("POST", "/webhooks/clerk", body=b"{}", headers={"svix-id": "msg_1"})
     response = check_http_response(faulty.invoke("webhook", event))
-    assert response.status == 503 and response.body["message"] == "signing secret unavailable"
+    assert response.status == 503
+    assert response.body["message"] == "signing secret unavailable"
 
 
 # ---------------------------------------------------------------- authorizer
@@ -158,9 +161,11 @@ def test_authorizer_table_down_still_allows_and_counts_in_time(
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     faulty.aws("DYNAMODB")
     response = faulty.invoke("authorizer", bearer_authorizer_event(_bearer_token(pem_authorizer_env)))
-    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
+    assert response["isAuthorized"] is True
+    assert response["context"]["userId"] == USER_ID
     counts = metric_counts(capsys.readouterr().out, "authorizer")
-    assert counts["SyncFailures"] == 1 and counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
 
 
 def test_authorizer_jwks_down_denies_in_time(
@@ -183,7 +188,8 @@ def test_me_table_down_is_503_in_time(monkeypatch: pytest.MonkeyPatch, faulty: F
     faulty.aws("DYNAMODB")
     event = http_api_event("GET", "/me", authorizer_context={"userId": USER_ID})
     response = check_http_response(faulty.invoke("me", event))
-    assert response.status == 503 and response.body["status"] == "error"
+    assert response.status == 503
+    assert response.body["status"] == "error"
 
 
 # ---------------------------------------------------------------- /health
@@ -202,7 +208,8 @@ def test_health_dependency_down_is_503_with_a_message_in_time(
     monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")
     faulty.aws(service)
     response = check_http_response(faulty.invoke("health", http_api_event("GET", "/health")))
-    assert response.status == 503 and response.body["status"] == "error"
+    assert response.status == 503
+    assert response.body["status"] == "error"
     assert response.body["error"][indicator]["status"] == "down"
     assert response.body["error"][indicator]["message"]
 

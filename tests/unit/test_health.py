@@ -108,12 +108,14 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
     configured = settings(SYNC_FAILURE_THRESHOLD="0.2", SYNC_MIN_ATTEMPTS="5", SYNC_WINDOW_MINUTES="60")
     assert evaluate_failure_rate(SyncCounts(100, 20), configured)["status"] == "up"
     down = evaluate_failure_rate(SyncCounts(5, 2), configured)
-    assert down["status"] == "down" and (down["threshold"], down["minAttempts"], down["windowMinutes"]) == (
+    assert down["status"] == "down"
+    assert (down["threshold"], down["minAttempts"], down["windowMinutes"]) == (
         0.2,
         5,
         60,
     )
-    assert "2 of 5 attempts" in down["message"] and "60 minutes" in down["message"]
+    assert "2 of 5 attempts" in down["message"]
+    assert "60 minutes" in down["message"]
 
 
 # ---------------------------------------------------------------- the CloudWatch query
@@ -122,15 +124,18 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
 def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     queries = sync_metric_queries(settings(POWERTOOLS_SERVICE_NAME="svc", POWERTOOLS_METRICS_NAMESPACE="ns"))
     # CloudWatch bills per metric requested: one MetricStat per (metric, source), no more (CONTRACT §7).
-    assert len(queries) == 4 and len({query["Id"] for query in queries}) == 4
+    assert len(queries) == 4
+    assert len({query["Id"] for query in queries}) == 4
     seen: dict[tuple[str, str], list[list[str]]] = {}
     for query in queries:
         assert "Expression" not in query
         stat = query["MetricStat"]
-        assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "ns"
+        assert stat["Stat"] == "Sum"
+        assert stat["Metric"]["Namespace"] == "ns"
         dimensions = stat["Metric"]["Dimensions"]
         by_name = {d["Name"]: d["Value"] for d in dimensions}
-        assert set(by_name) == {"service", "Source"} and by_name["service"] == "svc"
+        assert set(by_name) == {"service", "Source"}
+        assert by_name["service"] == "svc"
         seen.setdefault((stat["Metric"]["MetricName"], by_name["Source"]), []).append(
             [d["Name"] for d in dimensions]
         )
@@ -293,8 +298,10 @@ def test_cached_report_is_reused_until_it_expires(users_table: str) -> None:
     clock.now += 0.2
     fresh = check.run()
 
-    assert cached is first and not first.healthy
-    assert fresh.healthy and fresh.indicators["syncFailureRate"]["attempts"] == 1000
+    assert cached is first
+    assert not first.healthy
+    assert fresh.healthy
+    assert fresh.indicators["syncFailureRate"]["attempts"] == 1000
     assert [call for recorder in recorders for call in recorder.names()] == [
         "DescribeTable",
         "DescribeTable",

@@ -132,7 +132,9 @@ def test_a_foreign_user_item_without_updated_at_is_replaced_by_clerks_record(use
     record = UserRecord(user_id="user_1", email="new@x.com", updated_at=T0, source=SyncSource.WEBHOOK)
     assert UserRepository(client, users_table).save(record) is WriteOutcome.APPLIED
     stored = UserRepository(client, users_table).get("user_1")
-    assert stored is not None and stored.email == "new@x.com" and stored.updated_at == T0
+    assert stored is not None
+    assert stored.email == "new@x.com"
+    assert stored.updated_at == T0
 
 
 @pytest.mark.parametrize("kind", ["organization", "membership"])
@@ -155,7 +157,8 @@ def test_a_foreign_organizations_item_without_updated_at_is_replaced(
     assert repository.save(record) is WriteOutcome.STALE  # and ordered from then on
     key = {"pk": {"S": record.pk}, "sk": {"S": record.sk}}
     stored = client.get_item(TableName=organizations_table, Key=key)["Item"]
-    assert stored["updatedAt"] == {"N": str(T0)} and "Console" not in str(stored)
+    assert stored["updatedAt"] == {"N": str(T0)}
+    assert "Console" not in str(stored)
 
 
 def test_a_foreign_tombstone_is_never_resurrected(organizations_table: str) -> None:

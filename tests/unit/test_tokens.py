@@ -110,7 +110,8 @@ def test_token_record_is_ordered_by_iat_in_milliseconds(key: SigningKey) -> None
     record = record_from_claims(pem_verifier(key).verify(mint_token(key, payload)))
 
     assert record.updated_at == payload["iat"] * 1000
-    assert record.source is not None and record.source.value == "authorizer"
+    assert record.source is not None
+    assert record.source.value == "authorizer"
     assert record.created_at is None
 
 
@@ -360,7 +361,8 @@ def test_error_messages_never_contain_the_token(key: SigningKey, other_key: Sign
     with pytest.raises(TokenError) as caught:
         pem_verifier(key).verify(token)
     assert str(caught.value) == "bad_signature"
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 # ---------------------------------------------------------------------------------------- session token v2
@@ -443,7 +445,8 @@ def test_organization_claims_are_normalised_as_clerks_sdk_reports_them(
 def test_actor_claim_gives_actor_id_and_nothing_else_of_it(key: SigningKey) -> None:
     payload = clerk_docs_v2_example(o=None, act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"})
     context = docs_verifier(key).verify(mint_token(key, payload)).context()
-    assert context["actorId"] == "user_admin" and context["userId"] == "user_123"
+    assert context["actorId"] == "user_admin"
+    assert context["userId"] == "user_123"
     assert context["sessionId"] == "sess_123"  # the impersonated session, not act.sid
 
 
@@ -492,7 +495,8 @@ def test_pending_session_is_signed_out_unless_allowed(key: SigningKey) -> None:
     assert str(caught.value) == "session_pending"
 
     allowed = docs_verifier(key, allow_pending_sessions=True).verify(pending)
-    assert allowed.session_pending and allowed.context() == DOCS_CONTEXT
+    assert allowed.session_pending
+    assert allowed.context() == DOCS_CONTEXT
 
 
 @pytest.mark.parametrize("status", [None, "active", ""], ids=["no-sts", "active", "blank"])
@@ -501,7 +505,8 @@ def test_a_session_without_pending_status_is_active(key: SigningKey, status: str
     if status is not None:
         payload["sts"] = status
     verified = docs_verifier(key).verify(mint_token(key, payload))
-    assert not verified.session_pending and verified.context() == DOCS_CONTEXT
+    assert not verified.session_pending
+    assert verified.context() == DOCS_CONTEXT
 
 
 def test_signature_and_claim_checks_come_before_the_session_status(
@@ -573,7 +578,8 @@ def test_v1_and_v2_of_one_session_give_the_same_string_context(
     assert v2.context() == v1.context()
     context = v2.context()
     assert all(isinstance(value, str) for value in context.values())
-    assert context["orgId"] == org_id and context["orgRole"].startswith("org:")
+    assert context["orgId"] == org_id
+    assert context["orgRole"].startswith("org:")
     assert context.get("actorId") == actor
 
 
@@ -611,9 +617,12 @@ def test_dev_cli_mints_organization_and_actor_tokens_the_authorizer_reads(
 
     payload = jwt.decode(tok, options={"verify_signature": False})
     if version:
-        assert "v" not in payload and "o" not in payload and payload["org_role"] == "org:admin"
+        assert "v" not in payload
+        assert "o" not in payload
+        assert payload["org_role"] == "org:admin"
     else:
-        assert payload["v"] == 2 and payload["o"] == {"id": "org_1", "slg": "acme", "rol": "admin"}
+        assert payload["v"] == 2
+        assert payload["o"] == {"id": "org_1", "slg": "acme", "rol": "admin"}
     assert dev_cli_verifier.verify(tok).context() == {
         "userId": USER_ID,
         "email": "ada@example.com",
@@ -639,4 +648,5 @@ def test_dev_cli_refuses_organization_details_without_an_organization(
 
     assert main(["token", "--sub", USER_ID, "--email", "a@b.c", "--org-slug", "acme"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and "--org-id" in captured.err
+    assert captured.out == ""
+    assert "--org-id" in captured.err
