@@ -218,7 +218,7 @@ class Gateway:
         incoming = _incoming(request)
         try:
             context = self._authorize(route, incoming)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a raising authorizer is API Gateway's 500, as deployed
             traceback.print_exc()
             return _json(500, {"message": "Internal Server Error"})
         if isinstance(context, Response):
@@ -226,7 +226,7 @@ class Gateway:
         event = self._proxy_event(route, incoming, path_parameters, context)
         try:
             result = self.functions.invoke(route.function_id, event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a raising function is API Gateway's 500, as deployed
             traceback.print_exc()
             return _json(500, {"message": "Internal Server Error"})
         return _proxy_response(result)
@@ -533,7 +533,7 @@ class StopSignals:
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is not None:
             os._exit(FORCED_EXIT_STATUS)
         self.received = signum

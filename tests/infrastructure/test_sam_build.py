@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,7 +108,7 @@ def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sam build` of a copy of the project, offline: the layer's wheels come from WHEELHOUSE."""
     assert SAM is not None
     python312 = _python312_dir()
@@ -129,7 +128,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     build = tmp_path / "build"
     result = _run(["build", "--build-dir", str(build)], project, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    yield build
+    return build
 
 
 @pytest.fixture(scope="module")

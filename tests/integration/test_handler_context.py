@@ -19,7 +19,7 @@ USER_ID = "user_2contextless000000000000"
 
 @pytest.fixture
 def handlers(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     webhook_secret: str,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],

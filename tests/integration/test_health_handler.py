@@ -77,7 +77,9 @@ class HealthEndpoint:
 
 @pytest.fixture
 def health(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> HealthEndpoint:
     return HealthEndpoint(function_loader, lambda_context)
 

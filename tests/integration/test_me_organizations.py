@@ -78,7 +78,9 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    organizations_table: str, webhook: WebhookDriver, function_loader: Callable[[str], ModuleType]
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    webhook: WebhookDriver,
+    function_loader: Callable[[str], ModuleType],
 ) -> Stack:
     """The suite's webhook driver (tests/conftest.py) and a cold-started /me, with the organizations table."""
     return Stack(webhook, function_loader("me"), webhook.context)

@@ -24,7 +24,10 @@ MEMBERSHIP = "orgmem_2abcDEFghiJKLmnoPQRst"
 
 
 @pytest.fixture
-def webhook(organizations_table: str, webhook: WebhookDriver) -> WebhookDriver:
+def webhook(
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    webhook: WebhookDriver,
+) -> WebhookDriver:
     """conftest's webhook driver, loaded once the organizations table exists (and is configured)."""
     return webhook
 
@@ -279,8 +282,8 @@ def test_writes_are_counted_as_sync_attempts_stale_and_failures(
     assert (counts["SyncAttempts"], counts["SyncStale"], counts["SyncFailures"]) == (4, 1, 1)
 
 
+@pytest.mark.usefixtures("users_table")
 def test_without_an_organizations_table_an_organization_event_is_retried_not_lost(
-    users_table: str,
     webhook_secret: str,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,

@@ -45,7 +45,7 @@ def clerk() -> Iterator[LoopbackClerk]:
 
 
 @pytest.fixture
-def puts(users_table: str) -> Iterator[PutCounter]:
+def puts(users_table: str) -> Iterator[PutCounter]:  # noqa: ARG001 - fixture wanted for its side effect
     counter = PutCounter()
     yield counter
     counter.close()
@@ -137,13 +137,11 @@ def test_a_newer_webhook_write_is_never_overwritten_by_an_older_clerk_listing(
     assert counts.updated == 0
 
 
-def test_a_webhook_landing_between_the_read_and_the_write_wins(
-    runner: Runner, clerk: LoopbackClerk, puts: PutCounter
-) -> None:
+def test_a_webhook_landing_between_the_read_and_the_write_wins(runner: Runner, clerk: LoopbackClerk) -> None:
     add_users(clerk, 3)
     racer = dynamodb_client()
 
-    def newer_write_first(params: dict[str, Any], **kwargs: Any) -> None:
+    def newer_write_first(params: dict[str, Any], **_kwargs: Any) -> None:
         if params["Item"]["userId"]["S"] == "user_0001":
             racer.meta.events.unregister("before-parameter-build.dynamodb.PutItem", newer_write_first)
             newer = UserRecord(
@@ -165,7 +163,7 @@ def test_tombstones_are_never_resurrected(runner: Runner, clerk: LoopbackClerk, 
     puts.reset()
     racer = dynamodb_client()
 
-    def delete_first(params: dict[str, Any], **kwargs: Any) -> None:
+    def delete_first(params: dict[str, Any], **_kwargs: Any) -> None:
         if params["Item"]["userId"]["S"] == "user_0001" and "deletedAt" not in params["Item"]:
             racer.meta.events.unregister("before-parameter-build.dynamodb.PutItem", delete_first)
             repository(runner.users_table).save(UserRecord.tombstone("user_0001", deleted_at=T0 + 2_000))
@@ -204,7 +202,7 @@ def test_dry_run_writes_nothing_but_reports_the_same_counts(
 
 
 def test_prune_only_with_the_flag_and_only_users_clerk_does_not_have(
-    runner: Runner, clerk: LoopbackClerk, puts: PutCounter
+    runner: Runner, clerk: LoopbackClerk
 ) -> None:
     add_users(clerk, 4)
     repository(runner.users_table).save(
@@ -266,7 +264,7 @@ def test_persistent_5xx_fails_clearly_after_bounded_retries_keeping_earlier_page
 ) -> None:
     add_users(clerk, 250)
 
-    def fail_third_page(path: str, query: dict[str, list[str]]) -> None:
+    def fail_third_page(_path: str, query: dict[str, list[str]]) -> None:
         if query.get("starting_after") == ["user_0199"]:
             clerk.failing_prefixes = ("/v1/users",)
 
@@ -304,7 +302,7 @@ class PagesLeft(TimeBudget):
 
     attempts: list[int] = field(default_factory=lambda: [1])
 
-    def allows(self, seconds: float) -> bool:
+    def allows(self, _seconds: float) -> bool:
         self.attempts[0] -= 1
         return self.attempts[0] >= 0
 
@@ -331,7 +329,11 @@ def test_a_pass_out_of_time_stops_cleanly_and_goes_on_from_its_state(
 
 
 @pytest.fixture
-def reconcile_env(clerk: LoopbackClerk, users_table: str, monkeypatch: pytest.MonkeyPatch) -> LoopbackClerk:
+def reconcile_env(
+    clerk: LoopbackClerk,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> LoopbackClerk:
     monkeypatch.setenv("CLERK_API_URL", clerk.url)
     monkeypatch.setenv("CLERK_SECRET_KEY", SECRET_KEY)
     monkeypatch.delenv("ORGANIZATIONS_TABLE_NAME", raising=False)
@@ -404,7 +406,7 @@ def test_cli_prints_counts_resumes_and_exits_non_zero_on_failure(
     assert json.loads(capsys.readouterr().out)["users"]["users"]["created"] == 250
     assert items() == {}
     # A pass that fails on its third page keeps its progress...
-    reconcile_env.on_request = lambda path, query: (
+    reconcile_env.on_request = lambda _path, query: (
         setattr(reconcile_env, "failing_prefixes", ("/v1/users",))
         if query.get("starting_after") == ["user_0199"]
         else None

@@ -39,7 +39,7 @@ class PagesBudget:
         self.pages = pages
         PagesBudget.created += 1
 
-    def allows(self, seconds: float) -> bool:
+    def allows(self, _seconds: float) -> bool:
         self.pages -= 1
         return self.pages >= 0
 
@@ -75,7 +75,10 @@ def populate(clerk: LoopbackClerk) -> None:
 
 
 @pytest.fixture
-def clerk(organizations_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackClerk]:
+def clerk(
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LoopbackClerk]:
     fake = LoopbackClerk()
     populate(fake)
     with fake.serve():

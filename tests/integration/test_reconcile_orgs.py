@@ -207,7 +207,7 @@ def test_an_organization_found_on_confirmation_is_applied_not_pruned(
     runner.report()
     skipped = clerk.organizations.pop("org_0001")  # the listing skips it (a shift mid-pass)...
 
-    def back_when_asked(path: str, query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
+    def back_when_asked(path: str, _query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
         if path == "/v1/organizations/org_0001":
             clerk.organizations.setdefault("org_0001", skipped)
 
@@ -231,9 +231,9 @@ def test_prune_refuses_to_tombstone_most_organizations(runner: OrgRunner, clerk:
     assert all("deletedAt" not in item for item in items().values())
 
 
+@pytest.mark.usefixtures("organizations_table")
 def test_the_handler_reconciles_users_and_organizations_side_by_side(
     clerk: LoopbackClerk,
-    organizations_table: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

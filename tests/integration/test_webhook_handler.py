@@ -417,7 +417,7 @@ def test_metrics_emitted_with_source_dimension(
 
 @pytest.fixture
 def secret_arn_webhook(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,

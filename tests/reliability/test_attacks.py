@@ -105,7 +105,7 @@ FOREIGN_KEY = ("bad_signature", "unknown_key")
 
 
 @jwt_attack("bad_algorithm")
-def alg_none(keys: Keys) -> str:
+def alg_none(_keys: Keys) -> str:
     return unsigned_alg_none(_claims())
 
 
@@ -273,7 +273,7 @@ class Authorizer:
 def authorizer(
     request: pytest.FixtureRequest,
     keys: Keys,
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,

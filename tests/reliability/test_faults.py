@@ -187,7 +187,7 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
 @pytest.fixture
 def jwks_authorizer(
     key: SigningKey,
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
 ) -> Iterator[tuple[ModuleType, JwksServer]]:
@@ -255,7 +255,7 @@ def test_cached_jwks_key_keeps_working_when_endpoint_fails(
 
 @pytest.fixture
 def health(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,

@@ -81,7 +81,9 @@ def authorizer(
 
 @pytest.fixture
 def me(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> Callable[[], tuple[int, dict[str, Any]]]:
     module = function_loader("me")
 

@@ -91,12 +91,13 @@ class FaultyDependency:
         stop with a ReconcileError matching `match`, within the function's Timeout: the durable SDK then
         records the step's failure and retries it later (tests/integration/test_reconcile_durable.py)."""
         module = self.loader("reconcile")
-        with within_timeout("reconcile") as context, pytest.raises(ReconcileError, match=match):
+        with within_timeout("reconcile") as context:
             settings = module.ReconcileSettings.from_env()
             invocation = module.Invocation(
                 settings, TimeBudget.from_context(context), module.ReconcileOptions()
             )
-            invocation.step("users", invocation.start("users"))
+            with pytest.raises(ReconcileError, match=match):  # the sources are built lazily, in the step
+                invocation.step("users", invocation.start("users"))
 
 
 @pytest.fixture(params=OUTAGES)
@@ -122,8 +123,9 @@ def _webhook_delivery(secret: str) -> dict[str, Any]:
     return http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
 
 
+@pytest.mark.usefixtures("users_table")
 def test_webhook_table_down_is_5xx_in_time(
-    users_table: str, webhook_secret: str, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
+    webhook_secret: str, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
 ) -> None:
     faulty.aws("DYNAMODB")
     response = check_http_response(faulty.invoke("webhook", _webhook_delivery(webhook_secret)))
@@ -168,8 +170,9 @@ def test_authorizer_table_down_still_allows_and_counts_in_time(
     assert counts["SyncAttempts"] == 1
 
 
+@pytest.mark.usefixtures("users_table")
 def test_authorizer_jwks_down_denies_in_time(
-    users_table: str, key: SigningKey, monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency
 ) -> None:
     monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
     monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
@@ -198,8 +201,8 @@ def test_me_table_down_is_503_in_time(monkeypatch: pytest.MonkeyPatch, faulty: F
 @pytest.mark.parametrize(
     ("service", "indicator"), [("DYNAMODB", "userTable"), ("CLOUDWATCH", "syncFailureRate")]
 )
+@pytest.mark.usefixtures("users_table")
 def test_health_dependency_down_is_503_with_a_message_in_time(
-    users_table: str,
     monkeypatch: pytest.MonkeyPatch,
     service: str,
     indicator: str,

@@ -147,7 +147,8 @@ def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     }
 
 
-def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_datapoints_put_in_either_dimension_order_are_counted_once() -> None:
     cloudwatch = boto3.client("cloudwatch")
     dimension_orders: tuple[list[DimensionTypeDef], ...] = (
         [{"Name": "service", "Value": "usersync"}, {"Name": "Source", "Value": "webhook"}],
@@ -164,8 +165,9 @@ def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) ->
     assert read_sync_counts(cloudwatch, settings(), datetime.now(UTC)) == SyncCounts(attempts=14, failures=2)
 
 
+@pytest.mark.usefixtures("aws")
 def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
-    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given metrics emitted by Powertools with no POWERTOOLS_SERVICE_NAME (no `service` dimension)
     from aws_lambda_powertools import Metrics
@@ -197,7 +199,8 @@ def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
     assert read_sync_counts(cloudwatch, unnamed_settings, datetime.now(UTC)) == SyncCounts(9, 0)
 
 
-def test_results_are_summed_per_metric_over_both_sources(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_results_are_summed_per_metric_over_both_sources() -> None:
     # What CloudWatch answers (stubbed): every series of a metric adds up, each counted once.
     cloudwatch = boto3.client("cloudwatch")
     queries = sync_metric_queries(settings())
@@ -218,7 +221,8 @@ def test_results_are_summed_per_metric_over_both_sources(aws: None) -> None:
     assert counts == SyncCounts(attempts=100, failures=4)  # 50 + 50 and 2 + 2 over the two sources
 
 
-def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_one_call_sums_every_minute_of_the_window_and_both_sources() -> None:
     for minutes_ago, value in ((0, 1), (1, 2), (7, 3), (14.5, 4)):
         put("SyncAttempts", value, minutes_ago=minutes_ago)
         put("SyncAttempts", 10 * value, source="authorizer", minutes_ago=minutes_ago)
@@ -239,7 +243,8 @@ def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) ->
     assert now < params["EndTime"] <= now + timedelta(seconds=5)  # a datapoint stamped `now` is inside
 
 
-def test_cloudwatch_error_is_a_down_indicator_not_an_exception(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_cloudwatch_error_is_a_down_indicator_not_an_exception() -> None:
     cloudwatch = boto3.client("cloudwatch")
     with Stubber(cloudwatch) as stubber:
         stubber.add_client_error("get_metric_data", "AccessDenied", "not allowed", 403)
@@ -255,7 +260,8 @@ def test_active_table_is_up(users_table: str) -> None:
     assert check_user_table(boto3.client("dynamodb"), users_table) == {"status": "up"}
 
 
-def test_table_not_active_is_down(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_table_not_active_is_down() -> None:
     dynamodb = boto3.client("dynamodb")
     with Stubber(dynamodb) as stubber:
         stubber.add_response("describe_table", {"Table": {"TableName": TABLE, "TableStatus": "CREATING"}})
@@ -263,7 +269,8 @@ def test_table_not_active_is_down(aws: None) -> None:
     assert indicator == {"status": "down", "message": "user table is CREATING, not ACTIVE"}
 
 
-def test_missing_table_is_down(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_missing_table_is_down() -> None:
     indicator = check_user_table(boto3.client("dynamodb"), "no-such-table")
     assert indicator == {"status": "down", "message": "user table not found"}
 
@@ -283,7 +290,8 @@ def test_report_splits_up_and_down_indicators() -> None:
     assert HealthReport({"a": {"status": "up"}}).to_dict()["status"] == "ok"
 
 
-def test_cached_report_is_reused_until_it_expires(users_table: str) -> None:
+@pytest.mark.usefixtures("users_table")
+def test_cached_report_is_reused_until_it_expires() -> None:
     clock = Clock()
     dynamodb, cloudwatch = health_clients()
     recorders = [record(dynamodb), record(cloudwatch)]
@@ -337,8 +345,9 @@ def black_hole() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.usefixtures("users_table")
 def test_a_hanging_dependency_is_down_after_the_deadline(
-    users_table: str, black_hole: str, monkeypatch: pytest.MonkeyPatch
+    black_hole: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from usersync.runtime.aws import reset_clients
 
@@ -350,7 +359,8 @@ def test_a_hanging_dependency_is_down_after_the_deadline(
     assert report.indicators["syncFailureRate"]["status"] == "up"
 
 
-def test_an_unexpected_error_in_a_check_is_down_not_raised(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_an_unexpected_error_in_a_check_is_down_not_raised() -> None:
     dynamodb, cloudwatch = health_clients()
     check = HealthCheck(settings(), dynamodb, cloudwatch, cache_seconds=0)
     with Stubber(dynamodb) as stubber:

@@ -92,7 +92,8 @@ def test_aws_errors_become_repository_errors(repository: UserRepository, code: s
     assert raised.value.operation == "PutItem"
 
 
-def test_missing_table_is_a_repository_error(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_missing_table_is_a_repository_error() -> None:
     repository = UserRepository(dynamodb_client(), "no-such-table")
     with pytest.raises(RepositoryError, match="ResourceNotFoundException"):
         repository.get("user_1")

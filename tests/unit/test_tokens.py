@@ -152,21 +152,21 @@ def now_s() -> int:
 
 
 DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyReason]] = [
-    ("no token", lambda k, o: None, DenyReason.NO_TOKEN),
-    ("empty token", lambda k, o: "", DenyReason.NO_TOKEN),
-    ("garbage", lambda k, o: "not-a-jwt", DenyReason.MALFORMED),
-    ("garbage with dots", lambda k, o: "abc.def.ghi", DenyReason.MALFORMED),
-    ("two segments", lambda k, o: ".".join(mint_token(k, claims()).split(".")[:2]), DenyReason.MALFORMED),
-    ("four segments", lambda k, o: mint_token(k, claims()) + ".x", DenyReason.MALFORMED),
-    ("header not an object", lambda k, o: b64url(b"[1]") + ".e30.c2ln", DenyReason.MALFORMED),
-    ("non-ascii", lambda k, o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
+    ("no token", lambda _k, _o: None, DenyReason.NO_TOKEN),
+    ("empty token", lambda _k, _o: "", DenyReason.NO_TOKEN),
+    ("garbage", lambda _k, _o: "not-a-jwt", DenyReason.MALFORMED),
+    ("garbage with dots", lambda _k, _o: "abc.def.ghi", DenyReason.MALFORMED),
+    ("two segments", lambda k, _o: ".".join(mint_token(k, claims()).split(".")[:2]), DenyReason.MALFORMED),
+    ("four segments", lambda k, _o: mint_token(k, claims()) + ".x", DenyReason.MALFORMED),
+    ("header not an object", lambda _k, _o: b64url(b"[1]") + ".e30.c2ln", DenyReason.MALFORMED),
+    ("non-ascii", lambda k, _o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
     (
         "alg none",
-        lambda k, o: alg_none(claims()),
+        lambda _k, _o: alg_none(claims()),
         DenyReason.BAD_ALGORITHM,
     ),
-    ("HS256 with the public PEM", lambda k, o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
-    ("another RSA key", lambda k, o: mint_token(o, claims()), DenyReason.BAD_SIGNATURE),
+    ("HS256 with the public PEM", lambda k, _o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
+    ("another RSA key", lambda _k, o: mint_token(o, claims()), DenyReason.BAD_SIGNATURE),
     (
         "another RSA key, our kid",
         lambda k, o: mint_token(o, claims(), headers={"kid": k.kid}),
@@ -174,7 +174,7 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ),
     (
         "tampered payload",
-        lambda k, o: (
+        lambda k, _o: (
             lambda t: (
                 t.split(".")[0]
                 + "."
@@ -187,29 +187,33 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ),
     (
         "expired",
-        lambda k, o: mint_token(k, claims(iat=now_s() - 120, nbf=now_s() - 120, exp=now_s() - 60)),
+        lambda k, _o: mint_token(k, claims(iat=now_s() - 120, nbf=now_s() - 120, exp=now_s() - 60)),
         DenyReason.EXPIRED,
     ),
-    ("nbf in the future", lambda k, o: mint_token(k, claims(nbf=now_s() + 60)), DenyReason.NOT_YET_VALID),
-    ("iat in the future", lambda k, o: mint_token(k, claims(iat=now_s() + 60)), DenyReason.NOT_YET_VALID),
-    ("wrong iss", lambda k, o: mint_token(k, claims(iss="https://evil.example")), DenyReason.WRONG_ISSUER),
-    ("no iss", lambda k, o: mint_token(k, without("iss")), DenyReason.WRONG_ISSUER),
-    ("azp not allowed", lambda k, o: mint_token(k, claims(azp="https://evil.example")), DenyReason.WRONG_AZP),
-    ("no azp", lambda k, o: mint_token(k, without("azp")), DenyReason.WRONG_AZP),
-    ("missing email", lambda k, o: mint_token(k, without("email")), DenyReason.MISSING_EMAIL),
-    ("empty email", lambda k, o: mint_token(k, claims(email="")), DenyReason.MISSING_EMAIL),
-    ("missing sub", lambda k, o: mint_token(k, without("sub")), DenyReason.MISSING_CLAIM),
-    ("missing exp", lambda k, o: mint_token(k, without("exp")), DenyReason.MISSING_CLAIM),
-    ("missing iat", lambda k, o: mint_token(k, without("iat")), DenyReason.MISSING_CLAIM),
+    ("nbf in the future", lambda k, _o: mint_token(k, claims(nbf=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("iat in the future", lambda k, _o: mint_token(k, claims(iat=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("wrong iss", lambda k, _o: mint_token(k, claims(iss="https://evil.example")), DenyReason.WRONG_ISSUER),
+    ("no iss", lambda k, _o: mint_token(k, without("iss")), DenyReason.WRONG_ISSUER),
+    (
+        "azp not allowed",
+        lambda k, _o: mint_token(k, claims(azp="https://evil.example")),
+        DenyReason.WRONG_AZP,
+    ),
+    ("no azp", lambda k, _o: mint_token(k, without("azp")), DenyReason.WRONG_AZP),
+    ("missing email", lambda k, _o: mint_token(k, without("email")), DenyReason.MISSING_EMAIL),
+    ("empty email", lambda k, _o: mint_token(k, claims(email="")), DenyReason.MISSING_EMAIL),
+    ("missing sub", lambda k, _o: mint_token(k, without("sub")), DenyReason.MISSING_CLAIM),
+    ("missing exp", lambda k, _o: mint_token(k, without("exp")), DenyReason.MISSING_CLAIM),
+    ("missing iat", lambda k, _o: mint_token(k, without("iat")), DenyReason.MISSING_CLAIM),
     (
         "audience we do not expect",
-        lambda k, o: mint_token(k, claims(aud="other-api")),
+        lambda k, _o: mint_token(k, claims(aud="other-api")),
         DenyReason.WRONG_AUDIENCE,
     ),
-    ("email not a string", lambda k, o: mint_token(k, claims(email=["a@b.c"])), DenyReason.INVALID_CLAIMS),
+    ("email not a string", lambda k, _o: mint_token(k, claims(email=["a@b.c"])), DenyReason.INVALID_CLAIMS),
     (
         "over 8 KiB",
-        lambda k, o: mint_token(k, claims(padding="x" * MAX_TOKEN_BYTES)),
+        lambda k, _o: mint_token(k, claims(padding="x" * MAX_TOKEN_BYTES)),
         DenyReason.TOO_LARGE,
     ),
 ]
@@ -641,8 +645,9 @@ def test_dev_cli_pending_token_is_denied(
     assert "orgId" not in dev_cli_verifier.verify(dev_cli_token(capsys)).context()
 
 
+@pytest.mark.usefixtures("dev_cli_verifier")
 def test_dev_cli_refuses_organization_details_without_an_organization(
-    dev_cli_verifier: TokenVerifier, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from usersync_dev.cli import main
 

@@ -150,7 +150,7 @@ class Authorizer:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:
             return self._deny(request, DenyReason.USER_DELETED, verified_user_id=claims.sub, signed_out=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the one outcome decision: a valid token is never denied by a bug
             # Anything unexpected in the sync (a bug) must not lock out a caller whose token is valid:
             # count it as a failed attempt (both metrics) so /health and the alarm see it.
             record_failed_attempt(SyncSource.AUTHORIZER)

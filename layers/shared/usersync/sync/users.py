@@ -189,7 +189,7 @@ def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: Us
             return SyncResult.STORED_NEWER
     try:
         outcome = write_user(repository, candidate)
-    except Exception:  # counted by write_user's attempt (RepositoryError is also logged there)
+    except Exception:  # noqa: BLE001 - whatever failed, write_user counted (and logged) it; the token stays valid
         cache.forget(user_id)
         return SyncResult.FAILED
     if outcome is WriteOutcome.APPLIED:
