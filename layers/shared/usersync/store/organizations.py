@@ -45,6 +45,9 @@ from usersync.store.records import SyncedItem, clerk_stamp, utc_now_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef
+
+    from usersync.store.codec import Item
 
 ORG_PREFIX = "ORG#"
 MEMBER_PREFIX = "MEMBER#"
@@ -185,7 +188,7 @@ _MEMBERSHIP_SCHEMA = ItemSchema(
 )
 
 
-def item_from_dynamodb(item: Mapping[str, Any], operation: str) -> OrganizationItem | None:
+def item_from_dynamodb(item: Mapping[str, object], operation: str) -> OrganizationItem | None:
     """An item of the table as a record; None for an item of no kind we know (someone else's).
 
     An item that claims to be ours but cannot be read raises UninterpretableItemError (a
@@ -211,7 +214,7 @@ def ensure_storable(record: OrganizationItem) -> None:
     ensure_storable_item(record.to_attributes(), ORGANIZATION_KEY_LIMITS, "organization")
 
 
-def profile_key(org_id: str) -> dict[str, Any]:
+def profile_key(org_id: str) -> Item:
     """The key of an organization's profile item."""
     return {"pk": {"S": ORG_PREFIX + org_id}, "sk": {"S": PROFILE_SORT_KEY}}
 
@@ -269,7 +272,9 @@ class OrganizationRepository:
         found: dict[str, OrganizationRecord] = {}
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
             keys = [profile_key(org_id) for org_id in wanted[start : start + BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table_name: {"Keys": keys, "ConsistentRead": True}}
+            request: dict[str, KeysAndAttributesTypeDef] = {
+                self._table_name: {"Keys": keys, "ConsistentRead": True}
+            }
             for item in batch_get(self._client, request, self._table_name):
                 record = item_from_dynamodb(item, "BatchGetItem")
                 if isinstance(record, OrganizationRecord):

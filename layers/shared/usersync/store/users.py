@@ -48,6 +48,8 @@ from usersync.store.records import UserRecord, utc_now_iso
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from usersync.store.codec import Item
+
 # DynamoDB limits: a partition key value is at most 2,048 bytes (UTF-8).
 MAX_KEY_BYTES = 2048
 
@@ -90,7 +92,7 @@ _SCHEMA = ItemSchema(
 )
 
 
-def item_to_record(item: Mapping[str, Any], operation: str = "GetItem") -> UserRecord:
+def item_to_record(item: Mapping[str, object], operation: str = "GetItem") -> UserRecord:
     """A stored item as a `UserRecord`, tolerantly (contract §3).
 
     - `deletedAt` present, of any type or value: a tombstone, whatever else the item holds or lacks;
@@ -179,7 +181,7 @@ class UserRepository:
         return WriteOutcome.APPLIED if landed else WriteOutcome.STALE
 
     @staticmethod
-    def _fresher_token_row(stored: Mapping[str, Any], clerk_version: int) -> bool:
+    def _fresher_token_row(stored: Mapping[str, object], clerk_version: int) -> bool:
         """A live authorizer row whose token is newer than this Clerk record (so the put lost)."""
         if "deletedAt" in stored or stored.get("source") != {"S": SyncSource.AUTHORIZER.value}:
             return False
@@ -209,7 +211,7 @@ class UserRepository:
         # Lost: a newer Clerk version or a tombstone got there first.
         return WriteOutcome.MERGED if landed else WriteOutcome.STALE
 
-    def _put(self, record: UserRecord, condition: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _put(self, record: UserRecord, condition: str, values: Mapping[str, object]) -> Item | None:
         """PutItem under `condition`: None when it landed, else the stored item (ALL_OLD)."""
         ensure_storable(record)
         names = _SOURCE_NAME if "#source" in condition else None
