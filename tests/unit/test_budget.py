@@ -78,7 +78,8 @@ def test_no_attempt_is_started_when_none_fits(silent_table: tuple[socket.socket,
 
 def test_a_hanging_jwks_fetch_ends_inside_the_invocation_budget() -> None:
     """The JWKS fetch is bounded by what the invocation has left, not by its fixed 2 s per operation."""
-    from usersync.clerk.tokens import DenyReason, JwksKeySource, KeyUnavailableError
+    from usersync.clerk.jwks import JwksKeySource
+    from usersync.clerk.token_errors import DenyReason, KeyUnavailableError
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from usersync.clerk.tokens import SessionClaims
+from usersync.clerk.session_claims import SessionClaims
 from usersync_dev.cli import main
 from usersync_dev.next_steps import (
     REQUIRED_OUTPUTS,

@@ -25,16 +25,10 @@ from tests.session_tokens import (
     hs256_with_public_pem,
     unsigned_token,
 )
-from usersync.clerk.tokens import (
-    MAX_TOKEN_BYTES,
-    DenyReason,
-    JwksKeySource,
-    SessionClaims,
-    TokenError,
-    TokenVerifier,
-    load_public_key,
-    parse_claims,
-)
+from usersync.clerk.jwks import JwksKeySource
+from usersync.clerk.session_claims import SessionClaims, parse_claims
+from usersync.clerk.token_errors import DenyReason, TokenError
+from usersync.clerk.tokens import MAX_TOKEN_BYTES, TokenVerifier, load_public_key
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
 from usersync.sync.users import record_from_claims
 from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token

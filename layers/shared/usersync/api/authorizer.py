@@ -26,7 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 from usersync.api.http import event_cookies, lower_headers
-from usersync.clerk.tokens import DenyReason, PendingSessionError, SessionClaims, TokenError, TokenVerifier
+from usersync.clerk.session_claims import SessionClaims
+from usersync.clerk.token_errors import DenyReason, PendingSessionError, TokenError
+from usersync.clerk.tokens import TokenVerifier
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
 from usersync.store.users import UserRepository

@@ -25,7 +25,7 @@ from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository
 
 if TYPE_CHECKING:  # the webhook path imports this module and must not pull in PyJWT
-    from usersync.clerk.tokens import SessionClaims
+    from usersync.clerk.session_claims import SessionClaims
 
 
 @contextmanager
