@@ -16,17 +16,22 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import copy_context
-from dataclasses import replace
-from typing import Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import ValidationError
 
-from usersync.clerk.backend_api import ClerkApiError
+from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
+from usersync.store.dynamodb import WriteOutcome
 from usersync.store.errors import RepositoryError
-from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
+from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -37,8 +42,9 @@ ENTITY_DIMENSION = "Entity"
 class Source(Protocol):
     """What an entity supplies to the engine."""
 
-    entity: str
-    kinds: tuple[str, ...]  # what its counts are kept for (users; organizations and memberships)
+    entity: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]]  # what its counts are kept for (users; organizations and memberships)
+    clerk: ClerkBackendApi  # the engine counts the requests a step makes of it
 
     def list_step(self, state: PassState) -> None:
         """List one page from `state`'s position, apply it, advance `state` (LIST -> PRUNE/DONE)."""
@@ -65,6 +71,65 @@ class Writer:
         self._pool.shutdown(wait=True)
 
 
+@dataclass
+class TableSource:
+    """What every source works with: Clerk, its table (client and name), the pass options, the writer."""
+
+    clerk: ClerkBackendApi
+    client: DynamoDBClient
+    table_name: str
+    options: ReconcileOptions
+    writer: Writer
+
+
+def valid_entries(
+    parse: Callable[[dict[str, Any]], _T],
+    entries: Iterable[dict[str, Any]],
+    counts: Counts,
+    *,
+    kind: str,
+    id_name: str,
+) -> list[_T]:
+    """What `parse` makes of each Clerk entry; one it refuses (ValidationError) is logged by id only and
+    counted as skipped, and the page goes on."""
+    parsed: list[_T] = []
+    for entry in entries:
+        try:
+            parsed.append(parse(entry))
+        except ValidationError:
+            logger.warning(f"Clerk {kind} entry skipped: invalid", extra={id_name: entry.get("id")})
+            counts.skipped += 1
+    return parsed
+
+
+# A write that landed: Clerk's record replaced the stored copy, or joined a fresher token row (users).
+_LANDED = (WriteOutcome.APPLIED, WriteOutcome.MERGED)
+
+
+def write_and_count(
+    writer: Writer,
+    write: Callable[[_T], WriteOutcome],
+    to_write: list[tuple[_T, bool]],
+    counts: Counts,
+    *,
+    dry_run: bool,
+) -> None:
+    """Write every (record, absent before) of a page at once (nothing on a dry run, which counts each as
+    landed) and count it: created, updated, or skipped when it lost its condition (a webhook write or
+    a delete landed since the stored versions were read: it wins)."""
+    if dry_run:
+        outcomes = [WriteOutcome.APPLIED] * len(to_write)
+    else:
+        outcomes = writer.map(lambda pair: write(pair[0]), to_write)
+    for (_, created), outcome in zip(to_write, outcomes, strict=True):
+        if outcome not in _LANDED:
+            counts.skipped += 1
+        elif created:
+            counts.created += 1
+        else:
+            counts.updated += 1
+
+
 def run_step(source: Source, state: PassState) -> PassState:
     """One step of `source`'s pass from `state`: the next state (the input is left untouched).
 
@@ -74,6 +139,7 @@ def run_step(source: Source, state: PassState) -> PassState:
     """
     after = replace(state, counts={kind: replace(counts) for kind, counts in state.counts.items()})
     after.wait_seconds = 0.0
+    before = source.clerk.requests
     try:
         if after.phase is Phase.LIST:
             source.list_step(after)
@@ -87,6 +153,7 @@ def run_step(source: Source, state: PassState) -> PassState:
     except (ClerkApiError, RepositoryError) as exc:
         raise ReconcileError(f"{state.entity} reconcile step failed: {exc}", state) from exc
     after.steps += 1
+    after.requests += source.clerk.requests - before
     logger.info("reconcile checkpoint", extra={"reconcile": after.summary(), "cursor": after.cursor})
     return after
 

@@ -19,15 +19,13 @@ listing lacks are tombstoned.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ValidationError
-
-from usersync.clerk.backend_api import ClerkBackendApi
 from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call, query_items
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, query_items, scan_page
 from usersync.store.organizations import (
     MEMBER_PREFIX,
     ORG_PREFIX,
@@ -38,55 +36,44 @@ from usersync.store.organizations import (
     OrganizationRepository,
 )
 from usersync.sync.organizations import write_organization_item
-from usersync.sync.reconcile.engine import Writer
+from usersync.sync.reconcile.engine import TableSource, valid_entries, write_and_count
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
-    ReconcileOptions,
     iso_ms,
     refuse_mass_prune,
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 ORGANIZATIONS_PER_STEP = 100
 PRUNE_SCAN_LIMIT = 100
 
 
-class OrganizationSource:
-    entity = "organizations"
-    kinds: tuple[str, ...] = ("organizations", "memberships")
+def _membership_record(entry: dict[str, Any]) -> MembershipRecord:
+    return MembershipRecord.from_clerk(ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE)
 
-    def __init__(
-        self,
-        clerk: ClerkBackendApi,
-        client: DynamoDBClient,
-        table_name: str,
-        options: ReconcileOptions,
-        writer: Writer,
-    ) -> None:
-        self.clerk = clerk
-        self.repository = OrganizationRepository(client, table_name)
-        self.client = client
-        self.options = options
-        self.writer = writer
+
+@dataclass
+class OrganizationSource(TableSource):
+    entity: ClassVar[str] = "organizations"
+    kinds: ClassVar[tuple[str, ...]] = ("organizations", "memberships")
+    repository: OrganizationRepository = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repository = OrganizationRepository(self.client, self.table_name)
 
     # ------------------------------------------------------------ listing
 
     def list_step(self, state: PassState) -> None:
-        before = self.clerk.requests
         page = self.clerk.organizations_page(state.offset, limit=ORGANIZATIONS_PER_STEP)
         counts = state.counts["organizations"]
         counts.seen += len(page.entries)
-        organizations: list[ClerkOrganization] = []
-        for entry in page.entries:
-            try:
-                organizations.append(ClerkOrganization.model_validate(entry))
-            except ValidationError:
-                logger.warning("Clerk organization entry skipped: invalid", extra={"orgId": entry.get("id")})
-                counts.skipped += 1
+        organizations = valid_entries(
+            ClerkOrganization.model_validate, page.entries, counts, kind="organization", id_name="orgId"
+        )
         records: list[OrganizationItem] = [
             OrganizationRecord.from_clerk(org, source=SyncSource.RECONCILE) for org in organizations
         ]
@@ -94,7 +81,6 @@ class OrganizationSource:
         for organization in organizations:
             self.list_memberships(organization.id, state)
         state.offset += len(page.entries)
-        state.requests += self.clerk.requests - before
         if not page.more:
             state.phase = Phase.PRUNE if state.prune else Phase.DONE
 
@@ -107,19 +93,9 @@ class OrganizationSource:
             page = self.clerk.memberships_page(org_id, offset)
             offset, more = offset + len(page.entries), page.more
             counts.seen += len(page.entries)
-            records: list[OrganizationItem] = []
-            for entry in page.entries:
-                try:
-                    records.append(
-                        MembershipRecord.from_clerk(
-                            ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE
-                        )
-                    )
-                except ValidationError:
-                    logger.warning(
-                        "Clerk membership entry skipped: invalid", extra={"membershipId": entry.get("id")}
-                    )
-                    counts.skipped += 1
+            records: list[OrganizationItem] = valid_entries(
+                _membership_record, page.entries, counts, kind="membership", id_name="membershipId"
+            )
             listed.update(record.membership_id for record in records if isinstance(record, MembershipRecord))
             self.apply(records, counts, dry_run=state.dry_run)
         return listed
@@ -139,19 +115,13 @@ class OrganizationSource:
                 counts.unchanged += 1
             else:
                 to_write.append((record, current is None))
-        if dry_run:
-            outcomes = [WriteOutcome.APPLIED] * len(to_write)
-        else:
-            outcomes = self.writer.map(
-                lambda pair: write_organization_item(self.repository, pair[0]), to_write
-            )
-        for (_, created), outcome in zip(to_write, outcomes, strict=True):
-            if outcome is not WriteOutcome.APPLIED:
-                counts.skipped += 1  # a webhook write or a delete landed since the read: it wins
-            elif created:
-                counts.created += 1
-            else:
-                counts.updated += 1
+        write_and_count(
+            self.writer,
+            lambda record: write_organization_item(self.repository, record),
+            to_write,
+            counts,
+            dry_run=dry_run,
+        )
 
     def stored_versions(self, records: list[OrganizationItem]) -> dict[tuple[str, str], dict[str, int]]:
         """(pk, sk) -> {updatedAt, deletedAt} of the stored items among `records`' keys."""
@@ -181,7 +151,6 @@ class OrganizationSource:
     # ------------------------------------------------------------ pruning
 
     def prune_step(self, state: PassState) -> None:
-        before = self.clerk.requests
         profiles, state.scan_key = self._scan_profiles(state.scan_key)
         since = iso_ms(state.started_ms)
         live = [org_id for org_id, synced in profiles if synced < since]
@@ -196,7 +165,6 @@ class OrganizationSource:
                 self._tombstone(tombstone, counts, state.dry_run)
             else:
                 self._prune_memberships(org_id, state, since, now)
-        state.requests += self.clerk.requests - before
         if state.scan_key is None:
             state.phase = Phase.DONE
 
@@ -248,20 +216,18 @@ class OrganizationSource:
         self, start: dict[str, Any] | None
     ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
         """One Scan page of live organization profiles: (org id, syncedAt)."""
-        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        with dynamodb_call("Scan"):
-            response = self.client.scan(
-                TableName=self.repository.table_name,
-                ProjectionExpression="orgId, syncedAt",
-                FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
-                ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
-                Limit=PRUNE_SCAN_LIMIT,
-                **extra,
-            )
+        items, last = scan_page(
+            self.client,
+            self.table_name,
+            start,
+            ProjectionExpression="orgId, syncedAt",
+            FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
+            ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
+            Limit=PRUNE_SCAN_LIMIT,
+        )
         profiles = [
             (item["orgId"]["S"], item.get("syncedAt", {}).get("S", ""))
-            for item in response.get("Items", [])
+            for item in items
             if "S" in item.get("orgId", {})
         ]
-        last = response.get("LastEvaluatedKey")
-        return profiles, (dict(last) if last else None)
+        return profiles, last
