@@ -8,6 +8,16 @@ STAMP := $(VENV)/.installed
 SAM_VENV := $(VENV)/sam-cli
 SAM := $(SAM_VENV)/bin/sam
 SAM_STAMP := $(SAM_VENV)/.installed
+# Every dev/test dependency comes from a hash-pinned lock written by uv (`make lock`); the SAM CLI has its own.
+LOCK := requirements-dev.lock
+SAM_LOCK := requirements-sam.lock
+UV := $(BIN)/uv
+# One universal lock (environment markers) for 3.11, the dev venv and CI, and any later Python (3.13).
+UV_COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_ARGS)
+# `make test`: two workers on 2 cores; tests sharing an expensive module fixture carry one xdist_group.
+PYTEST_PARALLEL := -n auto --dist loadgroup
+COVERAGE := --cov=usersync --cov-branch --cov-report=term
 FN ?= webhook
 EVENT ?= events/webhook-user-created.json
 # Wheels of the layer's pinned requirements for Python 3.12, fetched from PyPI once so the layer build
@@ -17,11 +27,15 @@ WHEELS_STAMP := $(WHEELS)/.downloaded
 # A working python3.12 (layers/shared/Makefile finds it, or says what to install).
 FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python312
 
-.PHONY: help venv run test lint lint-imports typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
+.PHONY: help venv lock check fast sam-cli run test lint lint-imports typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
 
 help:
 	@echo "make run      serve the whole API on http://127.0.0.1:3000 (moto, dev keys; no Docker, no AWS)"
-	@echo "make test     lint, type-check, cfn-lint and the whole test suite, offline"
+	@echo "              ROUTE_REQUIREMENTS=routes.json (or inline JSON): who may call which route (docs/authorization.md)"
+	@echo "make check    the edit loop: ruff, mypy and the fast tests (not marked slow), side by side"
+	@echo "make test     everything CI runs: static checks side by side, then the whole suite on all cores"
+	@echo "              with the layer's branch coverage (HYPOTHESIS_PROFILE=deep: 10x the examples)"
+	@echo "make lock     re-resolve requirements-dev.lock / requirements-sam.lock (LOCK_ARGS=--upgrade)"
 	@echo "make docs     build the docs site (mkdocs build --strict) into site/"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"
 	@echo "              including cold starts of the built layer in deployed mode (python3.12)"
@@ -31,16 +45,27 @@ help:
 	@echo "make build / make deploy   sam build / sam deploy (needs AWS credentials), then the next steps"
 	@echo "make next-steps   print the Clerk setup with the deployed stack's URLs and secret ARN"
 
-$(STAMP): pyproject.toml layers/shared/requirements.txt
+# uv itself is installed by pip from its hashed lines in the lock; then uv makes the venv exactly the
+# lock (hashes required) and adds the project, editable, without resolving anything.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r layers/shared/requirements.txt -e '.[dev]'
+	sed -n '/^uv==/,/[^\\]$$/p' $(LOCK) > $(VENV)/uv-requirement.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/uv-requirement.txt
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# The layer's runtime pins (layers/shared/requirements.txt) constrain the dev lock, so tests run the
+# versions the layer ships; tests/unit/test_lock.py fails when the two disagree.
+lock: $(STAMP)
+	$(UV_COMPILE) pyproject.toml --extra dev --constraint layers/shared/requirements.txt -o $(LOCK)
+	$(UV_COMPILE) requirements-sam.in -o $(SAM_LOCK)
+
+# ROUTE_REQUIREMENTS=file.json (or inline JSON): who may call which route (template parameter RouteRequirements).
 run: $(STAMP)
-	$(BIN)/usersync-dev serve
+	$(BIN)/usersync-dev serve $(if $(ROUTE_REQUIREMENTS),--route-requirements '$(ROUTE_REQUIREMENTS)')
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -55,14 +80,16 @@ lint-imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-$(SAM_STAMP):
+$(SAM_STAMP): $(SAM_LOCK) | $(STAMP)
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.130,<2'
+	$(UV) pip sync --quiet --python $(SAM_VENV)/bin/python --require-hashes $(SAM_LOCK)
 	touch $(SAM_STAMP)
 
-cfn-lint: $(STAMP) $(SAM_STAMP)
+sam-cli: $(SAM_STAMP)
+
+# `sam validate --lint` runs once, in tests/infrastructure/test_sam_build.py (without credentials).
+cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
-	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
@@ -76,8 +103,17 @@ $(WHEELS_STAMP): layers/shared/requirements.txt | $(STAMP)
 
 wheels: $(WHEELS_STAMP)
 
-test: lint typecheck cfn-lint wheels docs
-	$(BIN)/pytest
+# The edit loop: ruff, mypy and the tests not marked slow, side by side (a failure in any fails check).
+check: $(STAMP) $(SAM_STAMP)
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck fast
+
+fast: $(STAMP) $(SAM_STAMP)
+	$(BIN)/pytest -q -m 'not slow' $(PYTEST_PARALLEL)
+
+# What CI runs (.ci/run): the static checks and installs side by side, then every test on all cores.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j6 --output-sync=target lint typecheck cfn-lint docs wheels sam-cli
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(COVERAGE)
 
 # The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor, or a page left out of the nav
 # (not --quiet: it drops the warnings --strict counts). The variable mutes Material's end-of-life banner.
@@ -112,4 +148,4 @@ next-steps: $(STAMP)
 	$(BIN)/usersync-dev next-steps $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis site
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* site

@@ -8,10 +8,18 @@ The peers are Clerk's Python SDK networkless paths on the same token with the sa
 `verify_token` and `authenticate_request(..., accepts_token=["session_token"])`.
 The table is moto's in-process mock, used only to seed; the timed calls are counted to prove they
 make no DynamoDB call at all.
+
+Route requirements (CLERK_ROUTE_REQUIREMENTS): the same handler loaded twice, without requirements and
+with 20 configured routes, both called with one organization token (v2 `o.per`/`o.fpm`, `fea`, `pla`)
+on a route whose requirement asks for a role, a permission and a plan at once (the heaviest check,
+and it holds, so both answer allow). The goal row times the step after verification in interleaved
+rounds; its figure is the difference of each side's fastest round (with their ratio; the medians are
+in the note), the end-to-end handler ratio is info (see `requirement_rows`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Iterator
@@ -33,6 +41,8 @@ from usersync_dev.handlers import load_function
 
 GOAL_FLOOR_RATIO = 1.3
 GOAL_PEER_RATIO = 1.0
+GOAL_REQUIREMENT_US = 5.0
+GUARDED_ROUTE = "GET /me"
 TABLE_NAME = "usersync-bench-users"
 ISSUER = "https://clerk.example.test"
 AZP = "http://localhost:3000"
@@ -85,6 +95,133 @@ def bearer_event(token: str) -> dict[str, Any]:
 
 def is_allowed(response: dict[str, Any]) -> bool:
     return bool(response.get("isAuthorized"))
+
+
+def twenty_routes() -> dict[str, dict[str, str]]:
+    """A B2B API's requirements: 20 routes, GUARDED_ROUTE asking for a role, a permission and a plan."""
+    routes: dict[str, dict[str, str]] = {
+        GUARDED_ROUTE: {"role": "org:admin", "permission": "org:invoices:read", "plan": "o:pro"}
+    }
+    for index in range(19):
+        kind = ("role", "permission", "feature", "plan")[index % 4]
+        value = {
+            "role": "org:admin",
+            "permission": f"org:f{index}:read",
+            "feature": f"o:f{index}",
+            "plan": "pro",
+        }
+        routes[f"{('GET', 'POST', 'PUT', 'DELETE')[index % 4]} /r{index}/{{id}}"] = {kind: value[kind]}
+    return routes
+
+
+def requirement_rows(setup: AuthorizerSetup, *, rounds: int, calls: int) -> list[Goal]:
+    """The cost of checking a route requirement, two ways, each against its baseline in the same run.
+
+    - the step itself (the goal): from verified claims to the answer. Baseline: validate the claims and
+      build the allow (`allow_response`), as every call does; candidate: the same claims through the
+      authorizer's requirement step with 20 routes (route lookup, decoding the claims' authorization,
+      the check, the allow). A 400 us handler would drown a 5 us difference in a shared machine's noise.
+    - end to end (info): the handler loaded without and with the 20 routes, same token and event.
+    """
+    import jwt
+
+    from usersync.api.authorizer import allow_response, parse_authorizer_event
+    from usersync.clerk.session_claims import parse_claims
+    from usersync_dev.clerk import mint_token, new_user_id, session_claims
+
+    claims = session_claims(
+        new_user_id(),
+        first_name="Ada",
+        issuer=ISSUER,
+        azp=AZP,
+        lifetime_seconds=3600,
+        org_id="org_2bench0000000000000000000",
+        org_role="admin",
+        permissions=["org:invoices:read", "org:invoices:void", "org:reports:read", "org:members:manage"],
+        features=["u:beta"],
+        plans=["u:free", "o:pro"],
+    )
+    token = mint_token(setup.key, claims)
+    event = bearer_event(token)
+    assert event["routeKey"] == GUARDED_ROUTE
+    context = lambda_context()
+    routes = twenty_routes()
+    os.environ["CLERK_ROUTE_REQUIREMENTS"] = json.dumps(routes)
+    try:
+        guarded = load_function("authorizer")
+    finally:
+        del os.environ["CLERK_ROUTE_REQUIREMENTS"]
+    open_app = setup.app
+    payload = jwt.decode(token, options={"verify_signature": False})
+    request = parse_authorizer_event(event)
+    step = guarded.authorizer._with_requirements  # the step handle() runs after verification and sync
+
+    def step_without() -> None:
+        allow_response(request, parse_claims(payload))
+
+    def step_with() -> None:
+        step(event, request, parse_claims(payload))
+
+    with quiet_stdout():
+        for app in (open_app, guarded, open_app, guarded):  # store the user, fill both caches
+            assert is_allowed(app.lambda_handler(event, context))
+        assert step(event, request, parse_claims(payload)) == (
+            allow_response(request, parse_claims(payload)),
+            False,
+        )
+        steps = interleaved(
+            {"without": step_without, "with_20_routes": step_with}, rounds=rounds * 2, calls=calls * 5
+        )
+        handlers = interleaved(
+            {
+                "without": lambda: open_app.lambda_handler(event, context),
+                "with_20_routes": lambda: guarded.lambda_handler(event, context),
+            },
+            rounds=rounds,
+            calls=calls,
+        )
+
+    def added(samples: dict[str, list[float]]) -> float:
+        pairs = zip(samples["with_20_routes"], samples["without"], strict=True)
+        return statistics.median(candidate - baseline for candidate, baseline in pairs)
+
+    # A few microseconds on a shared 2-core machine: other processes only ever add time, so each side's
+    # fastest round is its least disturbed figure (timeit's advice); the medians are kept beside it.
+    step_added = min(steps["with_20_routes"]) - min(steps["without"])
+    step_ratio = min(steps["with_20_routes"]) / min(steps["without"])
+    handler_ratio = median_ratio(handlers["with_20_routes"], handlers["without"])
+    step_medians = {name: statistics.median(values) for name, values in steps.items()}
+    handler_medians = {name: statistics.median(values) for name, values in handlers.items()}
+    return [
+        Goal(
+            "authorizer warm",
+            "route requirement check, 20 routes configured (us added per call)",
+            step_added,
+            f"<= {GOAL_REQUIREMENT_US:.0f} us",
+            step_added <= GOAL_REQUIREMENT_US,
+            "us",
+            f"fastest rounds {min(steps['with_20_routes']):.1f} vs {min(steps['without']):.1f} us"
+            f" ({step_ratio:.2f}x; medians +{added(steps):.1f} us); role+permission+plan on {GUARDED_ROUTE}",
+            {
+                "median_us_per_call": step_medians,
+                "min_us_per_call": {name: min(values) for name, values in steps.items()},
+                "ratio_of_minima": step_ratio,
+                "routes": len(routes),
+                "rounds": rounds,
+            },
+        ),
+        Goal(
+            "authorizer warm",
+            "lambda_handler with 20 route requirements / without",
+            handler_ratio,
+            "info",
+            None,
+            "x",
+            f"{handler_medians['with_20_routes']:.0f} vs {handler_medians['without']:.0f} us"
+            f" (+{added(handlers):.1f} us, within this machine's noise)",
+            {"median_us_per_call": handler_medians},
+        ),
+    ]
 
 
 def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
@@ -150,6 +287,7 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
                 calls=calls,
             )
         warm_calls = dict(setup.counter.calls)
+        requirements = requirement_rows(setup, rounds=rounds, calls=calls)
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     vs_floor = median_ratio(samples["handler"], samples["floor"])
@@ -196,4 +334,5 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
             "calls",
             "user cached" if not warm_calls else f"{warm_calls}",
         ),
+        *requirements,
     ]

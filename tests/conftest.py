@@ -47,6 +47,25 @@ from usersync_dev.template import create_organizations_table, create_users_table
 
 TABLE_NAME = "usersync-test-users"
 
+# End-of-run reports, as plugins: the xdist controller (which prints them) never collects, so it never
+# loads the conftest.py of a test folder; the plugins sum or read what the workers report.
+pytest_plugins = ("tests.reliability.report", "tests.browser.report")
+
+# ------------------------------------------------------------------------ the two tiers
+
+# Whole folders that only `make test` runs: the reliability suite (thousands of hypothesis examples,
+# real waits on hanging sockets) and the bench smoke tests. Elsewhere a module marks itself `slow`.
+SLOW_FOLDERS = {"reliability", "bench"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make check` runs what is not `slow`; `make test` runs everything, the slow tests first so the
+    longest ones start early on the xdist workers instead of ending the run on one of them."""
+    for item in items:
+        if item.path.parent.name in SLOW_FOLDERS and item.path.parent.parent.name == "tests":
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
+
 
 @pytest.fixture(autouse=True)
 def _clean_metrics() -> Iterator[None]:

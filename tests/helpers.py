@@ -148,6 +148,21 @@ DOCS_CONTEXT = {
     "orgRole": "org:admin",
     "actorId": "user_456",
 }
+# What each version adds (CONTRACT §5 "Who may call which route"): v2 decodes `o.per`/`o.fpm` over `fea`
+# (fpm 3,2 over read,manage) and passes `fea`/`pla` on; v1 carries `org_permissions` as a list.
+DOCS_AUTHORIZATION_CONTEXT = {
+    2: {
+        "orgPermissions": "org:dashboard:read,org:dashboard:manage,org:impersonation:manage",
+        "features": "o:dashboard,o:impersonation",
+        "plan": "u:free,o:pro",
+    },
+    1: {"orgPermissions": "org:admin:example_permission,org:member:example_permission"},
+}
+
+
+def docs_context(version: int) -> dict[str, str]:
+    """The authorizer context of Clerk's documented example token of `version`."""
+    return DOCS_CONTEXT | DOCS_AUTHORIZATION_CONTEXT[version]
 
 
 # ------------------------------------------------------------------------ invoking handlers

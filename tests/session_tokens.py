@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from usersync_dev.clerk import SigningKey, session_claims
 
@@ -46,6 +48,29 @@ def hs256_with_public_pem(key: SigningKey, payload: dict[str, Any]) -> str:
     """The classic RS→HS confusion: HMAC keyed with the public PEM. PyJWT refuses to make it, so by hand."""
     signing_input = unsigned_token({"alg": "HS256", "typ": "JWT", "kid": key.kid}, payload)
     signature = hmac.new(key.public_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def nested_json(depth: int, *, kind: str = "array") -> bytes:
+    """A JSON text nested `depth` deep (`[[[...]]]` or `{"":{"":...}}`): built as text, since
+    json.dumps cannot write what Python's recursion limit forbids it to hold."""
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"":' * depth + b"0" + b"}" * depth
+
+
+def huge_integer(digits: int) -> bytes:
+    """A JSON integer of `digits` digits: past 4,300, Python's int() refuses to read it (ValueError)."""
+    return b"9" * digits
+
+
+def signed_raw_token(key: SigningKey, payload: bytes, header: bytes | None = None) -> str:
+    """An RS256 token whose segments are these exact bytes, validly signed by `key`: what a hostile
+    (or broken) signer could send, which PyJWT's own encoder would never produce."""
+    if header is None:
+        header = json.dumps({"alg": "RS256", "typ": "JWT", "kid": key.kid}).encode()
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64url(signature)}"
 
 

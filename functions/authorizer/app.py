@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usersync.api.authorizer import Authorizer
+from usersync.api.route_requirements import RouteRequirements
 from usersync.clerk.tokens import TokenVerifier
 from usersync.runtime.aws import dynamodb_client
 from usersync.runtime.budget import with_time_budget
@@ -22,6 +23,7 @@ authorizer = Authorizer(
     TokenVerifier.from_settings(settings),
     UserRepository(dynamodb_client(), settings.users_table_name),
     UserCache(ttl_seconds=60),
+    RouteRequirements.parse(settings.route_requirements),  # a malformed value stops the cold start here
 )
 
 

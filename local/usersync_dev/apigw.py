@@ -114,9 +114,11 @@ def http_api_authorizer_event(
     *,
     headers: Mapping[str, str] | None = None,
     cookies: list[str] | None = None,
+    route_key: str | None = None,
 ) -> dict[str, Any]:
-    """The HTTP API Lambda authorizer REQUEST event, payload format 2.0."""
-    proxy = http_api_event(method, path, headers=headers, cookies=cookies)
+    """The HTTP API Lambda authorizer REQUEST event, payload format 2.0 (`route_key`: the route API
+    Gateway matched, `GET /orders/{id}`; default `METHOD path`)."""
+    proxy = http_api_event(method, path, headers=headers, cookies=cookies, route_key=route_key)
     lowered = proxy["headers"]
     event: dict[str, Any] = {
         "version": "2.0",
@@ -139,13 +141,15 @@ def rest_token_authorizer_event(token: str, method: str = "GET", path: str = "/m
 
 
 def rest_request_authorizer_event(
-    method: str, path: str, *, headers: Mapping[str, str] | None = None
+    method: str, path: str, *, headers: Mapping[str, str] | None = None, resource: str | None = None
 ) -> dict[str, Any]:
+    """A REST REQUEST authorizer event; `resource` is the matched resource template (default: `path`)."""
     proxy = rest_event(method, path, headers=headers)
+    proxy["requestContext"]["resourcePath"] = resource or path
     return {
         "type": "REQUEST",
         "methodArn": method_arn(method, path),
-        "resource": path,
+        "resource": resource or path,
         "path": path,
         "httpMethod": method.upper(),
         "headers": proxy["headers"],

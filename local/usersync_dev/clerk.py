@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -188,14 +189,24 @@ def session_claims(
     pending: bool = False,
     actor: str | None = None,
     version: int = 2,
+    permissions: Sequence[str] = (),
+    features: Sequence[str] = (),
+    plans: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Clerk session-token claims (v2 by default, `version=1` the deprecated shape) plus the custom
     profile claims usersync reads.
 
     `org_id` makes an organization active: v2 writes it as `o` (`rol` without the `org:` prefix),
     v1 as `org_id`/`org_slug`/`org_role`. `pending` sets `sts: "pending"` (an unfinished session
-    task), `actor` the impersonator's user id in `act`.
+    task), `actor` the impersonator's user id in `act`. `permissions` (`org:<feature>:<name>`, need an
+    organization) become v2 `o.per`/`o.fpm` over `fea` (`encode_org_permissions`) or v1
+    `org_permissions`; `features` (`o:x`, `u:x`, `ou:x`) and `plans` (`u:free`, `o:pro`) become v2
+    `fea` and `pla` (v1 has neither).
     """
+    if permissions and org_id is None:
+        raise ValueError("permissions need an active organization (org_id)")
+    if version != 2 and (features or plans):
+        raise ValueError("features and plans are session token v2 claims")
     iat = issued_at if issued_at is not None else int(time.time())
     claims: dict[str, Any] = {
         "sub": user_id,
@@ -207,19 +218,20 @@ def session_claims(
         "fva": [0, -1],
     }
     if version == 2:
-        claims.update({"jti": uuid.uuid4().hex[:20], "v": 2, "pla": "u:free", "sts": "active"})
+        claims.update({"jti": uuid.uuid4().hex[:20], "v": 2, "sts": "active"})
+        if plans:
+            claims["pla"] = ",".join(plans)
     if pending:
         claims["sts"] = "pending"
     if azp is not None:
         claims["azp"] = azp
     if org_id is not None:
-        role = org_role if org_role.startswith("org:") else f"org:{org_role}"
-        if version == 2:
-            claims["o"] = {"id": org_id, "rol": role.removeprefix("org:")} | (
-                {"slg": org_slug} if org_slug else {}
-            )
-        else:
-            claims.update({"org_id": org_id, "org_role": role} | ({"org_slug": org_slug} if org_slug else {}))
+        organization, features = _organization_claims(
+            version, org_id, org_slug, org_role, permissions, features
+        )
+        claims.update(organization)
+    if version == 2 and features:
+        claims["fea"] = ",".join(features)
     if actor is not None:
         claims["act"] = {
             "iss": "https://dashboard.clerk.com",
@@ -229,6 +241,67 @@ def session_claims(
     optional = {"email": email, "firstName": first_name, "lastName": last_name, "imageUrl": image_url}
     claims.update({name: value for name, value in optional.items() if value is not None})
     return claims
+
+
+def _organization_claims(
+    version: int,
+    org_id: str,
+    org_slug: str | None,
+    org_role: str,
+    permissions: Sequence[str],
+    features: Sequence[str],
+) -> tuple[dict[str, Any], Sequence[str]]:
+    """The active organization's claims in `version`'s shape, and the features `fea` then lists (v2
+    organization permissions add the features they belong to)."""
+    role = org_role if org_role.startswith("org:") else f"org:{org_role}"
+    if version != 2:
+        claims: dict[str, Any] = {"org_id": org_id, "org_role": role} | (
+            {"org_slug": org_slug} if org_slug else {}
+        )
+        if permissions:
+            claims["org_permissions"] = [_org_prefixed(permission) for permission in permissions]
+        return claims, features
+    organization = {"id": org_id, "rol": role.removeprefix("org:")} | ({"slg": org_slug} if org_slug else {})
+    if permissions:
+        fea, per, fpm = encode_org_permissions(features, permissions)
+        organization |= {"per": per, "fpm": fpm}
+        features = fea.split(",")
+    return {"o": organization}, features
+
+
+def _org_prefixed(permission: str) -> str:
+    return permission if permission.startswith("org:") else f"org:{permission}"
+
+
+def encode_org_permissions(features: Sequence[str], permissions: Sequence[str]) -> tuple[str, str, str]:
+    """(`fea`, `o.per`, `o.fpm`) as Clerk encodes organization permissions in a v2 session token.
+
+    `per` lists each permission name once; `fpm` holds one decimal mask per organization-scoped
+    feature of `fea` (`o:`, `ou:`, `uo:`), in order, bit j (least significant first) set when that
+    feature grants `per[j]`. A permission's feature is added to `fea` as `o:<feature>` when `features`
+    does not already give it the organization scope. The inverse of `usersync.clerk.permissions`.
+    """
+    granted: dict[str, list[str]] = {}
+    for permission in permissions:
+        feature, colon, name = _org_prefixed(permission).removeprefix("org:").partition(":")
+        if not feature or not colon or not name or ":" in name:
+            raise ValueError(f"a permission is org:<feature>:<permission>, got {permission!r}")
+        granted.setdefault(feature, [])
+        if name not in granted[feature]:
+            granted[feature].append(name)
+    elements = list(features)
+    org_features = [
+        element.partition(":")[2] for element in elements if element.partition(":")[0] in ("o", "ou", "uo")
+    ]
+    for feature in granted:
+        if feature not in org_features:
+            elements.append(f"o:{feature}")
+            org_features.append(feature)
+    per: list[str] = []
+    for names in granted.values():
+        per.extend(name for name in names if name not in per)
+    masks = [sum(1 << per.index(name) for name in granted.get(feature, [])) for feature in org_features]
+    return ",".join(elements), ",".join(per), ",".join(str(mask) for mask in masks)
 
 
 def clerk_documented_claims(version: int, now: int, **overrides: Any) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """`usersync-dev`: the local stack and the tools to exercise it (dev-only, never shipped).
 
     usersync-dev serve [--port 3000] [--host 127.0.0.1] [--parameter-overrides K=V ...]
+                       [--route-requirements JSON|FILE]
     usersync-dev token --sub ID --email E [--first-name F] [--last-name L] [--image-url U]
-                       [--org-id O [--org-slug S] [--org-role R]] [--pending] [--actor ID] [--v1]
+                       [--org-id O [--org-slug S] [--org-role R] [--permission org:F:P ...]]
+                       [--feature o:F ...] [--plan u:P ...] [--pending] [--actor ID] [--v1]
     usersync-dev webhook {created,updated,deleted} --user-id ID [--email E] [--first-name F]
                          [--url URL] [--print]
     usersync-dev webhook organization.{created,updated,deleted} --org-id ORG [--name N] [--slug S]
@@ -53,13 +55,45 @@ def _parameter_overrides(values: list[list[str]] | None) -> dict[str, str]:
     return overrides
 
 
+ROUTE_REQUIREMENTS_ENV = "USERSYNC_ROUTE_REQUIREMENTS"
+
+
+def route_requirements_override(value: str | None) -> str | None:
+    """The RouteRequirements parameter from `--route-requirements` (or USERSYNC_ROUTE_REQUIREMENTS): JSON
+    inline or a file holding it, checked now with the authorizer's own parser so a mistake is reported
+    before the stack starts. None: the template's value (its default, or --parameter-overrides)."""
+    from pathlib import Path
+
+    from usersync.api.route_requirements import RouteRequirements
+    from usersync.runtime.settings import ConfigurationError
+
+    if not value or not value.strip():
+        return None
+    text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+    try:
+        RouteRequirements.parse(text)
+    except ConfigurationError as exc:
+        raise SystemExit(f"usersync-dev: {exc}") from None
+    return json.dumps(json.loads(text), separators=(",", ":"))
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     from usersync_dev.server import exit_now, serve
 
+    overrides = _parameter_overrides(args.parameter_overrides)
     try:
-        status = serve(
-            host=args.host, port=args.port, parameter_overrides=_parameter_overrides(args.parameter_overrides)
+        requirements = route_requirements_override(
+            args.route_requirements or os.environ.get(ROUTE_REQUIREMENTS_ENV)
         )
+    except OSError as exc:
+        print(f"usersync-dev: cannot read the route requirements: {exc}", file=sys.stderr)
+        return 2
+    if requirements is not None:
+        overrides["RouteRequirements"] = requirements
+    try:
+        status = serve(host=args.host, port=args.port, parameter_overrides=overrides)
     except OSError as exc:
         print(
             f"usersync-dev: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
@@ -70,13 +104,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from usersync.clerk.users import user_profile
-    from usersync_dev.clerk import mint_token, session_claims
+    from usersync_dev.clerk import mint_token
 
-    if (args.org_slug or args.org_role != "org:member") and not args.org_id:
-        print("usersync-dev token: --org-slug and --org-role need --org-id", file=sys.stderr)
+    if (args.org_slug or args.org_role != "org:member" or args.permission) and not args.org_id:
+        print("usersync-dev token: --org-slug, --org-role and --permission need --org-id", file=sys.stderr)
         return 2
-    claims = session_claims(
+    if args.v1 and (args.feature or args.plan):
+        print(
+            "usersync-dev token: --feature and --plan are session token v2 claims (not with --v1)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        claims = _token_claims(args)
+    except ValueError as exc:
+        print(f"usersync-dev token: {exc}", file=sys.stderr)
+        return 2
+    print(mint_token(dev_secrets().signing_key, claims))
+    return 0
+
+
+def _token_claims(args: argparse.Namespace) -> dict[str, Any]:
+    from usersync.clerk.users import user_profile
+    from usersync_dev.clerk import session_claims
+
+    return session_claims(
         args.sub,
         **user_profile(args, email=args.email),
         issuer=DEV_ISSUER,
@@ -88,9 +140,10 @@ def _token(args: argparse.Namespace) -> int:
         pending=args.pending,
         actor=args.actor,
         version=1 if args.v1 else 2,
+        permissions=args.permission or (),
+        features=args.feature or (),
+        plans=args.plan or (),
     )
-    print(mint_token(dev_secrets().signing_key, claims))
-    return 0
 
 
 def _default_webhook_url() -> str:
@@ -299,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="template parameters, as for sam (e.g. SyncMinAttempts=5)",
     )
+    serve.add_argument(
+        "--route-requirements",
+        metavar="JSON|FILE",
+        help=f"the RouteRequirements parameter (who may call which route), inline JSON or a file; "
+        f"default ${ROUTE_REQUIREMENTS_ENV}, else the template's",
+    )
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a session token signed with the dev key")
@@ -318,6 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--actor", metavar="USER_ID", help="an impersonation token: act.sub is this user")
     token.add_argument("--v1", action="store_true", help="the deprecated v1 shape (org_id/org_slug/org_role)")
+    token.add_argument(
+        "--permission",
+        action="append",
+        metavar="org:FEATURE:NAME",
+        help="an organization permission (repeatable; needs --org-id): v2 o.per/o.fpm, v1 org_permissions",
+    )
+    token.add_argument(
+        "--feature",
+        action="append",
+        metavar="SCOPE:NAME",
+        help="a feature in fea: o:x, u:x or ou:x (repeatable)",
+    )
+    token.add_argument(
+        "--plan", action="append", metavar="SCOPE:NAME", help="a plan in pla: u:free, o:pro (repeatable)"
+    )
     token.set_defaults(run=_token)
 
     webhook = commands.add_parser(

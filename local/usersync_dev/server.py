@@ -498,11 +498,81 @@ def banner(stack: LocalStack) -> str:
         "  4. The public health check (table reachable, sync failure rate from the local CloudWatch):",
         f"    {curl} {url}/health",
     ]
+    lines += route_requirement_examples(stack, command=command, user=user, email=email, org=org)
     lines += [
         "",
         "One line per request (method path status time) follows, with the handlers' logs. Ctrl-C stops.",
     ]
     return "\n".join(lines)
+
+
+DEMO_REQUIREMENTS = '{"GET /me":{"role":"org:admin"}}'
+
+
+def _token_options(requirement: Any, org: str) -> str:
+    """`usersync-dev token` options for a token that meets `requirement` (usersync.clerk.permissions)."""
+    options = []
+    if requirement.role is not None or requirement.permission is not None:
+        role = requirement.role or "org:member"
+        options.append(f"--org-id {org} --org-role {role}")
+    if requirement.permission is not None:
+        options.append(f"--permission {requirement.permission}")
+    for flag, value in (("--feature", requirement.feature), ("--plan", requirement.plan)):
+        if value is not None:
+            scope, name = value
+            options.append(f"{flag} {'o' if scope == 'org' else 'u'}:{name}")
+    return " ".join(options)
+
+
+def route_requirement_examples(
+    stack: LocalStack, *, command: str, user: str, email: str, org: str
+) -> list[str]:
+    """Step 5 of the banner: one allowed and one forbidden call under the route requirements in force
+    (RouteRequirements), or, when none are, the same two calls after a restart with a demo requirement."""
+    from usersync.api.route_requirements import RouteRequirements
+
+    assert stack.info is not None
+    assert stack.gateway is not None
+    url = stack.info.gateway_url
+    curl = "curl -sS -w ' %{http_code}\\n'"
+    protected = [route for route in stack.gateway.routes if route.authorizer is not None]
+    configured: str | None = None
+    for route in protected:
+        if route.authorizer is not None:
+            environment = stack.gateway.functions.specs[route.authorizer.function_id].environment
+            configured = configured or environment.get("CLERK_ROUTE_REQUIREMENTS")
+    requirements = RouteRequirements.parse(configured or DEMO_REQUIREMENTS)
+    served = [(route, requirements.for_route_key(route.route_key)) for route in protected]
+    guarded = [(route, requirement) for route, requirement in served if requirement is not None]
+    title = "  5. Who may call which route (RouteRequirements, docs/authorization.md)"
+    # A key naming no route protects nothing (a typo leaves the real route open): say so.
+    routes = {route.route_key for route in stack.gateway.routes}
+    warnings = [
+        f"  warning: RouteRequirements names {key!r}, which is no route of template.yaml: it guards nothing"
+        for key, _ in (requirements.items() if configured else [])
+        if key not in routes
+    ]
+    if not guarded:
+        keys = ", ".join(key for key, _ in requirements.items())
+        served_keys = ", ".join(route.route_key for route in protected)
+        return [f"{title}: none of [{keys}] is served locally (protected here: {served_keys})", *warnings]
+    route, requirement = guarded[0]
+    if configured is None:  # captions only: every command printed must work when pasted now
+        return [
+            f"{title}: none configured. For one call allowed and one forbidden (403), restart with:"
+            f" make run ROUTE_REQUIREMENTS='{DEMO_REQUIREMENTS}'"
+        ]
+    path = route.path if "{" not in route.path else route.path.split("{")[0]
+    return [
+        f"{title}: {route.route_key} needs {requirement.describe()}.",
+        "  5a. Allowed: a token that meets it (200):",
+        f"    TOKEN=$({command} token --sub {user} --email {email} {_token_options(requirement, org)})",
+        f'    {curl} -H "Authorization: Bearer $TOKEN" {url}{path}',
+        "  5b. Forbidden: a session without it (403, and a `forbidden` denial naming what is missing below):",
+        f"    TOKEN=$({command} token --sub {user} --email {email})",
+        f'    {curl} -H "Authorization: Bearer $TOKEN" {url}{path}',
+        *warnings,
+    ]
 
 
 class StopRequested(BaseException):

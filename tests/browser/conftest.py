@@ -1,7 +1,7 @@
 """Headless Chromium for tests/browser: Debian's `chromium` driven by Playwright, no browser download.
 
 Without Chromium a developer's `make test` skips these tests and says so loudly at the end of the run,
-with the command that installs it; under CI (CI=true) a missing Chromium fails them instead, since
+with the command that installs it (report.py); under CI (CI=true) a missing Chromium fails them instead, since
 `.ci/run` installs it and a skip there would hide a CORS regression.
 """
 
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser.report import _SKIP_PREFIX, INSTALL_COMMAND
+
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
 CHROMIUM_ENV = "USERSYNC_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-INSTALL_COMMAND = "sudo apt-get update && sudo apt-get install -y chromium"
 # Quiet and self-contained: no GPU, no QUIC, no first-run UI, no calls home (only loopback is allowed).
 CHROMIUM_FLAGS = [
     "--headless",
@@ -35,7 +36,6 @@ CHROMIUM_FLAGS = [
 ]
 LAUNCH_TIMEOUT_MS = 30_000
 ACTION_TIMEOUT_MS = 15_000
-_SKIP_PREFIX = "browser tests need Chromium"
 
 
 def chromium_path() -> str | None:
@@ -82,27 +82,3 @@ def browser_context() -> Iterator[BrowserContext]:
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """A loud list of the browser tests that were skipped for want of Chromium (never a silent pass).
-
-    Read from the reports, so it also sees skips made in pytest-xdist workers.
-    """
-    skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if "tests/browser/" in getattr(report, "nodeid", "").replace("\\", "/")
-        and _SKIP_PREFIX in str(getattr(report, "longrepr", ""))
-    ]
-    if not skipped:
-        return
-    terminalreporter.section("BROWSER TESTS SKIPPED: no Chromium", sep="!", red=True, bold=True)
-    for report in skipped:
-        terminalreporter.write_line(f"SKIPPED {report.nodeid}", yellow=True)
-    terminalreporter.write_line(
-        "The local stack's CORS (CONTRACT §10) was NOT checked in a real browser. Install Chromium with:",
-        red=True,
-        bold=True,
-    )
-    terminalreporter.write_line(f"    {INSTALL_COMMAND}", bold=True)

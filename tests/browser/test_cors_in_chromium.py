@@ -30,7 +30,8 @@ from usersync_dev.clerk import clerk_event, clerk_user, new_user_id
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# One worker: Chromium and the two local stacks are started once for the module.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 EMAIL = "grace@example.com"
 

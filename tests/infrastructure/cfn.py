@@ -82,7 +82,7 @@ class _SamTranslator:
     SAM CLI takes about 0.6 s, a translation about 0.03 s."""
 
     def __init__(self) -> None:
-        assert SAM_PYTHON.exists(), "aws-sam-cli not found: `make cfn-lint` installs it in .venv/sam-cli"
+        assert SAM_PYTHON.exists(), "aws-sam-cli not found: `make sam-cli` installs it in .venv/sam-cli"
         env = {
             k: v
             for k, v in os.environ.items()

@@ -13,6 +13,9 @@ import pytest
 from tests.infrastructure.cfn import failed_assertions, translate
 from usersync_dev.template import load_template
 
+# One worker starts the SAM CLI's translator (cfn.py) for every module that translates the template.
+pytestmark = pytest.mark.xdist_group("sam-translator")
+
 PARAMETERS: dict[str, dict[str, Any]] = load_template()["Parameters"]
 WEBHOOK_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:usersync/dev/clerk-AbCdEf"
 JWKS_URL = "https://clerk.example.com/.well-known/jwks.json"

@@ -54,6 +54,30 @@ def test_health_route_is_public_get(template: dict[str, Any]) -> None:
     assert properties["Auth"] == {"Authorizer": "NONE"}
 
 
+def test_get_health_has_its_own_low_route_throttle(template: dict[str, Any]) -> None:
+    """The public route costs a GetMetricData per uncached answer: its own stage RouteSettings, keyed
+    by exactly the route key its event declares, from parameters whose defaults sit well below the
+    stage default (100/s, burst 200)."""
+    api = template["Resources"]["UsersApi"]["Properties"]
+    (event,) = template["Resources"]["HealthFunction"]["Properties"]["Events"].values()
+    route_key = f"{event['Properties']['Method']} {event['Properties']['Path']}"
+    assert route_key == "GET /health"
+    health = api["RouteSettings"][route_key]
+    assert health == {
+        "ThrottlingRateLimit": {"Ref": "HealthThrottleRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "HealthThrottleBurstLimit"},
+    }
+    parameters = template["Parameters"]
+    rate = parameters["HealthThrottleRateLimit"]["Default"]
+    burst = parameters["HealthThrottleBurstLimit"]["Default"]
+    assert 1 <= rate <= 10
+    assert rate <= burst
+    default = api["DefaultRouteSettings"]
+    assert rate < default["ThrottlingRateLimit"]
+    assert burst < default["ThrottlingBurstLimit"]
+    assert set(api["RouteSettings"]) == {route_key}  # the other routes keep the stage default
+
+
 def test_health_iam_actions_are_exactly_describe_table_and_get_metric_data(template: dict[str, Any]) -> None:
     statements = [
         statement

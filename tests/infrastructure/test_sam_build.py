@@ -1,6 +1,6 @@
 """The SAM CLI accepts the template (`sam validate --lint`) and `sam build` ships what is measured.
 
-Needs aws-sam-cli (`make cfn-lint` puts it in .venv/sam-cli; a missing CLI fails, never skips).
+Needs aws-sam-cli (`make sam-cli` puts it in .venv/sam-cli; a missing CLI fails, never skips).
 Offline, without AWS credentials: one real `sam build` of a copy of the project per module, the layer's
 Makefile installing its pinned arm64 wheels from the wheelhouse `make wheels` downloaded from PyPI
 (`make test` does that first). The built layer is then checked as Lambda would load it: Python 3.12
@@ -25,7 +25,8 @@ import pytest
 from tests.infrastructure.imports import runtime_imported_modules_under
 from usersync_dev.template import REPO_ROOT, load_template
 
-pytestmark = pytest.mark.slow
+# One worker builds once: the module-scoped `sam build` is shared by every test in this file.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sam-build")]
 
 DURABLE_SDK = "aws_durable_execution_sdk_python"  # functions/reconcile/requirements.txt, its own build
 DEV_ONLY_PARTS = {"usersync_dev", "local", "tests", "bench", "events", "conftest.py", ".venv"}
@@ -62,8 +63,8 @@ LAMBDA_RUNTIME_MODULES = {"snapshot_restore_py"}
 
 @pytest.fixture(autouse=True)
 def _sam_is_installed() -> None:
-    # Never skipped: `make test` installs the SAM CLI (its cfn-lint target) before pytest runs.
-    assert SAM is not None, "aws-sam-cli not found: run `make cfn-lint` (installs it in .venv/sam-cli)"
+    # Never skipped: `make test` installs the SAM CLI (its sam-cli target) before pytest runs.
+    assert SAM is not None, "aws-sam-cli not found: run `make sam-cli` (installs it in .venv/sam-cli)"
 
 
 def _sam_env(tmp_path: Path) -> dict[str, str]:
@@ -89,6 +90,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 def test_sam_validate_lint_passes_without_credentials(tmp_path: Path) -> None:
+    """The one `sam validate --lint` of the real template (`make cfn-lint` runs cfn-lint alone)."""
     result = _run(["validate", "--lint"], REPO_ROOT, _sam_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout

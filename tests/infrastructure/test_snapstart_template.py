@@ -15,6 +15,9 @@ import pytest
 from tests.infrastructure.cfn import translate
 from usersync_dev.template import load_template
 
+# One worker starts the SAM CLI's translator (cfn.py) for every module that translates the template.
+pytestmark = pytest.mark.xdist_group("sam-translator")
+
 ALIAS = "live"
 # Values for the parameters that have no default (the rest keep theirs).
 REQUIRED = {"ClerkWebhookSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:clerk-webhook"}

@@ -199,8 +199,8 @@ def request(method: str, url: str, *, headers: dict[str, str] | None = None) -> 
         return Reply(exc.code, exc.headers, exc.read())
 
 
-def send_webhook(stack: RunningStack, payload: dict[str, Any]) -> tuple[int, Any]:
-    """`payload` signed with the stack's dev webhook secret, posted as Svix would."""
+def send_webhook(stack: RunningStack, payload: dict[str, Any] | bytes) -> tuple[int, Any]:
+    """`payload` (an object, or the exact body bytes) signed with the dev secret, posted as Svix would."""
     delivery = sign_delivery(dev_secrets(stack.home).webhook_secret, payload)
     return http("POST", f"{stack.gateway_url}/webhooks/clerk", body=delivery.body, headers=delivery.headers)
 

@@ -15,11 +15,11 @@ import boto3
 import pytest
 
 from tests.helpers import (
-    DOCS_CONTEXT,
     REPO_ROOT,
     FakeLambdaContext,
     LogCapture,
     bearer_authorizer_event,
+    docs_context,
     metric_counts,
 )
 from tests.jwks_server import JwksServer
@@ -348,6 +348,7 @@ def test_first_request_writes_the_user_from_the_claims(
         "imageUrl": "https://img.clerk.com/ada.png",
         "updatedAt": iat * 1000,
         "source": "authorizer",
+        "tokenClaims": {"email", "firstName", "lastName", "imageUrl"},  # what the token's claims set
     }
     assert calls.calls == Counter({"GetItem": 1, "UpdateItem": 1})
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
@@ -562,10 +563,11 @@ def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_i
     authorizer: AuthorizerClient, key: SigningKey, version: int
 ) -> None:
     tok = documented(key, version)
-    assert authorizer.http(tok) == {"isAuthorized": True, "context": DOCS_CONTEXT}
-    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}")) == allow_policy("user_123", DOCS_CONTEXT)
+    expected = docs_context(version)
+    assert authorizer.http(tok) == {"isAuthorized": True, "context": expected}
+    assert authorizer(rest_token_authorizer_event(f"Bearer {tok}")) == allow_policy("user_123", expected)
     rest_request = rest_request_authorizer_event("GET", "/me", headers={"Cookie": f"__session={tok}"})
-    assert authorizer(rest_request) == allow_policy("user_123", DOCS_CONTEXT)
+    assert authorizer(rest_request) == allow_policy("user_123", expected)
 
 
 def pending_in_each_format(tok: str) -> list[dict[str, Any]]:
@@ -631,13 +633,33 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
     tok = documented(key, 2, sts="pending")
     answers = [answer(client, event) for event in pending_in_each_format(tok)]
     assert answers == [
-        {"isAuthorized": True, "context": DOCS_CONTEXT},
-        allow_policy("user_123", DOCS_CONTEXT),
-        allow_policy("user_123", DOCS_CONTEXT),
+        {"isAuthorized": True, "context": docs_context(2)},
+        allow_policy("user_123", docs_context(2)),
+        allow_policy("user_123", docs_context(2)),
     ]
     item = stored("user_123")
     assert item is not None
     assert item["email"] == "ada@example.com"
+
+
+@pytest.mark.usefixtures("pem_env")
+def test_jwt_template_tokens_pass_only_when_the_template_parameter_accepts_them(
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    start_authorizer: Callable[[], AuthorizerClient],
+) -> None:
+    """ClerkAcceptJwtTemplates (default false) reaches the authorizer as CLERK_ACCEPT_JWT_TEMPLATES."""
+    secrets = DevSecrets(signing_key=key, webhook_secret="whsec_unused")
+
+    def accept_templates(overrides: dict[str, str]) -> str:
+        values = TemplateValues(local_parameters(secrets, jwks_url=None, overrides=overrides))
+        return function_specs(values, secrets)["AuthorizerFunction"].environment["CLERK_ACCEPT_JWT_TEMPLATES"]
+
+    template_token = mint_token(key, ada_claims(sid=None), headers={"cat": "cl_B7d4PD222AAA"})
+    event = http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {template_token}"})
+    for overrides, allowed in (({}, False), ({"ClerkAcceptJwtTemplates": "true"}, True)):
+        monkeypatch.setenv("CLERK_ACCEPT_JWT_TEMPLATES", accept_templates(overrides))
+        assert start_authorizer()(event)["isAuthorized"] is allowed
 
 
 @pytest.mark.parametrize(
@@ -671,7 +693,16 @@ def test_organization_claims_are_not_written_and_switching_organization_costs_no
     authorizer.http(mint_token(key, clerk_documented_claims(2, iat)))
     item = stored("user_123")
     assert item is not None
-    assert set(item) == {"userId", "email", "firstName", "lastName", "updatedAt", "syncedAt", "source"}
+    assert set(item) == {
+        "userId",
+        "email",
+        "firstName",
+        "lastName",
+        "updatedAt",
+        "syncedAt",
+        "source",
+        "tokenClaims",
+    }
     calls.reset()
 
     # The same user, now in another organization, impersonated by nobody: the profile is unchanged.

@@ -274,11 +274,13 @@ def test_cloudwatch_error_response_is_down_with_its_code(health: HealthEndpoint)
 
     module = health.load()
     with Stubber(health_clients()[1]) as stubber:
-        stubber.add_client_error("get_metric_data", "Throttling", "Rate exceeded", 400)
+        # Not a throttle (that one is retried once: tests/unit/test_health.py): one answer, one message.
+        stubber.add_client_error("get_metric_data", "InternalServiceError", "Internal error", 500)
         status, body = health.get()
     assert module is health.module
     assert status == 503
-    assert body["error"]["syncFailureRate"]["message"] == "CloudWatch GetMetricData call failed: Throttling"
+    message = body["error"]["syncFailureRate"]["message"]
+    assert message == "CloudWatch GetMetricData call failed: InternalServiceError"
 
 
 # ---------------------------------------------------------------- cache

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tests.integration.dev_stack import dev_token, http, local_stack, run_cli, send_webhook, stack_environment
+from tests.session_tokens import b64url, nested_json
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, new_user_id
 from usersync_dev.template import REPO_ROOT, create_users_table
 
@@ -46,6 +47,17 @@ def test_signed_webhook_then_me_with_a_token_then_health(tmp_path: Path) -> None
         denied = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {forged}"})
         assert denied == (403, {"message": "Forbidden"})
         assert http("GET", f"{stack.gateway_url}/nowhere")[0] == 404
+
+        # Hostile input is an answer, never a 500: the header bomb is a denial (403), a signed
+        # body nested 10,000 deep a 400
+        bomb = f"{b64url(nested_json(1500))}.e30.c2ln"
+        assert http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {bomb}"}) == (
+            403,
+            {"message": "Forbidden"},
+        )
+        status, rejected = send_webhook(stack, nested_json(10_000))
+        assert status == 400
+        assert rejected["message"]
 
         status, health = http("GET", f"{stack.gateway_url}/health")
         assert status == 200

@@ -73,6 +73,40 @@ def test_organization_created_and_updated_are_applied_in_order(webhook: WebhookD
     assert (item["name"], item["updatedAt"]) == ("Acme Corp", T0 + 5)
 
 
+def test_a_partial_organization_payload_keeps_the_stored_name_and_null_clears(webhook: WebhookDriver) -> None:
+    """Absent is unknown, not empty (contract §3): `{id, updated_at}` changes nothing it does not name."""
+    send(webhook, organization_event("organization.created", ORG, name="Acme"), "msg_1")
+    partial = clerk_event("organization.updated", {"object": "organization", "id": ORG, "updated_at": T0 + 5})
+    assert send(webhook, partial, "msg_2") == (200, "applied")
+    item = org_item()
+    assert item is not None
+    assert (item["name"], item["slug"], item["updatedAt"], item["lastEventId"]) == (
+        "Acme",
+        "acme",
+        T0 + 5,
+        "msg_2",
+    )
+    assert item["createdAt"] == T0  # left out of the partial payload too: kept
+    cleared = clerk_event(
+        "organization.updated", {"object": "organization", "id": ORG, "slug": None, "updated_at": T0 + 6}
+    )
+    assert send(webhook, cleared, "msg_3") == (200, "applied")
+    item = org_item()
+    assert item is not None
+    assert item["name"] == "Acme"
+    assert "slug" not in item
+
+
+def test_a_partial_membership_payload_keeps_the_stored_role(webhook: WebhookDriver) -> None:
+    send(webhook, membership_event("organizationMembership.created", MEMBERSHIP, ORG, USER, role="org:admin"))
+    partial = membership_event("organizationMembership.updated", MEMBERSHIP, ORG, USER, updated_at=T0 + 1)
+    del partial["data"]["role"]
+    assert send(webhook, partial) == (200, "applied")
+    item = membership_item()
+    assert item is not None
+    assert (item["role"], item["updatedAt"]) == ("org:admin", T0 + 1)
+
+
 def test_membership_created_and_updated_are_applied_and_indexed_by_user(webhook: WebhookDriver) -> None:
     created = membership_event("organizationMembership.created", MEMBERSHIP, ORG, USER, role="org:admin")
     assert send(webhook, created, "msg_1") == (200, "applied")
@@ -263,7 +297,9 @@ def test_every_organization_and_membership_event_costs_exactly_one_dynamodb_call
     for message_id, payload in deliveries:
         with DynamoCalls() as calls:
             assert webhook.deliver(message_id, payload).status == 200
-        assert dict(calls.calls) == {"PutItem": 1}, (payload["type"], calls.calls)
+        # A live item is one UpdateItem (keys a payload leaves out keep their value), a tombstone a PutItem.
+        expected = "PutItem" if payload["type"].endswith(".deleted") else "UpdateItem"
+        assert dict(calls.calls) == {expected: 1}, (payload["type"], calls.calls)
 
 
 def test_writes_are_counted_as_sync_attempts_stale_and_failures(

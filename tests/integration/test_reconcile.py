@@ -37,6 +37,9 @@ from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import clerk_event, sign_delivery
 from usersync_dev.loopback_clerk import LoopbackClerk
 
+# `make test` only: a loopback Clerk with paging, retries and their real (short) backoff waits.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def clerk() -> Iterator[LoopbackClerk]:

@@ -24,6 +24,9 @@ from usersync.store.users import UserRepository
 from usersync_dev.clerk import clerk_membership, clerk_organization, clerk_user
 from usersync_dev.loopback_clerk import LoopbackClerk
 
+# `make test` only, like test_reconcile.py: a loopback Clerk with thousands of users.
+pytestmark = pytest.mark.slow
+
 T0 = 1_700_000_000_000
 USERS = 5_000
 ORGANIZATIONS = 200

@@ -16,6 +16,9 @@ from usersync.sync.reconcile import ReconcileOptions, run_whole_pass
 from usersync_dev.clerk import clerk_user
 from usersync_dev.loopback_clerk import LoopbackClerk
 
+# `make test` only, like test_reconcile.py: a loopback Clerk with thousands of users.
+pytestmark = pytest.mark.slow
+
 T0 = 1_700_000_000_000
 
 

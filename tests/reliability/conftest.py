@@ -1,6 +1,6 @@
 """Reliability suite fixtures (the authorizer keyed by a PEM, unreachable and hanging AWS endpoints,
-quiet logs), hypothesis profiles (see support.py) and the end-of-run report. The signing key `key` is
-tests/conftest.py's."""
+quiet logs). Hypothesis profiles are in support.py, the end-of-run report in report.py; the signing key
+`key` is tests/conftest.py's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.reliability.support import PROFILE, unused_port, write_report
+from tests.reliability.support import unused_port
 from tests.session_tokens import trust_pem
 from usersync.runtime.aws import reset_clients
 from usersync.runtime.observability import logger
@@ -74,12 +74,3 @@ def quiet_logs() -> Iterator[None]:
     logger.setLevel("WARNING")
     yield
     logger.setLevel(level)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    summary = write_report()
-    if not summary:
-        return
-    terminalreporter.section(f"usersync reliability (hypothesis profile: {PROFILE})")
-    for name, value in summary.items():
-        terminalreporter.write_line(f"{name}: {value}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, authorize_bearer
+from tests.helpers import FakeLambdaContext, LogCapture, WebhookDriver, authorize_bearer, metric_counts
 from tests.jwks_server import JwksServer
 from tests.reliability.counted import counted
 from tests.reliability.support import scan_all
@@ -31,10 +31,18 @@ from tests.session_tokens import (
     ORIGIN,
     b64url,
     hs256_with_public_pem,
+    huge_integer,
+    nested_json,
+    signed_raw_token,
     trust_pem,
     unsigned_token,
 )
 from tests.session_tokens import alg_none as unsigned_alg_none
+from usersync_dev.apigw import (
+    http_api_authorizer_event,
+    rest_request_authorizer_event,
+    rest_token_authorizer_event,
+)
 from usersync_dev.clerk import (
     SignedDelivery,
     SigningKey,
@@ -233,6 +241,79 @@ def v2_impersonation_stripped_by_tampering(keys: Keys) -> str:
     # An impersonation token with `act` stripped, to act as the user without the audit trail.
     genuine = mint_token(keys.ours, _claims(act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"}))
     return _with_payload(genuine, _claims())
+
+
+# Hostile input (CONTRACT §5: denials, never crashes) and tokens that are not user sessions. Each
+# also runs in the three event formats, with and without CLERK_ACCEPT_JWT_TEMPLATES, below.
+HOSTILE_ATTACKS: dict[str, tuple[TokenForgery, set[str]]] = {}
+
+
+def hostile_attack(*reasons: str) -> Callable[[TokenForgery], TokenForgery]:
+    """Register in both matrices: JWT_ATTACKS (PEM and JWKS keys) and HOSTILE_ATTACKS (every format)."""
+
+    def register(build: TokenForgery) -> TokenForgery:
+        jwt_attack(*reasons)(build)
+        HOSTILE_ATTACKS[build.__name__.replace("_", "-")] = (build, set(reasons))
+        return build
+
+    return register
+
+
+@hostile_attack("malformed")
+def header_bomb(_keys: Keys) -> str:
+    # The issue's report: a 4,008-byte token whose header is `[` x 1,500 + `]` x 1,500; no signature.
+    return f"{b64url(nested_json(1500))}.{b64url(json.dumps(_claims()).encode())}.c2ln"
+
+
+@hostile_attack("malformed")
+def header_huge_integer(_keys: Keys) -> str:
+    header = b'{"alg":"RS256","kid":' + huge_integer(4400) + b"}"
+    return f"{b64url(header)}.{b64url(json.dumps(_claims()).encode())}.c2ln"
+
+
+@hostile_attack("malformed")
+def payload_bomb_signed(keys: Keys) -> str:
+    # Signed by the instance's own key (a leaked key or a broken signer): still a denial.
+    return signed_raw_token(keys.ours, nested_json(2000))
+
+
+@hostile_attack("malformed")
+def payload_huge_integer_signed(keys: Keys) -> str:
+    claims = json.dumps({name: value for name, value in _claims().items() if name != "iat"}).encode()
+    return signed_raw_token(keys.ours, claims[:-1] + b', "iat": ' + huge_integer(4400) + b"}")
+
+
+@hostile_attack("malformed")
+def payload_not_utf8_signed(keys: Keys) -> str:
+    return signed_raw_token(keys.ours, b'{"sub":"' + bytes([0xFF, 0xFE, 0xC3, 0x28]) + b'"}')
+
+
+@hostile_attack("not_a_session")
+def cat_machine_to_machine(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(), headers={"cat": "cl_B7d4PD333AAA"})
+
+
+@hostile_attack("not_a_session")
+def sub_machine(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(sub="mch_2victimMachine"))
+
+
+@hostile_attack("not_a_session")
+def typ_at_jwt(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(), headers={"typ": "at+jwt"})
+
+
+@hostile_attack("not_a_session")
+def typ_application_at_jwt(keys: Keys) -> str:
+    return mint_token(keys.ours, _claims(), headers={"typ": "application/at+jwt"})
+
+
+def cat_jwt_template(keys: Keys) -> str:
+    """A JWT-template token (`getToken({ template })`): no `sid`; denied unless templates are accepted."""
+    return mint_token(keys.ours, _claims(sid=None), headers={"cat": "cl_B7d4PD222AAA"})
+
+
+JWT_ATTACKS["cat-jwt-template"] = (cat_jwt_template, {"not_a_session"})
 
 
 @pytest.fixture(scope="module")
@@ -480,3 +561,75 @@ def test_webhook_attack_is_401_without_write_or_leak(
     for secret in (*signatures, seeded_webhook.secret, seeded_webhook.secret.removeprefix("whsec_")):
         assert secret not in logs.text
         assert secret not in stdout
+
+
+# ---------------------------------------------------------------- every event format
+
+
+def _event(fmt: str, token: str) -> dict[str, Any]:
+    if fmt == "http-api":
+        return http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"})
+    if fmt == "rest-token":
+        return rest_token_authorizer_event(f"Bearer {token}")
+    return rest_request_authorizer_event("GET", "/me", headers={"Authorization": f"Bearer {token}"})
+
+
+FORMATS = ["http-api", "rest-token", "rest-request"]
+HOSTILE_CASES = [*HOSTILE_ATTACKS, "cat-jwt-template"]
+
+
+@pytest.mark.parametrize("accept_templates", [False, True], ids=["templates-refused", "templates-accepted"])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("attack", HOSTILE_CASES, ids=HOSTILE_CASES)
+@attack_case
+@pytest.mark.usefixtures("users_table")
+def test_hostile_and_non_session_tokens_are_counted_denials_in_every_format(
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
+    logs: LogCapture,
+    capsys: pytest.CaptureFixture[str],
+    attack: str,
+    fmt: str,
+    accept_templates: bool,
+) -> None:
+    """HTTP API: `isAuthorized: false`; REST: the `Unauthorized` error API Gateway maps to 401. Either
+    way one logged denial with its reason, one AuthorizerDenied, no write, no token in the logs. With
+    CLERK_ACCEPT_JWT_TEMPLATES=true a template token is allowed instead (and everything else still
+    denied)."""
+    _seed_victim()
+    trust_pem(monkeypatch, keys.ours, authorized_parties=ORIGIN)
+    monkeypatch.setenv("CLERK_ACCEPT_JWT_TEMPLATES", "true" if accept_templates else "false")
+    module = function_loader("authorizer")
+    build, reasons = JWT_ATTACKS[attack]
+    token = build(keys)
+    before = scan_all(TABLE)
+    capsys.readouterr()
+
+    if attack == "cat-jwt-template" and accept_templates:
+        response = module.lambda_handler(_event(fmt, token), lambda_context)
+        allowed = response.get("isAuthorized") is True or (
+            response.get("policyDocument", {}).get("Statement", [{}])[0].get("Effect") == "Allow"
+        )
+        assert allowed, response
+        assert metric_counts(capsys.readouterr().out, "authorizer")["AuthorizerDenied"] == 0
+        return
+
+    if fmt == "http-api":
+        assert module.lambda_handler(_event(fmt, token), lambda_context) == {"isAuthorized": False}
+    else:
+        with pytest.raises(Exception, match=r"^Unauthorized$") as raised:
+            module.lambda_handler(_event(fmt, token), lambda_context)
+        assert type(raised.value).__name__ == "Unauthorized"
+    assert scan_all(TABLE) == before
+    denials = [record for record in logs.records if record["message"] == "authorizer denied"]
+    assert len(denials) == 1, logs.text
+    assert denials[0]["reason"] in reasons, logs.text
+    assert denials[0]["eventFormat"] == fmt
+    stdout = capsys.readouterr().out
+    assert metric_counts(stdout, "authorizer")["AuthorizerDenied"] == 1
+    for part in token.split("."):
+        if len(part) > 8:
+            assert part not in logs.text
+            assert part not in stdout

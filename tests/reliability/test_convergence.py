@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import Any
 
 import jwt
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.helpers import WebhookDriver, authorize_bearer
@@ -46,6 +46,8 @@ SINGLE_USER_EXAMPLES = 1300
 MULTI_USER_EXAMPLES = 450
 THREE_WRITER_EXAMPLES = 400
 PROFILE_FIELDS = ("email", "firstName", "lastName", "imageUrl")
+OPTIONAL_CLAIMS = frozenset({"firstName", "lastName", "imageUrl"})  # a session token's optional claims
+CLAIM_OF_FIELD = {"first_name": "firstName", "last_name": "lastName", "image_url": "imageUrl"}
 
 # Unicode names exercise the JSON/DynamoDB round trip; "" and None must both mean "absent".
 names = st.one_of(st.none(), st.just(""), st.text(st.characters(codec="utf-8"), min_size=1, max_size=12))
@@ -249,7 +251,9 @@ class ThreeWriterScenario:
       does not list the user, so writes nothing); a run scans the table at its first schedule entry
       and writes at its second, so its snapshot can be stale;
     - authorizer: tokens issued at some time after the user was created and before any delete,
-      carrying Clerk's profile as of their `iat` (Clerk mints session tokens from the current user).
+      carrying Clerk's profile as of their `iat` (Clerk mints session tokens from the current user),
+      each with its own subset of the optional claims (a session-token template may leave any of
+      `firstName`, `lastName`, `imageUrl` out: absent is unknown, not empty).
     """
 
     history: History
@@ -257,6 +261,10 @@ class ThreeWriterScenario:
     reconcile_versions: list[int]  # version listed by each run
     token_offsets: list[int]  # iat of each token, ms after the first version (rounded to seconds)
     schedule: list[tuple[str, int]]
+    token_claims: list[frozenset[str]] = field(default_factory=list)  # optional claims each token carries
+
+    def claims_of(self, token: int) -> frozenset[str]:
+        return self.token_claims[token] if token < len(self.token_claims) else OPTIONAL_CLAIMS
 
 
 @st.composite
@@ -273,7 +281,10 @@ def three_writer_scenarios(draw: st.DrawFn) -> ThreeWriterScenario:
         + [("reconcile", run) for run in range(len(runs)) for _ in range(2)]
         + [("token", token) for token in range(len(tokens))]
     )
-    return ThreeWriterScenario(history, delivered, runs, tokens, draw(st.permutations(entries)))
+    # Every optional claim half of the time (a full template), else any subset of them.
+    subsets = st.just(OPTIONAL_CLAIMS) | st.frozensets(st.sampled_from(sorted(OPTIONAL_CLAIMS)))
+    claims = draw(st.lists(subsets, min_size=len(tokens), max_size=len(tokens)))
+    return ThreeWriterScenario(history, delivered, runs, tokens, draw(st.permutations(entries)), claims)
 
 
 def _versioned(history: History) -> History:
@@ -301,30 +312,79 @@ def _projection(item: dict[str, Any] | None) -> dict[str, Any] | None:
     return {name: item[name] for name in (*PROFILE_FIELDS, "createdAt") if name in item}
 
 
-def expected_projection(scenario: ThreeWriterScenario, delta: int) -> dict[str, Any] | None:
-    """The contract's outcome, written independently of the code: a delivered delete wins; else the
-    profile is Clerk's as of the newest of (newest Clerk record delivered, newest token that could be
-    written), and createdAt is there once any Clerk record was delivered."""
+def check_projection(final: dict[str, Any] | None, scenario: ThreeWriterScenario, delta: int) -> None:
+    """The contract's outcome, written independently of the code (contract §3):
+
+    - a delivered delete wins; nothing written means no item;
+    - createdAt is there once any Clerk record was delivered;
+    - no attribute Clerk holds is ever lost: every attribute of the newest Clerk record delivered is in
+      the item, whatever tokens (with whichever optional claims) came before or after;
+    - nothing is invented: each profile value is one that a delivered record or a written token said;
+    - the newest writer wins: the newest Clerk record's whole profile when no written token is newer;
+      with every optional claim carried, the newest token's claims when it is newer than every record.
+    """
     history = scenario.history
+    projection = _projection(final)
     delete_index = len(history.times) if history.deleted_at is not None else None
     if delete_index is not None and delete_index in scenario.webhook_events:
-        return {"tombstone": True}
+        assert projection == {"tombstone": True}
+        return
     clerk_versions = [history.times[i] for i in scenario.webhook_events if i != delete_index]
     clerk_versions += [history.times[v] for v in scenario.reconcile_versions]
     # A token whose profile has no email is denied (contract §5): it writes nothing.
-    token_times = [
-        t
-        for t in (_token_time(history, offset, delta) - delta for offset in scenario.token_offsets)
-        if _profile_at(history, t).email
+    tokens = [
+        (t, scenario.claims_of(index))
+        for index, offset in enumerate(scenario.token_offsets)
+        if _profile_at(history, t := _token_time(history, offset, delta) - delta).email
     ]
-    newest = max([*clerk_versions, *token_times], default=None)
-    if newest is None:
-        return None
-    profile = _profile_at(history, newest)
-    projection = _present(**profile.item_attributes())
+    if not clerk_versions and not tokens:
+        assert projection is None
+        return
+    assert projection is not None
+    assert "tombstone" not in projection
+    profile = {name: value for name, value in projection.items() if name != "createdAt"}
+    assert projection.get("createdAt") == (history.times[0] + delta if clerk_versions else None)
+
+    said = _said(history, clerk_versions, tokens)
+    for name, value in profile.items():
+        assert value in said[name], (name, value, "invented")
+    _check_the_newest_wins(profile, history, clerk_versions, tokens)
+
+
+def _said(
+    history: History, clerk_versions: list[int], tokens: list[tuple[int, frozenset[str]]]
+) -> dict[str, set[Any]]:
+    """Every profile value a delivered Clerk record or a written token said, by attribute."""
+    said: dict[str, set[Any]] = {name: set() for name in PROFILE_FIELDS}
+    for version in clerk_versions:
+        for name, value in _present(**_profile_at(history, version).item_attributes()).items():
+            said[name].add(value)
+    for t, carried in tokens:
+        for name, value in _present(**_profile_at(history, t).item_attributes()).items():
+            if name == "email" or name in carried:
+                said[name].add(value)
+    return said
+
+
+def _check_the_newest_wins(
+    profile: dict[str, Any],
+    history: History,
+    clerk_versions: list[int],
+    tokens: list[tuple[int, frozenset[str]]],
+) -> None:
+    """The newest Clerk record's whole profile (nothing of it lost) unless a written token is newer;
+    then, when every token carried every optional claim, the newest token's claims."""
+    newest_token = max((t for t, _ in tokens), default=None)
     if clerk_versions:
-        projection["createdAt"] = history.times[0] + delta
-    return projection
+        newest = _present(**_profile_at(history, max(clerk_versions)).item_attributes())
+        assert set(newest) <= set(profile), ("lost", set(newest) - set(profile))
+        if newest_token is None or max(clerk_versions) >= newest_token:
+            assert profile == newest
+            return
+    assert newest_token is not None
+    if all(carried == OPTIONAL_CLAIMS for _, carried in tokens):
+        claimed = _present(**_profile_at(history, newest_token).item_attributes())
+        assert {name: profile.get(name) for name in claimed} == claimed
 
 
 def _token_time(history: History, offset: int, delta: int) -> int:
@@ -374,9 +434,15 @@ def check_three_writers(
         else:
             iat_ms = _token_time(scenario.history, scenario.token_offsets[index], delta)
             profile = _profile_at(history, iat_ms)
+            carried = scenario.claims_of(index)
+            fields = {
+                name: value
+                for name, value in profile.clerk_fields().items()
+                if name == "email" or CLAIM_OF_FIELD[name] in carried
+            }
             claims = session_claims(
                 user_id,
-                **profile.clerk_fields(),
+                **fields,
                 issuer=ISSUER,
                 issued_at=iat_ms // 1000,
                 lifetime_seconds=int(time.time()) - iat_ms // 1000 + 600,
@@ -388,9 +454,30 @@ def check_three_writers(
         if first_writer is None and read_item(TABLE, user_id) is not None:
             first_writer = writer
     final = _stored_then_forget([user_id])[user_id]
-    assert _projection(final) == expected_projection(scenario, delta), (final, scenario)
+    check_projection(final, scenario, delta)
+    if any(carried != OPTIONAL_CLAIMS for carried in scenario.token_claims):
+        REPORT["three-writer examples with partial tokens"] += 1
     if first_writer == "token" and final is not None and "createdAt" in final:
         REPORT["users first stored by the authorizer that got createdAt"] += 1
+
+
+# Two versions; the second changes the email (so a token carrying it must write) and clears the image.
+_TWO_VERSIONS = History(
+    [T_MIN, T_MIN + 10**6],
+    [
+        Profile("ada@example.com", "Ada", "Lovelace", "https://img.clerk.com/ada"),
+        Profile("ada@example.org", "Ada", "Lovelace-King", None),
+    ],
+    None,
+)
+# The must-show cases, always run: a token with only email after a webhook leaves every attribute; a
+# row first written by such a token is filled by the older Clerk record.
+PARTIAL_TOKEN_AFTER_A_WEBHOOK = ThreeWriterScenario(
+    _TWO_VERSIONS, [0], [], [2 * 10**6], [("webhook", 0), ("token", 0)], [frozenset()]
+)
+PARTIAL_TOKEN_BEFORE_AN_OLDER_WEBHOOK = ThreeWriterScenario(
+    _TWO_VERSIONS, [0], [], [2 * 10**6], [("token", 0), ("webhook", 0)], [frozenset()]
+)
 
 
 @pytest.fixture
@@ -415,6 +502,8 @@ def test_webhook_reconcile_and_authorizer_writes_converge_in_any_order(
 
     @budget(THREE_WRITER_EXAMPLES)
     @given(three_writer_scenarios())
+    @example(PARTIAL_TOKEN_AFTER_A_WEBHOOK)
+    @example(PARTIAL_TOKEN_BEFORE_AN_OLDER_WEBHOOK)
     def converges(scenario: ThreeWriterScenario) -> None:
         nonlocal examples
         examples += 1

@@ -23,8 +23,22 @@ from hypothesis import strategies as st
 
 from tests.helpers import FakeLambdaContext, WebhookDriver, check_http_response
 from tests.reliability.support import REPORT, budget
-from usersync_dev.apigw import http_api_event, method_arn
-from usersync_dev.clerk import SigningKey, clerk_user, session_claims
+from tests.session_tokens import b64url, huge_integer, nested_json, signed_raw_token
+from usersync_dev.apigw import (
+    http_api_authorizer_event,
+    http_api_event,
+    method_arn,
+    rest_request_authorizer_event,
+    rest_token_authorizer_event,
+)
+from usersync_dev.clerk import (
+    SignedDelivery,
+    SigningKey,
+    clerk_event,
+    clerk_organization,
+    clerk_user,
+    session_claims,
+)
 
 ISSUER = "https://clerk.example.test"
 
@@ -309,3 +323,118 @@ def test_me_answers_a_non_object_event(
     """The minimal case hypothesis found: /me must answer 401, not raise, when the event is no object."""
     response = check_http_response(function_loader("me").lambda_handler(event, lambda_context))
     assert response.status == 401
+
+
+# ---------------------------------------------------------------- hostile JSON (CONTRACT §4, §5)
+# Depth up to 50,000 (Python's parser gives up near 1,000), integers past the 4,300-digit limit, and
+# text in encodings nobody should send, placed where each parser meets it: a token's header or payload
+# (unsigned, and signed with the trusted key so the payload reaches the claims parser), a webhook body
+# or the `public_metadata` of a user or organization inside a validly signed delivery.
+
+depths = st.integers(1, 50_000) | st.integers(900, 1_100)  # around the recursion limit, and far past it
+nests = st.builds(nested_json, depths, kind=st.sampled_from(["array", "object"]))
+huge_integers = st.builds(huge_integer, st.integers(4_000, 50_000))
+ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-be", "utf-32", "latin-1", "cp1252"]
+
+
+@st.composite
+def odd_encodings(draw: st.DrawFn) -> bytes:
+    """A JSON document re-encoded, or with bytes that are no UTF-8, or escaping half a surrogate pair."""
+    document = json.dumps({"alg": "RS256", "sub": "user_é", "email": "ada@example.com", "n": "ü€"})
+    encoding = draw(st.sampled_from(ENCODINGS))
+    variant = draw(st.sampled_from(["re-encoded", "invalid-bytes", "surrogate-escape"]))
+    if variant == "invalid-bytes":
+        return b'{"sub": "' + draw(st.binary(min_size=1, max_size=8)) + b'\xff"}'
+    if variant == "surrogate-escape":
+        return b'{"sub": "\\ud800\\udfff\\ud83d", "email": "a@b.c"}'
+    return document.encode(encoding, errors="replace")
+
+
+hostile_json = (
+    nests
+    | huge_integers
+    | odd_encodings()
+    | st.builds(
+        lambda claims, value: claims[:-1] + b', "firstName": ' + value + b"}",
+        st.just(json.dumps({"sub": "user_fuzz", "email": "a@b.c", "iat": 1, "exp": 2**31}).encode()),
+        nests | huge_integers,
+    )
+)
+AUTHORIZER_EVENT_BUILDERS: list[Callable[[str], dict[str, Any]]] = [
+    lambda token: http_api_authorizer_event("GET", "/me", headers={"authorization": f"Bearer {token}"}),
+    lambda token: rest_token_authorizer_event(f"Bearer {token}"),
+    lambda token: rest_request_authorizer_event("GET", "/me", headers={"Authorization": f"Bearer {token}"}),
+]
+
+
+def test_authorizer_denies_hostile_json_in_every_token_part_and_format(
+    pem_authorizer: ModuleType, key: SigningKey, lambda_context: FakeLambdaContext
+) -> None:
+    """Unsigned (the header or payload is hostile), or signed with the trusted key (the payload is):
+    every one is an answer (a denial), in each of the three event formats; never an exception."""
+    header = json.dumps({"alg": "RS256", "typ": "JWT", "kid": key.kid}).encode()
+    tokens = st.one_of(
+        st.builds(lambda raw: f"{b64url(raw)}.{b64url(b'{}')}.c2ln", hostile_json),  # header
+        st.builds(lambda raw: f"{b64url(header)}.{b64url(raw)}.c2ln", hostile_json),  # payload, unsigned
+        st.builds(lambda raw: signed_raw_token(key, raw), hostile_json),  # payload, signed
+    )
+
+    def check(case: tuple[str, int]) -> None:
+        token, fmt = case
+        response = check_authorizer_response(
+            pem_authorizer, AUTHORIZER_EVENT_BUILDERS[fmt](token), lambda_context
+        )
+        assert response.get("isAuthorized") is not True
+        assert "policyDocument" not in response
+
+    _fuzz("hostile token JSON", 60, st.tuples(tokens, st.integers(0, 2)), check)
+
+
+def _with_data_field(event_type: str, data: dict[str, Any], field: str, raw: bytes) -> bytes:
+    """A genuine event body with `raw` (exact JSON text, maybe invalid) as `data.<field>`."""
+    document = json.dumps(clerk_event(event_type, data)).encode()
+    return document.replace(b'"data": {', b'"data": {"' + field.encode() + b'": ' + raw + b", ", 1)
+
+
+signed_hostile_bodies = st.one_of(
+    hostile_json,
+    st.builds(
+        lambda raw: _with_data_field(
+            "user.updated", clerk_user("user_fuzz", updated_at=1), "public_metadata", raw
+        ),
+        hostile_json,
+    ),
+    st.builds(
+        lambda raw: _with_data_field(
+            "organization.updated", clerk_organization("org_fuzz", updated_at=1), "public_metadata", raw
+        ),
+        hostile_json,
+    ),
+    st.builds(
+        lambda raw: _with_data_field(
+            "user.updated", clerk_user("user_fuzz", updated_at=1), "updated_at", raw
+        ),
+        huge_integers,
+    ),
+)
+
+
+@pytest.mark.usefixtures("organizations_table")
+def test_webhook_answers_hostile_signed_bodies(webhook: WebhookDriver) -> None:
+    """Validly signed (Svix signs text, so only bodies that are UTF-8 can be): a 400 with a message,
+    a 413 when over 256 KiB, or 200 when a re-encoding is still a readable event; never a 5xx."""
+
+    def check(body: bytes) -> None:
+        try:
+            body.decode()
+        except UnicodeDecodeError:  # nobody can sign it: sent with another body's signature, a 401
+            signed = webhook.sign(b"{}")
+            unsigned = SignedDelivery(body, signed.headers, signed.message_id)
+            assert webhook.post(unsigned, base64_body=True).status == 401
+            return
+        response = webhook.post(webhook.sign(body))
+        assert response.status in {200, 400, 413}, (response.status, response.body)
+        if response.status == 400:
+            assert response.body["message"]
+
+    _fuzz("hostile signed webhook bodies", 60, signed_hostile_bodies, check)

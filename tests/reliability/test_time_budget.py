@@ -7,8 +7,10 @@ The handler gets a Lambda context whose remaining time starts at the function's 
 template.yaml and runs down with the wall clock, as Lambda's does. Expected: the answer §6a gives
 for that dependency, and a wall time below the `Timeout`.
 
-These are real waits, bounded by the budgets under test (about 40 s in all, most of it the Clerk API
-hang: 10 s read timeout, retried once).
+These are real waits, bounded by the budgets under test. The one long wait, Clerk's API hanging through
+its 10 s read timeout and the one retry, runs with a 0.5 s read timeout injected into the Backend API
+client's default (the same code path: time out, retry once, stop cleanly); that the production 10 s
+still fits reconciliation's Timeout is checked by arithmetic on the client's own constants below.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from tests.helpers import bearer_authorizer_event, check_http_response, metric_counts
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import REPORT
+from usersync.clerk import backend_api
 from usersync.runtime.aws import reset_clients
 from usersync.runtime.budget import TimeBudget
 from usersync.sync.reconcile import ReconcileError
@@ -220,8 +223,28 @@ def test_health_dependency_down_is_503_with_a_message_in_time(
 # ---------------------------------------------------------------- reconciliation (a clean stop)
 
 
+# What the Clerk API client waits for an answer in these tests (production: READ_TIMEOUT_SECONDS, 10 s).
+TEST_READ_TIMEOUT_SECONDS = 0.5
+PRODUCTION_READ_TIMEOUT_SECONDS = backend_api.READ_TIMEOUT_SECONDS  # read before any test patches it
+
+
+@pytest.mark.usefixtures("reconcile_settings")  # loading the function reads its settings
+def test_reconcile_production_clerk_hang_fits_its_timeout(
+    function_loader: Callable[[str], ModuleType],
+) -> None:
+    """Every attempt (connect + read) of a hanging Clerk API, retried, fits in the time a reconcile
+    step starts with, which fits in the template's Timeout: what the shortened wait stands for."""
+    attempt = backend_api.CONNECT_TIMEOUT_SECONDS + PRODUCTION_READ_TIMEOUT_SECONDS
+    assert PRODUCTION_READ_TIMEOUT_SECONDS > TEST_READ_TIMEOUT_SECONDS
+    worst = (1 + backend_api.MAX_NETWORK_RETRIES) * attempt
+    step_reserve = function_loader("reconcile").STEP_RESERVE_SECONDS
+    assert worst < step_reserve < template_timeout("reconcile")
+
+
 @pytest.fixture
 def reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The function builds its Clerk client with the client's default timeouts: a short read, injected.
+    monkeypatch.setattr(backend_api, "READ_TIMEOUT_SECONDS", TEST_READ_TIMEOUT_SECONDS)
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     monkeypatch.delenv("CLERK_SECRET_KEY_ARN", raising=False)
     monkeypatch.setenv("CLERK_SECRET_KEY", "sk_test_budget")

@@ -8,12 +8,15 @@ with nothing written and no sync attempt counted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from tests.helpers import Response, WebhookDriver, metric_counts
 from tests.reliability.support import REPORT, scan_all
+from tests.session_tokens import huge_integer, nested_json
 from usersync.api.webhook import (
     UnstorableDeliveryError,
     WebhookBodyTooLargeError,
@@ -148,3 +151,73 @@ def test_a_lone_surrogate_in_an_organization_is_400_and_nothing_is_written(
     assert "name" in response.body["message"]
     assert dynamodb_client().scan(TableName=organizations_table)["Items"] == []
     REPORT["unstorable deliveries held"] += 1
+
+
+# ---------------------------------------------------------------- hostile signed bodies (CONTRACT §4)
+
+
+def _user_event_with(field: str, raw: bytes) -> bytes:
+    """A genuine `user.updated` body with `raw` (exact JSON text) as the value of `data.<field>`."""
+    document = json.dumps(clerk_event("user.updated", clerk_user("user_hostile", updated_at=T0)))
+    return document.replace('"data": {', f'"data": {{"{field}": {raw.decode()}, ', 1).encode()
+
+
+def _organization_event_with(field: str, raw: bytes) -> bytes:
+    document = json.dumps(
+        clerk_event("organization.updated", clerk_organization("org_hostile", updated_at=T0))
+    )
+    return document.replace('"data": {', f'"data": {{"{field}": {raw.decode()}, ', 1).encode()
+
+
+HOSTILE_BODIES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "arrays-10000-deep": (lambda: nested_json(10_000), "nested too deeply"),
+    "objects-10000-deep": (lambda: nested_json(10_000, kind="object"), "nested too deeply"),
+    "public-metadata-10000-deep": (
+        lambda: _user_event_with("public_metadata", nested_json(10_000, kind="object")),
+        "nested too deeply",
+    ),
+    "organization-metadata-10000-deep": (
+        lambda: _organization_event_with("public_metadata", nested_json(10_000)),
+        "nested too deeply",
+    ),
+    "integer-5000-digits": (lambda: huge_integer(5000), "digits"),
+    "updated-at-5000-digits": (lambda: _user_event_with("updated_at", huge_integer(5000)), "digits"),
+    "metadata-integer-5000-digits": (
+        lambda: _user_event_with("unsafe_metadata", b'{"n": ' + huge_integer(5000) + b"}"),
+        "digits",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_BODIES), ids=list(HOSTILE_BODIES))
+def test_a_hostile_signed_body_is_400_with_a_message_and_nothing_is_written(
+    organizations_table: str, webhook: WebhookDriver, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signed with the real secret (so it reaches the parser), whatever the parser raises: a 400
+    whose message says what is wrong, which Svix does not retry; never a 500. (A body that is not
+    UTF-8 cannot be signed at all: the Standard Webhooks scheme signs text, so it is a 401.)"""
+    REPORT["hostile signed bodies tried"] += 1
+    build, problem = HOSTILE_BODIES[case]
+    body = build()
+    assert len(body) <= 256 * 1024
+    capsys.readouterr()
+    response = webhook.post(webhook.sign(body))
+    assert response.status == 400, response.body
+    assert response.body["status"] == "rejected"
+    assert problem in response.body["message"]
+    assert metric_counts(capsys.readouterr().out, "webhook")["WebhookRejected"] == 1
+    assert scan_all(TABLE) == []
+    assert dynamodb_client().scan(TableName=organizations_table)["Items"] == []
+    REPORT["hostile signed bodies held"] += 1
+
+
+@pytest.mark.parametrize("envelope_object", ["event", "webhook_event", None, 7], ids=str)
+def test_an_envelope_is_parsed_whatever_its_object_says(webhook: WebhookDriver, envelope_object: Any) -> None:
+    """Leniency: `type` and `data` make an event; `object` (Clerk writes "event") is not checked."""
+    payload = clerk_event("user.created", clerk_user("user_lenient", updated_at=T0))
+    if envelope_object is None:
+        payload.pop("object", None)
+    else:
+        payload["object"] = envelope_object
+    assert webhook.send(payload) == (200, {"status": "applied"})
+    assert [item["userId"] for item in scan_all(TABLE)] == ["user_lenient"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from usersync.api.health import (
     sync_metric_queries,
 )
 from usersync.runtime.aws import health_clients
+from usersync.runtime.budget import TimeBudget, time_budget
 from usersync.runtime.settings import HealthSettings
 
 if TYPE_CHECKING:
@@ -251,6 +253,93 @@ def test_cloudwatch_error_is_a_down_indicator_not_an_exception() -> None:
         indicator = check_sync_failure_rate(cloudwatch, settings())
     assert indicator["status"] == "down"
     assert indicator["message"] == "CloudWatch GetMetricData call failed: AccessDenied"
+
+
+def _results(attempts: float, failures: float) -> list[dict[str, Any]]:
+    """A GetMetricData answer: `attempts` and `failures` on the webhook series, nothing elsewhere."""
+    values = {"attemptsWebhook": [attempts], "failuresWebhook": [failures]}
+    return [
+        {"Id": query["Id"], "StatusCode": "Complete", "Values": values.get(query["Id"], [])}
+        for query in sync_metric_queries(settings())
+    ]
+
+
+class Pauses:
+    """Records the pauses the retry asks for instead of sleeping them (an injected clock, not a mock)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "Throttling", "RequestLimitExceeded"])
+@pytest.mark.usefixtures("aws")
+def test_a_throttled_get_metric_data_is_retried_once_and_then_counts(code: str) -> None:
+    cloudwatch = health_clients().cloudwatch
+    pauses = Pauses()
+    with Stubber(cloudwatch) as stubber:
+        stubber.add_client_error("get_metric_data", code, "Rate exceeded", 400)
+        stubber.add_response("get_metric_data", {"MetricDataResults": _results(40, 1)})
+        indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
+        stubber.assert_no_pending_responses()
+    assert indicator["status"] == "up"
+    assert (indicator["attempts"], indicator["failures"]) == (40, 1)
+    assert len(pauses.seconds) == 1
+    assert 0 < pauses.seconds[0] < 0.5
+
+
+@pytest.mark.usefixtures("aws")
+def test_throttled_twice_is_down_with_a_message_naming_the_throttling() -> None:
+    cloudwatch = health_clients().cloudwatch
+    pauses = Pauses()
+    with Stubber(cloudwatch) as stubber:
+        stubber.add_client_error("get_metric_data", "ThrottlingException", "Rate exceeded", 400)
+        stubber.add_client_error("get_metric_data", "ThrottlingException", "Rate exceeded", 400)
+        indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
+        stubber.assert_no_pending_responses()  # exactly two calls: one retry, no more
+    assert indicator["status"] == "down"
+    assert indicator["throttled"] is True
+    assert "throttled" in indicator["message"]
+    assert "ThrottlingException" in indicator["message"]
+    assert "threshold" not in indicator["message"]  # not mistaken for a failure rate above it
+    assert len(pauses.seconds) == 1
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_throttle_is_not_retried_when_the_budget_has_no_room() -> None:
+    cloudwatch = health_clients().cloudwatch
+    pauses = Pauses()
+    # Less time left than one more attempt can take (connect + read timeouts, 1.5 s).
+    with Stubber(cloudwatch) as stubber, time_budget(TimeBudget(time.monotonic() + 0.5)):
+        stubber.add_client_error("get_metric_data", "ThrottlingException", "Rate exceeded", 400)
+        indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
+        stubber.assert_no_pending_responses()
+    assert indicator["status"] == "down"
+    assert "throttled" in indicator["message"]
+    assert pauses.seconds == []
+
+
+@pytest.mark.usefixtures("aws")
+def test_other_cloudwatch_errors_are_not_retried() -> None:
+    cloudwatch = health_clients().cloudwatch
+    pauses = Pauses()
+    with Stubber(cloudwatch) as stubber:
+        stubber.add_client_error("get_metric_data", "InternalServiceError", "oops", 500)
+        indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
+    assert indicator["message"] == "CloudWatch GetMetricData call failed: InternalServiceError"
+    assert "throttled" not in indicator
+    assert pauses.seconds == []
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_health_cloudwatch_client_leaves_the_one_retry_to_the_check() -> None:
+    """botocore's standard mode would back off up to 2 s before its own retry, past the deadline."""
+    cloudwatch: Any = health_clients().cloudwatch.meta.config  # botocore's Config is untyped here
+    dynamodb: Any = health_clients().dynamodb.meta.config
+    assert cloudwatch.retries["total_max_attempts"] == 1
+    assert dynamodb.retries["total_max_attempts"] == 2
 
 
 # ---------------------------------------------------------------- the table

@@ -98,8 +98,23 @@ def test_the_session_claims_json_is_exactly_what_the_authorizer_reads() -> None:
     assert claims == SESSION_CLAIMS_TEMPLATE
     readable = {field.alias or name for name, field in SessionClaims.model_fields.items()}
     # Clerk sets its default claims itself (sub, sid, iat; v2's v, sts, o, act; v1's org_*): every
-    # other claim the model reads must come from the custom session-claims template.
-    clerk_defaults = {"sub", "sid", "iat", "v", "sts", "o", "act", "org_id", "org_slug", "org_role"}
+    # other claim the model reads must come from the custom session-claims template (v2's fea and pla,
+    # v1's org_permissions are Clerk's too).
+    clerk_defaults = {
+        "sub",
+        "sid",
+        "iat",
+        "v",
+        "sts",
+        "o",
+        "act",
+        "fea",
+        "pla",
+        "org_id",
+        "org_slug",
+        "org_role",
+        "org_permissions",
+    }
     assert set(claims) == readable - clerk_defaults
     assert all(re.fullmatch(r"\{\{user\.[a-z_]+\}\}", shortcode) for shortcode in claims.values())
 

@@ -149,7 +149,7 @@ def test_a_foreign_user_item_without_updated_at_is_replaced_by_clerks_record(use
 
 
 @pytest.mark.parametrize("kind", ["organization", "membership"])
-def test_a_foreign_organizations_item_without_updated_at_is_replaced(
+def test_a_foreign_organizations_item_without_updated_at_is_updated(
     organizations_table: str, kind: str
 ) -> None:
     client = dynamodb_client()
@@ -169,7 +169,12 @@ def test_a_foreign_organizations_item_without_updated_at_is_replaced(
     key = {"pk": {"S": record.pk}, "sk": {"S": record.sk}}
     stored = client.get_item(TableName=organizations_table, Key=key)["Item"]
     assert stored["updatedAt"] == {"N": str(T0)}
-    assert "Console" not in str(stored)
+    # Clerk's values landed; an attribute Clerk's record does not name is kept (absent is unknown).
+    if kind == "organization":
+        assert stored["name"] == {"S": "Acme"}
+    else:
+        assert stored["role"] == {"S": "org:admin"}
+        assert stored["name"] == {"S": "Console"}
 
 
 def test_a_foreign_tombstone_is_never_resurrected(organizations_table: str) -> None:
@@ -191,15 +196,23 @@ def test_a_foreign_tombstone_is_never_resurrected(organizations_table: str) -> N
             lambda client, table: OrganizationRepository(client, table).save(
                 OrganizationRecord(org_id="org_1", updated_at=T0)
             ),
-            "PutItem",
+            "UpdateItem",
         ),
     ],
-    ids=["user GetItem", "user Scan", "organizations Query", "organizations Scan", "organizations PutItem"],
+    ids=[
+        "user GetItem",
+        "user Scan",
+        "organizations Query",
+        "organizations Scan",
+        "organizations UpdateItem",
+    ],
 )
 def test_every_botocore_failure_is_a_repository_error_naming_its_operation(call: Any, operation: str) -> None:
     client = dynamodb_client()
     with Stubber(client) as stubber:
-        api = {"GetItem": "get_item", "Scan": "scan", "Query": "query", "PutItem": "put_item"}[operation]
+        api = {"GetItem": "get_item", "Scan": "scan", "Query": "query", "UpdateItem": "update_item"}[
+            operation
+        ]
         stubber.add_client_error(api, service_error_code="ProvisionedThroughputExceededException")
         with pytest.raises(RepositoryError) as raised:
             call(client, "t")

@@ -135,3 +135,117 @@ def test_nothing_resurrects_a_tombstone(repository: UserRepository) -> None:
     assert repository.save(clerk(CREATED + 90_000, "Later")) is WriteOutcome.STALE
     assert repository.save(token(CREATED + 90_000, "Token")) is WriteOutcome.STALE
     assert stored(repository).is_tombstone
+
+
+# ---------------------------------------------------------------- profile fidelity (contract §3)
+
+
+def partial_token(iat_ms: int, **claims: str) -> UserRecord:
+    """A token carrying `email` and only the optional claims given (absent ones are unknown)."""
+    return UserRecord(
+        user_id=USER_ID,
+        email=claims.pop("email", "ada@example.com"),
+        updated_at=iat_ms,
+        source=SyncSource.AUTHORIZER,
+        **claims,
+    )
+
+
+def full_clerk(updated_at: int, **profile: str | None) -> UserRecord:
+    values: dict[str, str | None] = {
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "image_url": "https://img.clerk.com/ada.png",
+    }
+    values.update(profile)
+    return UserRecord(
+        user_id=USER_ID,
+        created_at=CREATED,
+        updated_at=updated_at,
+        source=SyncSource.WEBHOOK,
+        last_event_id=f"msg_{updated_at}",
+        **values,
+    )
+
+
+def test_a_token_with_only_email_after_a_webhook_leaves_every_profile_attribute(
+    repository: UserRepository,
+) -> None:
+    repository.save(full_clerk(CREATED + 10))
+    assert repository.save(partial_token(CREATED + 60_000, email="ada@new.example")) is WriteOutcome.APPLIED
+    record = stored(repository)
+    assert (record.email, record.first_name, record.last_name, record.image_url) == (
+        "ada@new.example",  # the claim the token carries
+        "Ada",
+        "Lovelace",
+        "https://img.clerk.com/ada.png",  # and every attribute it does not carry, untouched
+    )
+    # A later Clerk record older than the token still updates what the token did not claim
+    assert (
+        repository.save(full_clerk(CREATED + 20, first_name="Augusta", image_url=None)) is WriteOutcome.MERGED
+    )
+    record = stored(repository)
+    assert (record.email, record.first_name, record.image_url, record.clerk_updated_at) == (
+        "ada@new.example",  # the token's fresher claim stays
+        "Augusta",
+        None,  # Clerk cleared it, and no newer token said otherwise
+        CREATED + 20,
+    )
+
+
+def test_an_authorizer_first_row_is_filled_by_an_older_clerk_record(repository: UserRepository) -> None:
+    assert repository.save(partial_token(CREATED + 60_000, email="ada@token.example")) is WriteOutcome.APPLIED
+    assert repository.save(full_clerk(CREATED + 10)) is WriteOutcome.MERGED
+    record = stored(repository)
+    assert (record.email, record.first_name, record.last_name, record.image_url, record.created_at) == (
+        "ada@token.example",  # the token's, fresher than Clerk's record
+        "Ada",
+        "Lovelace",
+        "https://img.clerk.com/ada.png",
+        CREATED,
+    )
+
+
+def test_an_older_clerk_record_never_overwrites_a_newer_one(repository: UserRepository) -> None:
+    repository.save(full_clerk(CREATED + 20, first_name="Newer"))
+    assert repository.save(full_clerk(CREATED + 10, first_name="Older", image_url=None)) is WriteOutcome.STALE
+    # Nor after a token moved the row on: the merge is only for records newer than the row's Clerk version
+    repository.save(partial_token(CREATED + 60_000))
+    assert repository.save(full_clerk(CREATED + 15, first_name="Older", image_url=None)) is WriteOutcome.STALE
+    record = stored(repository)
+    assert (record.first_name, record.image_url, record.clerk_updated_at) == (
+        "Newer",
+        "https://img.clerk.com/ada.png",
+        CREATED + 20,
+    )
+
+
+def test_a_merge_after_a_token_wrote_in_between_is_written_again(repository: UserRepository) -> None:
+    """The merge respects the claims the put saw; a token writing in between makes it start over."""
+    repository.save(partial_token(CREATED + 60_000, first_name="FromToken"))
+    client: Any = dynamodb_client()
+    calls = {"count": 0}
+
+    def token_lands_before_the_first_merge(**_kwargs: Any) -> None:
+        calls["count"] += 1
+        if calls["count"] == 1:  # between the lost put and the merge: a newer token
+            client.meta.events.unregister(
+                "before-call.dynamodb.UpdateItem", token_lands_before_the_first_merge
+            )
+            UserRepository(client, repository.table_name).save(
+                partial_token(CREATED + 70_000, last_name="Token2")
+            )
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", token_lands_before_the_first_merge)
+    try:
+        assert repository.save(full_clerk(CREATED + 10)) is WriteOutcome.MERGED
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", token_lands_before_the_first_merge)
+    record = stored(repository)
+    assert (record.first_name, record.last_name, record.created_at, record.updated_at) == (
+        "FromToken",
+        "Token2",  # claimed by the token that landed in between: kept, not Clerk's older value
+        CREATED,
+        CREATED + 70_000,
+    )

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import DOCS_CONTEXT
+from tests.helpers import DOCS_AUTHORIZATION_CONTEXT, DOCS_CONTEXT, docs_context
 from tests.jwks_server import JwksServer
 from tests.session_tokens import (
     ISSUER,
@@ -23,6 +23,9 @@ from tests.session_tokens import (
     alg_none,
     b64url,
     hs256_with_public_pem,
+    huge_integer,
+    nested_json,
+    signed_raw_token,
     unsigned_token,
 )
 from usersync.clerk.jwks import JwksKeySource
@@ -268,7 +271,7 @@ def test_settings_with_only_a_jwks_url_verify_through_it(key: SigningKey, jwks: 
     assert jwks.request_count == 1
 
 
-def test_key_rotation_is_picked_up_and_unknown_kids_refetch_at_most_once_a_minute(
+def test_key_rotation_is_picked_up_and_unknown_kids_refetch_at_most_once_per_5_seconds(
     key: SigningKey, other_key: SigningKey, jwks: JwksServer
 ) -> None:
     clock = FakeClock()
@@ -283,11 +286,57 @@ def test_key_rotation_is_picked_up_and_unknown_kids_refetch_at_most_once_a_minut
     stranger = SigningKey.generate("ins_unknown")
     assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
     assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
-    assert jwks.request_count == 2  # inside the 60 s window: no refetch for a forged kid
+    assert jwks.request_count == 2  # inside the 5 s window: no refetch for a forged kid
 
-    clock.now += 61
+    clock.now += 5.1
     assert reason_of(verifier, mint_token(stranger, claims())) is DenyReason.UNKNOWN_KEY
     assert jwks.request_count == 3  # the window passed: one refetch, then denied again
+
+
+def test_forged_kids_cost_at_most_3_fetches_and_hold_back_no_real_rotation(
+    key: SigningKey, other_key: SigningKey, jwks: JwksServer
+) -> None:
+    """40 forged kids (each a different name) arrive over 4 s; Clerk rotates meanwhile. Fetches stay
+    bounded (the limit is for all kids, not per kid), and the real key is accepted 6 s after the flood
+    began: no forged kid can hold a rotation back for longer than the 5 s window."""
+    clock = FakeClock()
+    verifier = jwks_verifier(jwks.url, clock=clock)
+    forger = SigningKey.generate("ins_forger")
+    start = clock.now
+    for number in range(40):
+        clock.now = start + number * 0.1
+        forged = mint_token(forger, claims(), headers={"kid": f"ins_forged_{number}"})
+        assert reason_of(verifier, forged) is DenyReason.UNKNOWN_KEY
+        if number == 20:
+            jwks.serve_keys(key, other_key)  # the real rotation, in the middle of the flood
+    assert jwks.request_count <= 3
+
+    clock.now = start + 6
+    assert verifier.verify(mint_token(other_key, claims())).sub == USER_ID
+    assert jwks.request_count <= 3
+
+
+def test_a_rotation_is_never_held_back_more_than_5_seconds_by_forged_kids(
+    key: SigningKey, other_key: SigningKey, jwks: JwksServer
+) -> None:
+    """Whatever kid uses a refetch, the refetch reloads the whole set: once the window allows one after
+    the rotation, the real key is there, even if a forged kid's refetch got it."""
+    clock = FakeClock()
+    verifier = jwks_verifier(jwks.url, clock=clock)
+    forger = SigningKey.generate("ins_forger")
+    assert reason_of(verifier, mint_token(forger, claims(), headers={"kid": "ins_forged"})) is (
+        DenyReason.UNKNOWN_KEY
+    )
+    jwks.serve_keys(key, other_key)
+    clock.now += 1
+    assert reason_of(verifier, mint_token(other_key, claims())) is DenyReason.UNKNOWN_KEY  # window closed
+    clock.now += 4.5  # a forged kid arrives first once the window reopens, and uses the refetch
+    assert reason_of(verifier, mint_token(forger, claims(), headers={"kid": "ins_forged_2"})) is (
+        DenyReason.UNKNOWN_KEY
+    )
+    fetches = jwks.request_count
+    assert verifier.verify(mint_token(other_key, claims())).sub == USER_ID  # from the forged kid's refetch
+    assert jwks.request_count == fetches
 
 
 def test_forged_headers_never_reach_the_network(
@@ -389,7 +438,7 @@ def test_clerk_documented_tokens_give_exactly_the_contract_context(
 ) -> None:
     context = docs_verifier(key).verify(mint_token(key, example())).context()
 
-    assert context == DOCS_CONTEXT
+    assert context == docs_context(2 if example is clerk_docs_v2_example else 1)
     assert all(isinstance(value, str) for value in context.values())
 
 
@@ -400,9 +449,11 @@ def test_no_active_organization_gives_none_of_the_organization_keys(
     payload = example(o=None, org_id=None, org_slug=None, org_role=None, org_permissions=None, act=None)
     context = docs_verifier(key).verify(mint_token(key, payload)).context()
 
+    # `fea` and `pla` are the session's, not the organization's: they stay (v2 only)
+    unchanged = {"features", "plan"} if example is clerk_docs_v2_example else set()
     assert context == {
         name: value for name, value in DOCS_CONTEXT.items() if name not in ORG_KEYS | {"actorId"}
-    }
+    } | {name: value for name, value in DOCS_AUTHORIZATION_CONTEXT[2].items() if name in unchanged}
 
 
 @pytest.mark.parametrize(
@@ -494,7 +545,7 @@ def test_pending_session_is_signed_out_unless_allowed(key: SigningKey) -> None:
 
     allowed = docs_verifier(key, allow_pending_sessions=True).verify(pending)
     assert allowed.session_pending
-    assert allowed.context() == DOCS_CONTEXT
+    assert allowed.context() == docs_context(2)
 
 
 @pytest.mark.parametrize("status", [None, "active", ""], ids=["no-sts", "active", "blank"])
@@ -504,7 +555,7 @@ def test_a_session_without_pending_status_is_active(key: SigningKey, status: str
         payload["sts"] = status
     verified = docs_verifier(key).verify(mint_token(key, payload))
     assert not verified.session_pending
-    assert verified.context() == DOCS_CONTEXT
+    assert verified.context() == docs_context(2)
 
 
 def test_signature_and_claim_checks_come_before_the_session_status(
@@ -520,8 +571,12 @@ def test_signature_and_claim_checks_come_before_the_session_status(
 
 
 def test_organization_claims_never_reach_the_user_record(key: SigningKey) -> None:
-    with_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example()))
-    without_org = docs_verifier(key).verify(mint_token(key, clerk_docs_v2_example(o=None, act=None)))
+    # One issue time for both tokens: two clocks reads can straddle a second, and iat orders the record.
+    issued = now_s()
+    with_org = docs_verifier(key).verify(mint_token(key, clerk_documented_claims(2, issued)))
+    without_org = docs_verifier(key).verify(
+        mint_token(key, clerk_documented_claims(2, issued, o=None, act=None))
+    )
     assert record_from_claims(with_org) == record_from_claims(without_org)
 
 
@@ -570,10 +625,18 @@ def test_v1_and_v2_of_one_session_give_the_same_string_context(
     bare = role.removeprefix("org:")
     assume(bare and not bare.startswith("org:"))  # Clerk role keys are `org:<key>`, the key never empty
     act = {"sub": actor} if actor is not None else None
-    v2 = parse_claims(clerk_docs_v2_example(o={"id": org_id, "slg": slug, "rol": bare}, act=act))
-    v1 = parse_claims(clerk_docs_v1_example(org_id=org_id, org_slug=slug, org_role=f"org:{bare}", act=act))
+    # the same permissions both ways: v2's fpm 3,2 over read,manage and fea, v1's list
+    o = {"id": org_id, "slg": slug, "rol": bare, "per": "read,manage", "fpm": "3,2"}
+    v2 = parse_claims(clerk_docs_v2_example(o=o, act=act))
+    permissions = ["org:dashboard:read", "org:dashboard:manage", "org:impersonation:manage"]
+    v1 = parse_claims(
+        clerk_docs_v1_example(
+            org_id=org_id, org_slug=slug, org_role=f"org:{bare}", org_permissions=permissions, act=act
+        )
+    )
 
-    assert v2.context() == v1.context()
+    # `fea` and `pla` are v2 claims Clerk's auth object leaves in the session claims: v2 passes them on
+    assert {k: v for k, v in v2.context().items() if k not in ("features", "plan")} == v1.context()
     context = v2.context()
     assert all(isinstance(value, str) for value in context.values())
     assert context["orgId"] == org_id
@@ -649,3 +712,132 @@ def test_dev_cli_refuses_organization_details_without_an_organization(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "--org-id" in captured.err
+
+
+# ---------------------------------------------------------------------------------------- hostile tokens
+
+
+def _header_segment(raw: bytes) -> str:
+    return f"{b64url(raw)}.{b64url(json.dumps(claims()).encode())}.c2ln"
+
+
+HOSTILE_UNSIGNED = {
+    # The issue's report: 4,008 bytes, header `[` x 1,500 + `]` x 1,500 (RecursionError in json).
+    "header-bomb-arrays": _header_segment(nested_json(1500)),
+    "header-bomb-objects": _header_segment(nested_json(900, kind="object")),
+    "header-huge-int": _header_segment(b'{"alg":"RS256","kid":' + huge_integer(4400) + b"}"),
+    "header-invalid-utf8-bytes": _header_segment(b'{"alg":"RS256","kid":"' + bytes([0xC3, 0x28]) + b'"}'),
+    "header-bad-base64": "!!!!.e30.c2ln",
+    "header-lone-surrogate-escape": _header_segment(b'{"alg":"RS256","kid":"\\ud800"}'),
+    "token-with-a-lone-surrogate": "\ud800" + _header_segment(b'{"alg":"RS256"}'),
+}
+
+
+@pytest.mark.parametrize("token", list(HOSTILE_UNSIGNED.values()), ids=list(HOSTILE_UNSIGNED))
+def test_hostile_unsigned_tokens_are_denials(key: SigningKey, token: str) -> None:
+    """Under the size limit, so the parsers see them; each is a TokenError (reason_of fails on any
+    other exception). A header that does parse (the escaped surrogate) fails at the signature."""
+    assert len(token) <= MAX_TOKEN_BYTES
+    reasons = {DenyReason.MALFORMED, DenyReason.BAD_ALGORITHM, DenyReason.BAD_SIGNATURE}
+    assert reason_of(pem_verifier(key), token) in reasons
+
+
+def test_the_reported_header_bomb_names_the_parser_error_not_the_token(key: SigningKey) -> None:
+    token = HOSTILE_UNSIGNED["header-bomb-arrays"]
+    with pytest.raises(TokenError) as caught:
+        pem_verifier(key).verify(token)
+    assert caught.value.reason is DenyReason.MALFORMED
+    assert caught.value.details == {"errorType": "RecursionError"}
+    assert token not in str(caught.value)
+
+
+def _signed_payload(key: SigningKey, payload: bytes) -> str:
+    return signed_raw_token(key, payload)
+
+
+HOSTILE_SIGNED: dict[str, Callable[[SigningKey], str]] = {
+    "payload-bomb-arrays": lambda k: _signed_payload(k, nested_json(2000)),
+    "payload-bomb-objects": lambda k: _signed_payload(k, nested_json(1100, kind="object")),
+    "payload-bomb-in-a-claim": lambda k: _signed_payload(
+        k, json.dumps(claims())[:-1].encode() + b', "firstName": ' + nested_json(1200) + b"}"
+    ),
+    "payload-huge-int-iat": lambda k: _signed_payload(
+        k, json.dumps(claims(iat=None))[:-1].encode() + b', "iat": ' + huge_integer(4400) + b"}"
+    ),
+    "payload-not-utf8": lambda k: _signed_payload(k, b'{"sub":"' + bytes([0xFF, 0xFE]) + b'"}'),
+    "payload-not-json": lambda k: _signed_payload(k, b"\x00\x01 not json"),
+}
+
+
+@pytest.mark.parametrize("build", list(HOSTILE_SIGNED.values()), ids=list(HOSTILE_SIGNED))
+def test_hostile_payloads_signed_by_our_own_key_are_denials(
+    key: SigningKey, build: Callable[[SigningKey], str]
+) -> None:
+    """Even a payload our own key signed (a broken signer, or a leaked key) cannot crash the verifier."""
+    token = build(key)
+    assert len(token) <= MAX_TOKEN_BYTES
+    assert reason_of(pem_verifier(key), token) in {
+        DenyReason.MALFORMED,
+        DenyReason.INVALID_CLAIMS,
+        DenyReason.MISSING_CLAIM,
+    }
+
+
+# ---------------------------------------------------------------------------------------- token kinds
+
+SESSION, TEMPLATE, MACHINE = "cl_B7d4PD111AAA", "cl_B7d4PD222AAA", "cl_B7d4PD333AAA"
+
+
+@pytest.mark.parametrize(
+    ("headers", "overrides", "denied", "denied_with_templates"),
+    [
+        pytest.param({}, {}, False, False, id="no-cat"),
+        pytest.param({"cat": SESSION}, {}, False, False, id="session-cat"),
+        pytest.param({"cat": TEMPLATE}, {"sid": None}, True, False, id="jwt-template-cat"),
+        pytest.param({"cat": MACHINE}, {}, True, True, id="m2m-cat"),
+        pytest.param({"cat": "cl_I7d4PD111III"}, {}, True, True, id="other-cat"),
+        pytest.param({"cat": 7}, {}, True, True, id="cat-not-a-string"),
+        pytest.param({}, {"sub": "mch_2abcMachine"}, True, True, id="mch-subject"),
+        pytest.param({"cat": TEMPLATE}, {"sub": "mch_2abcMachine"}, True, True, id="template-mch-subject"),
+        pytest.param({"typ": "at+jwt"}, {}, True, True, id="typ-at+jwt"),
+        pytest.param({"typ": "application/at+JWT"}, {}, True, True, id="typ-application-at+jwt"),
+        pytest.param({"typ": "JWT"}, {}, False, False, id="typ-jwt"),
+    ],
+)
+def test_only_user_sessions_pass(
+    key: SigningKey,
+    headers: dict[str, Any],
+    overrides: dict[str, Any],
+    denied: bool,
+    denied_with_templates: bool,
+) -> None:
+    token = mint_token(key, claims(**overrides), headers=headers)
+    for accept_templates, expect_denied in ((False, denied), (True, denied_with_templates)):
+        verifier = pem_verifier(key, accept_jwt_templates=accept_templates)
+        if expect_denied:
+            assert reason_of(verifier, token) is DenyReason.NOT_A_SESSION
+        else:
+            assert verifier.verify(token).sub == claims(**overrides)["sub"]
+
+
+def test_a_forged_token_of_another_kind_is_a_bad_signature_not_a_category(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    """The category is read from a header only once the signature proves it authentic."""
+    token = mint_token(other_key, claims(), headers={"cat": MACHINE, "kid": key.kid})
+    assert reason_of(pem_verifier(key), token) is DenyReason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(None, False), ("false", False), ("true", True)])
+def test_settings_decide_whether_jwt_templates_pass(
+    key: SigningKey, value: str | None, accepted: bool
+) -> None:
+    env = {"USERS_TABLE_NAME": "t", "CLERK_JWT_KEY": key.public_pem()}
+    if value is not None:
+        env["CLERK_ACCEPT_JWT_TEMPLATES"] = value
+    verifier = TokenVerifier.from_settings(AuthorizerSettings.from_env(env))
+    token = mint_token(key, claims(), headers={"cat": TEMPLATE})
+    if accepted:
+        assert verifier.verify(token).sub == USER_ID
+    else:
+        assert reason_of(verifier, token) is DenyReason.NOT_A_SESSION

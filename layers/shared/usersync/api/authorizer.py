@@ -13,8 +13,16 @@ sync the user compare-first, and answer in the shape that format expects.
   client finishes its session task and gets a new token), its verified userId still logged.
 
 Context values are strings; `userId` and `email` are always present, `firstName`, `lastName`,
-`imageUrl`, `sessionId`, `orgId`, `orgSlug`, `orgRole` and `actorId` only when the token carries
-them (API Gateway needs no placeholder for an absent key).
+`imageUrl`, `sessionId`, `orgId`, `orgSlug`, `orgRole`, `actorId`, `orgPermissions` (decoded,
+comma-separated), `features` and `plan` only when the token carries them (API Gateway needs no
+placeholder for an absent key).
+
+Route requirements (`CLERK_ROUTE_REQUIREMENTS`, `usersync.api.route_requirements`): checked after
+verification; a session that misses its route's requirement is denied with reason `forbidden`, the route
+and the missing condition logged. HTTP API answers 403 (the template puts `$context.routeKey` into the
+cache key, so a cached answer never crosses routes). A REST answer is an IAM policy that API Gateway
+caches per token and reuses for every route: with requirements configured it allows the API and adds
+one Deny per configured resource this caller misses, so the cached policy is right on every route.
 
 """
 
@@ -26,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from usersync.api.http import event_cookies, lower_headers
+from usersync.api.route_requirements import RouteRequirements
 from usersync.clerk.session_claims import SessionClaims
 from usersync.clerk.token_errors import DenyReason, PendingSessionError, TokenError
 from usersync.clerk.tokens import TokenVerifier
@@ -135,10 +144,17 @@ def deny_response(request: AuthorizerRequest, user_id: str | None = None) -> dic
 class Authorizer:
     """Verify, sync compare-first, answer. One per container (it holds the verifier and the cache)."""
 
-    def __init__(self, verifier: TokenVerifier, repository: UserRepository, cache: UserCache) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        repository: UserRepository,
+        cache: UserCache,
+        requirements: RouteRequirements | None = None,
+    ) -> None:
         self._verifier = verifier
         self._repository = repository
         self._cache = cache
+        self._requirements = requirements if requirements else None  # empty = today's rule everywhere
 
     def handle(self, event: Any) -> dict[str, Any]:
         request = parse_authorizer_event(event)
@@ -146,8 +162,8 @@ class Authorizer:
             claims = self._verifier.verify(request.token)
         except PendingSessionError as exc:
             return self._deny(request, exc.reason, verified_user_id=exc.user_id, signed_out=True)
-        except TokenError as exc:
-            return self._deny(request, exc.reason)
+        except TokenError as exc:  # the verifier raises nothing else, whatever the token holds
+            return self._deny(request, exc.reason, **exc.details)
         try:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:
@@ -161,11 +177,64 @@ class Authorizer:
         # An INFO line per allowed request would cost more than the verification: API Gateway's
         # access log already records every call. Writes are INFO, denials WARNING, failures ERROR.
         extra = {"userId": claims.sub, "sync": result.value, "eventFormat": request.format.value}
+        if self._requirements is None:
+            response = allow_response(request, claims)
+        else:
+            response, forbidden = self._with_requirements(event, request, claims)
+            if forbidden:
+                return response
         if result is SyncResult.WRITTEN:
             logger.info("authorizer allowed and synced the user", extra=extra)
         else:
             logger.debug("authorizer allowed", extra=extra)
-        return allow_response(request, claims)
+        return response
+
+    def _with_requirements(
+        self, event: Any, request: AuthorizerRequest, claims: SessionClaims
+    ) -> tuple[dict[str, Any], bool]:
+        """(answer, whether the called route is forbidden) for a verified caller, by the route requirements.
+
+        HTTP API: the called route's requirement decides (403 when missed). REST: the answer is always
+        a policy valid for every route (Allow the API, Deny each configured resource the caller misses),
+        because API Gateway caches it per token; the called route is forbidden when a Deny covers it.
+        """
+        assert self._requirements is not None
+        if request.format is EventFormat.HTTP_API or request.method_arn is None:
+            route = self._requirements.route_for_event(event, None) if isinstance(event, Mapping) else None
+            missing = None if route is None else claims.authorization.missing(route[1])
+            if route is None or missing is None:
+                return allow_response(request, claims), False
+            denial = self._deny(
+                request,
+                DenyReason.FORBIDDEN,
+                verified_user_id=claims.sub,
+                signed_out=False,
+                route=route[0],
+                missing=missing,
+            )
+            return denial, True
+        method_arn = request.method_arn
+        response = allow_response(request, claims)
+        denials = self._requirements.rest_denials(claims.authorization)
+        if not denials:
+            return response, False
+        prefix, _, suffix = method_arn.partition("/")
+        stage, _, suffix = suffix.partition("/")
+        response["policyDocument"]["Statement"].append(
+            {
+                "Action": "execute-api:Invoke",
+                "Effect": "Deny",
+                "Resource": [f"{prefix}/{stage}/{pattern}" for _key, pattern, _missing in denials],
+            }
+        )
+        denied = {key: missing for key, _pattern, missing in denials}
+        called = self._requirements.route_for_event(event, method_arn) if isinstance(event, Mapping) else None
+        key = called[0] if called is not None and called[0] in denied else None
+        key = key or self._requirements.covering(list(denied), suffix)
+        if key is None:
+            return response, False
+        self._log_denial(DenyReason.FORBIDDEN, request.format, claims.sub, route=key, missing=denied[key])
+        return response, True
 
     def _deny(
         self,
@@ -174,11 +243,21 @@ class Authorizer:
         *,
         verified_user_id: str | None = None,
         signed_out: bool = True,
+        **details: str,
     ) -> dict[str, Any]:
-        """Count, log, answer. `signed_out` callers get REST's 401; a known user refused gets a Deny (403)."""
+        """Count, log, answer. `signed_out` callers get REST's 401; a known user refused gets a Deny (403).
+
+        `details` name what went wrong (an exception type, a token category, the route and the missing
+        condition), never token content."""
+        self._log_denial(reason, request.format, verified_user_id, **details)
+        return deny_response(request, None if signed_out else verified_user_id)
+
+    @staticmethod
+    def _log_denial(
+        reason: DenyReason, event_format: EventFormat, verified_user_id: str | None, /, **details: str
+    ) -> None:
         emit_metric(SyncMetric.AUTHORIZER_DENIED, SyncSource.AUTHORIZER)
-        extra = {"reason": reason.value, "eventFormat": request.format.value}
+        extra = {"reason": reason.value, "eventFormat": event_format.value, **details}
         if verified_user_id is not None:  # a verified subject only: an unverified one proves nothing
             extra["userId"] = verified_user_id
         logger.warning("authorizer denied", extra=extra)
-        return deny_response(request, None if signed_out else verified_user_id)

@@ -10,6 +10,7 @@ is bounded in time so a hanging dependency cannot make the endpoint hang with it
 from __future__ import annotations
 
 import contextvars
+import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from usersync.runtime.aws import error_code
+from usersync.runtime.aws import THROTTLING_ERROR_CODES, attempt_seconds, error_code
 from usersync.runtime.budget import current_budget
 from usersync.runtime.metrics import SERVICE_DIMENSION, SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger
@@ -181,19 +182,55 @@ def evaluate_failure_rate(counts: SyncCounts, settings: HealthSettings) -> Indic
     return _indicator("up", **fields)
 
 
-def check_sync_failure_rate(
-    client: CloudWatchClient, settings: HealthSettings, now: datetime | None = None
-) -> Indicator:
+# GetMetricData has a per-account request quota: a burst of cold containers (or a monitoring storm
+# past the route throttle) can meet it. One retry after a short jittered pause, only when the budget
+# leaves room for it; the health CloudWatch client itself does not retry (usersync.runtime.aws), so
+# this is the only retry and its cost is known.
+THROTTLE_RETRY_PAUSE_SECONDS = (0.05, 0.25)
+
+
+def _throttled(exc: Exception) -> bool:
+    return isinstance(exc, ClientError) and error_code(exc) in THROTTLING_ERROR_CODES
+
+
+def _read_with_one_throttle_retry(
+    client: CloudWatchClient, settings: HealthSettings, now: datetime, pause: Callable[[float], None]
+) -> SyncCounts:
     try:
-        counts = read_sync_counts(client, settings, now or datetime.now(UTC))
+        return read_sync_counts(client, settings, now)
+    except ClientError as exc:
+        if not _throttled(exc):
+            raise
+        delay = random.uniform(*THROTTLE_RETRY_PAUSE_SECONDS)  # noqa: S311 - jitter, not a secret
+        if not current_budget().allows(delay + attempt_seconds(client)):
+            raise
+        logger.info("CloudWatch GetMetricData throttled; retrying once", extra={"errorCode": error_code(exc)})
+        pause(delay)
+    return read_sync_counts(client, settings, now)
+
+
+def check_sync_failure_rate(
+    client: CloudWatchClient,
+    settings: HealthSettings,
+    now: datetime | None = None,
+    pause: Callable[[float], None] = time.sleep,
+) -> Indicator:
+    bounds = {
+        "threshold": settings.failure_threshold,
+        "minAttempts": settings.min_attempts,
+        "windowMinutes": settings.window_minutes,
+    }
+    try:
+        counts = _read_with_one_throttle_retry(client, settings, now or datetime.now(UTC), pause)
     except (ClientError, BotoCoreError) as exc:
-        return _indicator(
-            "down",
-            message=_aws_failure("CloudWatch GetMetricData", exc),
-            threshold=settings.failure_threshold,
-            minAttempts=settings.min_attempts,
-            windowMinutes=settings.window_minutes,
-        )
+        if _throttled(exc):
+            # Not "above the threshold": the rate is unknown because CloudWatch refused to answer.
+            message = (
+                f"CloudWatch GetMetricData throttled ({error_code(exc)}), also on the retry: the "
+                "account's request quota is exhausted, so the sync failure rate is unknown"
+            )
+            return _indicator("down", message=message, throttled=True, **bounds)
+        return _indicator("down", message=_aws_failure("CloudWatch GetMetricData", exc), **bounds)
     return evaluate_failure_rate(counts, settings)
 
 

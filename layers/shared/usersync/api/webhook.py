@@ -9,14 +9,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from usersync.api.http import BadRequestError, HttpRequest, PayloadTooLargeError, parse_proxy_event
-from usersync.clerk.payload import ClerkPayloadError
-from usersync.clerk.webhooks import SignatureError, parse_clerk_event, verify_signature
+from usersync.clerk.payload import ClerkEvent, ClerkPayloadError, unreadable_problem
+from usersync.clerk.webhooks import SignatureError, SignedMessage, parse_clerk_event, verify_signature
 from usersync.runtime.aws import secret_string
 from usersync.runtime.observability import logger
 from usersync.runtime.settings import WebhookSettings
 from usersync.store.dynamodb import WriteOutcome
 from usersync.store.errors import UnstorableRecordError
-from usersync.sync.events import apply_event
+from usersync.sync.events import SyncedRecord, apply_record, record_for
 
 if TYPE_CHECKING:
     from usersync.store.organizations import OrganizationRepository
@@ -102,6 +102,23 @@ def read_request(event: Any) -> HttpRequest:
         raise WebhookRequestError(str(exc)) from None
 
 
+def read_delivery(body: bytes, message: SignedMessage) -> tuple[ClerkEvent, SyncedRecord | None]:
+    """The verified body as an event and the record it asks for (None: a type we do not handle).
+
+    The one place that decides what a signed body is worth: whatever reading it raises (the JSON
+    parser's RecursionError or 4,300-digit ValueError, pydantic, a model's own check) is a 400 with a
+    message, which Svix does not retry; no exception type can escape as a 500.
+    """
+    try:
+        event = parse_clerk_event(body)
+        logger.append_keys(eventType=event.type)
+        return event, record_for(event, message)
+    except ClerkPayloadError as exc:
+        raise WebhookPayloadError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - hostile input: what a parser raised says nothing we could retry
+        raise WebhookPayloadError(f"event data is {unreadable_problem(exc)}") from None
+
+
 def process_webhook(
     request: HttpRequest,
     secret: str,
@@ -114,12 +131,9 @@ def process_webhook(
     except SignatureError as exc:
         raise WebhookSignatureError(exc.reason) from None
     logger.set_correlation_id(message.message_id)
+    _event, record = read_delivery(request.body, message)
     try:
-        event = parse_clerk_event(request.body)
-        logger.append_keys(eventType=event.type)
-        applied = apply_event(event, message, repository, organizations)
-    except ClerkPayloadError as exc:
-        raise WebhookPayloadError(str(exc)) from None
+        applied = apply_record(record, repository, organizations)
     except UnstorableRecordError as exc:
         raise UnstorableDeliveryError(str(exc)) from None
     if applied.outcome is None:

@@ -1,9 +1,10 @@
 """Signing keys from Clerk's JWKS URL (`CLERK_JWKS_URL`) for the verifier (usersync.clerk.tokens).
 
 JWKS caching: the key set is cached for 5 minutes; a `kid` not in the cached set forces one refetch,
-at most once per 60 s per container (a flood of forged kids cannot turn into a flood of fetches; the
-price is that a second rotation within the same minute waits for the next window). Fetches time out
-after 2 s. An unreachable JWKS denies (fail closed).
+at most once per 5 s per container in all, whatever the kid (a flood of forged kids is at most one
+fetch per 5 s; every refetch reloads the whole set, so a really rotated key is accepted at most 5 s
+after it is published, whatever forged kids arrive meanwhile). Fetches time out after 2 s. An
+unreachable JWKS denies (fail closed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from usersync.runtime.budget import current_budget
 
 JWKS_FETCH_TIMEOUT_SECONDS = 2.0
 JWKS_CACHE_SECONDS = 300.0
-UNKNOWN_KID_REFETCH_INTERVAL_SECONDS = 60.0
+UNKNOWN_KID_REFETCH_INTERVAL_SECONDS = 5.0
 
 
 class JwksKeySource:

@@ -6,7 +6,7 @@ accept nulls wherever Clerk has been seen to send them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -40,12 +40,14 @@ class ClerkRecord(ClerkPayload):
 
 
 class ClerkEvent(ClerkPayload):
-    """The webhook envelope; `data` is validated per event type once the type is known."""
+    """The webhook envelope; `data` is validated per event type once the type is known.
+
+    Parsed leniently: an envelope carrying `type` and `data` is an event whatever its `object` says
+    (Clerk writes "event"; a relay or a future version may write something else, or nothing)."""
 
     type: str
     data: dict[str, Any]
     timestamp: EpochMs | None = None
-    object: Literal["event"] | None = None
 
 
 class ClerkPayloadError(ValueError):
@@ -59,3 +61,20 @@ def describe(exc: ValidationError) -> str:
         f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
         for error in exc.errors(include_input=False, include_url=False)
     )
+
+
+def unreadable_problem(exc: Exception) -> str:
+    """Why a body or value could not be read at all, named by what went wrong, never by its content.
+
+    Hostile or broken input makes the parsers raise more than their documented errors: Python's JSON
+    parser raises RecursionError past about 1,000 levels of nesting, ValueError for an integer of more
+    than 4,300 digits, UnicodeDecodeError for bytes that are not UTF-8."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return "an integer has too many digits (more than 4,300)"
+    if isinstance(exc, ValueError):  # json.JSONDecodeError: position and problem, no content
+        return f"not valid JSON ({exc})"
+    return f"unreadable ({type(exc).__name__})"

@@ -2,35 +2,56 @@
 
 Session token v1 and v2 are both read, the way Clerk's JS SDK reads them (`jwtPayloadParser`): a
 token with `"v": 2` takes its organization from `o` (`rol` gains the `org:` prefix), any other from
-`org_id`/`org_slug`/`org_role`. Organization permissions (`per`, `fpm`, `fea`, `org_permissions`) are
-deliberately not decoded: Clerk changed their encoding in 2025 and says to use an SDK for them.
+`org_id`/`org_slug`/`org_role`. Permissions (v2 `fea` + `o.per` + `o.fpm`, v1 `org_permissions`),
+features (`fea`) and plans (`pla`) are decoded by `usersync.clerk.permissions` on first use; a value of
+the wrong type in one of those claims grants nothing rather than refusing the token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cached_property
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from usersync.clerk.payload import ClerkPayload, ClerkText
+from usersync.clerk.permissions import Authorization, Scoped, decode_org_permissions, split_by_scope
 from usersync.clerk.token_errors import ClaimsError, DenyReason
 from usersync.clerk.users import UserProfile, user_profile
 
 SESSION_PENDING = "pending"
 V2 = 2
 ORG_ROLE_PREFIX = "org:"
-_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role")
+_V1_ORG_CLAIMS = ("org_id", "org_slug", "org_role", "org_permissions")
+
+
+def _text_or_absent(value: Any) -> Any:
+    """Authorization claims: anything but a non-empty string is absent (grants nothing, denies nothing)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _strings_or_absent(value: Any) -> Any:
+    """v1 `org_permissions`: a list; its non-string entries are dropped, any other type is absent."""
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else None
+
+
+# Lenient on purpose: these claims only ever grant, so an unreadable one is read as absent (fail closed
+# for the routes that require it) instead of denying the session everywhere.
+AuthorizationText = Annotated[str | None, BeforeValidator(_text_or_absent)]
+AuthorizationList = Annotated[tuple[str, ...] | None, BeforeValidator(_strings_or_absent)]
 
 
 class OrganizationClaim(ClerkPayload):
-    """v2 `o`: the active organization. `per`/`fpm` are left undecoded (ignored with unknown keys).
+    """v2 `o`: the active organization, its role (`rol`, no `org:` prefix) and permission masks.
 
     A claim shortcode with no value renders as "" (or null): both mean the claim is absent."""
 
     id: str = Field(min_length=1)
     slg: ClerkText = None
     rol: ClerkText = None
+    per: AuthorizationText = None
+    fpm: AuthorizationText = None
 
 
 class ActorClaim(ClerkPayload):
@@ -76,6 +97,9 @@ class SessionClaims(ClerkPayload):
     org_id: ClerkText = None
     org_slug: ClerkText = None
     org_role: ClerkText = None
+    org_permissions: AuthorizationList = None
+    fea: AuthorizationText = None
+    pla: AuthorizationText = None
 
     @model_validator(mode="before")
     @classmethod
@@ -93,7 +117,7 @@ class SessionClaims(ClerkPayload):
         No `sts` (v1, or an instance that has not opted in) means active."""
         return self.sts == SESSION_PENDING
 
-    @property
+    @cached_property
     def organization(self) -> ActiveOrganization | None:
         if self.v == V2:
             if self.o is None:
@@ -103,6 +127,40 @@ class SessionClaims(ClerkPayload):
         if self.org_id is None:
             return None
         return ActiveOrganization(id=self.org_id, slug=self.org_slug, role=_org_role(self.org_role))
+
+    @cached_property
+    def org_permissions_decoded(self) -> tuple[str, ...] | None:
+        """The active organization's permissions (`org:<feature>:<permission>`), None without one."""
+        if self.v == V2:
+            if self.o is None:
+                return None
+            return decode_org_permissions(self.fea, self.o.per, self.o.fpm)
+        if self.org_id is None:
+            return None
+        return self.org_permissions or ()
+
+    @cached_property
+    def feature_scopes(self) -> Scoped | None:
+        """`fea` by scope; None when absent or unreadable."""
+        return split_by_scope(self.fea)
+
+    @cached_property
+    def plan_scopes(self) -> Scoped | None:
+        """`pla` by scope; None when absent or unreadable."""
+        return split_by_scope(self.pla)
+
+    @cached_property
+    def authorization(self) -> Authorization:
+        """What Clerk's `has()` reads: decoded once per token, on first use."""
+        organization = self.organization
+        permissions = self.org_permissions_decoded
+        return Authorization(
+            org_id=organization.id if organization else None,
+            org_role=organization.role if organization else None,
+            org_permissions=permissions,
+            features=self.feature_scopes,
+            plans=self.plan_scopes,
+        )
 
     @property
     def actor_id(self) -> str | None:
@@ -115,9 +173,12 @@ class SessionClaims(ClerkPayload):
     def context(self) -> dict[str, str]:
         """API Gateway authorizer context: strings only; absent optional claims are omitted.
 
-        Without an active organization none of `orgId`, `orgSlug`, `orgRole` is present.
+        Without an active organization none of `orgId`, `orgSlug`, `orgRole`, `orgPermissions` is
+        present. `features` and `plan` are the `fea` and `pla` claims as signed (scopes kept, so a
+        handler's `has()` reads them by the same rules), only when readable.
         """
         organization = self.organization
+        permissions = self.org_permissions_decoded
         values = {
             "userId": self.sub,
             "email": self.email,
@@ -129,6 +190,9 @@ class SessionClaims(ClerkPayload):
             "orgSlug": organization.slug if organization else None,
             "orgRole": organization.role if organization else None,
             "actorId": self.actor_id,
+            "orgPermissions": ",".join(permissions) if permissions else None,
+            "features": self.fea if self.feature_scopes is not None else None,
+            "plan": self.pla if self.plan_scopes is not None else None,
         }
         return {name: value for name, value in values.items() if value is not None}
 

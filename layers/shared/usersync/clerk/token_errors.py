@@ -7,6 +7,7 @@ same errors without importing the verifier; the reasons are logged and counted, 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypedDict, Unpack
 
 
 class DenyReason(StrEnum):
@@ -29,16 +30,28 @@ class DenyReason(StrEnum):
     INVALID_CLAIMS = "invalid_claims"
     USER_DELETED = "user_deleted"
     SESSION_PENDING = "session_pending"
+    NOT_A_SESSION = "not_a_session"
+    FORBIDDEN = "forbidden"  # a verified session missing its route's requirement (CLERK_ROUTE_REQUIREMENTS)
+
+
+class DenialDetails(TypedDict, total=False):
+    """What a denial's log line adds to its reason: names, never token content."""
+
+    errorType: str  # the exception a parser raised on a malformed token
+    tokenCategory: str  # the kind of token that is not a session
 
 
 class TokenError(Exception):
-    """The token is not acceptable; `reason` says why (safe to log: it never contains the token)."""
+    """The token is not acceptable; `reason` says why, `details` (names, never token content) say more.
+
+    Both are safe to log: they never contain the token or a value read from it."""
 
     reason: DenyReason = DenyReason.MALFORMED
 
-    def __init__(self, reason: DenyReason | None = None) -> None:
+    def __init__(self, reason: DenyReason | None = None, **details: Unpack[DenialDetails]) -> None:
         if reason is not None:
             self.reason = reason
+        self.details = details
         super().__init__(self.reason.value)
 
 
@@ -62,6 +75,12 @@ class KeyUnavailableError(TokenError):
 
 class ClaimsError(TokenError):
     """Signed by our key but not acceptable now or here (expired, wrong issuer/azp, missing claims)."""
+
+
+class NotASessionError(ClaimsError):
+    """A genuine token of another kind (JWT template, machine-to-machine, OAuth access token)."""
+
+    reason = DenyReason.NOT_A_SESSION
 
 
 class PendingSessionError(ClaimsError):

@@ -12,6 +12,19 @@ CLERK_AUTHORIZED_PARTIES is set (a token without `azp` is then denied too), then
 status (`sts: "pending"` is signed out unless CLERK_ALLOW_PENDING_SESSIONS). Key material named in the
 token header (`jku`, `x5u`, `jwk`, `x5c`) is never used: only `kid` is read, as a lookup name into the
 configured JWKS. Every denial is a `TokenError` with its reason (usersync.clerk.token_errors).
+
+Only user sessions pass (CONTRACT §5). Clerk signs JWT-template, machine-to-machine and OAuth access
+tokens with the same instance key; once the signature holds, the (now authentic) header and `sub` say
+which kind a token is: header `cat` absent or the session category passes; the JWT-template category
+only with CLERK_ACCEPT_JWT_TEMPLATES (a template token has no session binding and outlives a revoked
+session); machine-to-machine, any other category, a `sub` starting `mch_`, or header `typ` `at+jwt`
+(an OAuth access token) are denied with reason `not_a_session`.
+
+Hostile input (CONTRACT §5): `verify` is the one place that decides what any token is worth. Whatever
+decoding or validating a token an anonymous caller sent raises (RecursionError from deep nesting, the
+4,300-digit int limit's ValueError, UnicodeDecodeError, binascii errors, pydantic errors...) ends as a
+`TokenError` (reason `malformed`, the exception's type name as detail, never its message: it can quote
+the token), so the caller only ever handles `TokenError`.
 """
 
 from __future__ import annotations
@@ -32,9 +45,11 @@ from usersync.clerk.token_errors import (
     DenyReason,
     KeyUnavailableError,
     MalformedTokenError,
+    NotASessionError,
     NoTokenError,
     PendingSessionError,
     SignatureError,
+    TokenError,
 )
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
 
@@ -42,6 +57,13 @@ ALGORITHM = "RS256"
 LEEWAY_SECONDS = 5
 MAX_TOKEN_BYTES = 8 * 1024
 _MAX_KID_LENGTH = 256
+# Header `cat` (Clerk's token categories, clerk/javascript packages/backend/src/tokens/, 2026-08).
+SESSION_CATEGORY = "cl_B7d4PD111AAA"
+JWT_TEMPLATE_CATEGORY = "cl_B7d4PD222AAA"
+MACHINE_CATEGORY = "cl_B7d4PD333AAA"
+MACHINE_SUBJECT_PREFIX = "mch_"
+# RFC 9068: an OAuth 2.0 access token in JWT form; media types compare case-insensitively.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
 
 def load_public_key(pem: str) -> RSAPublicKey:
@@ -61,13 +83,11 @@ def unverified_header(token: str) -> dict[str, Any]:
 
     Hand-written instead of `jwt.get_unverified_header`: that validates every character of the whole
     token (~100 µs for a Clerk token), and `jwt.decode` repeats the same work right after; the header
-    segment alone is all we need here. PyJWT still decodes and verifies the complete token.
+    segment alone is all we need here. PyJWT still decodes and verifies the complete token. Whatever
+    the decoders raise on a hostile header is turned into a denial by `TokenVerifier.verify`.
     """
     segment = token.split(".", 1)[0]
-    try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
-        raise MalformedTokenError(DenyReason.MALFORMED) from None
+    header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     if not isinstance(header, dict) or token.count(".") != 2:
         raise MalformedTokenError(DenyReason.MALFORMED)
     return header
@@ -92,6 +112,7 @@ class TokenVerifier:
         issuer: str | None = None,
         authorized_parties: tuple[str, ...] = (),
         allow_pending_sessions: bool = False,
+        accept_jwt_templates: bool = False,
     ) -> None:
         if public_key is None and jwks is None:
             raise ConfigurationError(
@@ -102,6 +123,7 @@ class TokenVerifier:
         self._issuer = issuer
         self._authorized_parties = frozenset(authorized_parties)
         self._allow_pending_sessions = allow_pending_sessions
+        self._accept_jwt_templates = accept_jwt_templates
 
     @classmethod
     def from_settings(cls, settings: AuthorizerSettings) -> TokenVerifier:
@@ -121,10 +143,24 @@ class TokenVerifier:
             issuer=settings.issuer,
             authorized_parties=settings.authorized_parties,
             allow_pending_sessions=settings.allow_pending_sessions,
+            accept_jwt_templates=settings.accept_jwt_templates,
         )
 
     def verify(self, token: str | None) -> SessionClaims:
-        """Return the token's claims or raise a `TokenError` carrying the reason."""
+        """Return the token's claims or raise a `TokenError` carrying the reason; nothing else.
+
+        The one place that decides what a hostile token is worth: an exception any decoder raises on
+        input an anonymous caller chose is a `malformed` denial, named by its type only (its message
+        may quote the token). A verifier bug fails closed the same way, and is visible in the log.
+        """
+        try:
+            return self._verify(token)
+        except TokenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile input: whatever the parsers raise is a denial
+            raise MalformedTokenError(DenyReason.MALFORMED, errorType=type(exc).__name__) from None
+
+    def _verify(self, token: str | None) -> SessionClaims:
         if not token:
             raise NoTokenError()
         if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
@@ -134,10 +170,28 @@ class TokenVerifier:
             raise MalformedTokenError(DenyReason.BAD_ALGORITHM)
         payload = self._decode(token, self._key_for(header))
         self._check_azp(payload)
+        self._check_session_header(header)  # signed: authentic now that the signature held
         claims = parse_claims(payload)
+        if claims.sub.startswith(MACHINE_SUBJECT_PREFIX):
+            raise NotASessionError(tokenCategory="machine")
         if claims.session_pending and not self._allow_pending_sessions:
             raise PendingSessionError(claims.sub)
         return claims
+
+    def _check_session_header(self, header: Mapping[str, Any]) -> None:
+        """Only user sessions pass: header `cat` and `typ` name every other kind of Clerk token."""
+        typ = header.get("typ")
+        if isinstance(typ, str) and typ.lower() in ACCESS_TOKEN_TYPES:
+            raise NotASessionError(tokenCategory="oauth_access_token")
+        if "cat" not in header or header["cat"] == SESSION_CATEGORY:
+            return
+        category = header["cat"]
+        if category == JWT_TEMPLATE_CATEGORY:
+            if self._accept_jwt_templates:
+                return
+            raise NotASessionError(tokenCategory="jwt_template")
+        # Machine-to-machine, or a category Clerk adds later: not a session until we know better.
+        raise NotASessionError(tokenCategory="machine" if category == MACHINE_CATEGORY else "unknown")
 
     def _key_for(self, header: Mapping[str, Any]) -> RSAPublicKey:
         if self._public_key is not None:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from usersync.clerk.payload import ClerkEvent, ClerkPayloadError, describe
+from usersync.clerk.payload import ClerkEvent, ClerkPayloadError, describe, unreadable_problem
 
 _HEADER_FAMILIES = ("svix", "webhook")  # Clerk sends svix-*; Standard Webhooks names are accepted too
 
@@ -74,11 +74,11 @@ def verify_signature(body: bytes, headers: Mapping[str, str], secret: str) -> Si
 
 def parse_clerk_event(body: bytes) -> ClerkEvent:
     """The verified body as a Clerk event envelope (its `data` is validated per type later).
-    Raises ClerkPayloadError."""
+    Raises ClerkPayloadError, whatever the JSON parser raised (see `unreadable_problem`)."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClerkPayloadError(f"body is not valid JSON: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a signed body can still be hostile: every parser error is a 400
+        raise ClerkPayloadError(f"body is {unreadable_problem(exc)}") from None
     try:
         return ClerkEvent.model_validate(document)
     except ValidationError as exc:

@@ -40,6 +40,10 @@ _CONFIG = Config(
 
 # /health must answer even when a dependency hangs: same limits; its checks also run under a deadline.
 _HEALTH_CONFIG = _CONFIG
+# CloudWatch for /health: no SDK retry. Standard mode would back off up to 2 s on a throttled
+# GetMetricData, past the check's deadline; usersync.api.health retries a throttle once itself, with a
+# short pause and only inside the budget, and otherwise reports the throttling by name.
+_HEALTH_CLOUDWATCH_CONFIG = _CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 # Error codes that mean "too much traffic, try later" (DynamoDB's and the SDK's common ones).
@@ -97,7 +101,10 @@ def _session() -> botocore.session.Session:
 
 @cache
 def _client(service_name: str, for_health: bool = False) -> Any:
-    client = _session().create_client(service_name, config=_HEALTH_CONFIG if for_health else _CONFIG)
+    config = _CONFIG
+    if for_health:
+        config = _HEALTH_CLOUDWATCH_CONFIG if service_name == "cloudwatch" else _HEALTH_CONFIG
+    client = _session().create_client(service_name, config=config)
     # Raised from a before-send handler, the error takes the path of a failed send: botocore does not
     # retry it (not a retryable error) and the call raises it.
     client.meta.events.register(

@@ -104,6 +104,10 @@ class AuthorizerSettings(TableSettings):
     authorized_parties: tuple[str, ...] = Field(default=(), alias="CLERK_AUTHORIZED_PARTIES")
     # Clerk's SDKs treat a pending session (`sts: "pending"`, an unfinished session task) as signed out.
     allow_pending_sessions: bool = Field(default=False, alias="CLERK_ALLOW_PENDING_SESSIONS")
+    # JWT-template tokens (`getToken({ template })`) have no session binding: off by default (security.md)
+    accept_jwt_templates: bool = Field(default=False, alias="CLERK_ACCEPT_JWT_TEMPLATES")
+    # Route key -> requirement, JSON (CONTRACT §5): parsed and checked by usersync.api.route_requirements.
+    route_requirements: str = Field(default="{}", alias="CLERK_ROUTE_REQUIREMENTS")
 
     one_of_required = (("jwt_key", "jwks_url"),)
 

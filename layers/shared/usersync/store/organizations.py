@@ -13,27 +13,37 @@ Memberships are keyed by Clerk's membership id, not by (organization, user): a u
 re-added gets a new `orgmem_` id, and keying on the pair would let the first removal's tombstone
 block the re-addition forever.
 
-Writes follow the user table's rules (usersync.store.users): one conditional PutItem, ordered by
+Writes follow the user table's rules (usersync.store.users): one conditional request, ordered by
 `updatedAt` (an item someone else wrote without one can be replaced), a tombstone (`deletedAt`, the
-envelope timestamp) is never resurrected and the earliest one wins, and a lost condition is stale or
-(same svix-id) a duplicate, both successes. Reading uses the one codec (usersync.store.codec).
+envelope timestamp, one PutItem) is never resurrected and the earliest one wins, and a lost condition
+is stale or (same svix-id) a duplicate, both successes. A live item is one UpdateItem, because absent
+is unknown, not empty (contract §3): a key missing from Clerk's payload keeps the stored value, a
+`null` clears it. Reading uses the one codec (usersync.store.codec).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncSource
-from usersync.store.codec import ItemSchema, decode_item, deletion_time, integer_value, string_value
+from usersync.store.codec import (
+    ItemSchema,
+    attributes_to_item,
+    decode_item,
+    deletion_time,
+    integer_value,
+    string_value,
+)
 from usersync.store.dynamodb import (
     BATCH_GET_LIMIT,
     WriteOutcome,
     batch_get,
+    conditional_write,
     ensure_storable_item,
     lost_write,
     put_if,
@@ -70,7 +80,12 @@ ORGANIZATION_KEY_LIMITS = {"pk": 2048, "sk": 1024, "gsi1pk": 2048, "gsi1sk": 102
 
 
 class _Item(SyncedItem):
-    """Fields every item of the organizations table has; unlike users' rows, always stamped."""
+    """Fields every item of the organizations table has; unlike users' rows, always stamped.
+
+    `CLEARABLE` names the fields Clerk's payload may leave out: given (even as None) they are in
+    `model_fields_set`, and None then clears the stored value; left out, the stored value stays."""
+
+    CLEARABLE: ClassVar[tuple[str, ...]] = ()
 
     org_id: str = Field(alias="orgId", min_length=1)
     synced_at: str = Field(default_factory=utc_now_iso, alias="syncedAt")
@@ -90,9 +105,18 @@ class _Item(SyncedItem):
     def to_attributes(self) -> dict[str, Any]:
         return {**self.keys(), **self.model_dump(by_alias=True, exclude_none=True, mode="json")}
 
+    def cleared_attributes(self) -> list[str]:
+        """Attributes the payload explicitly nulled, and a delivery id this write does not carry."""
+        fields = self.__class__.model_fields
+        cleared = [fields[name].alias or name for name in self.CLEARABLE if name in self.model_fields_set]
+        cleared = [name for name in cleared if name not in self.to_attributes()]
+        return [*cleared, *(["lastEventId"] if self.last_event_id is None else [])]
+
 
 class OrganizationRecord(_Item):
     """An organization's profile item (pk=ORG#id, sk=PROFILE)."""
+
+    CLEARABLE = ("name", "slug", "image_url")
 
     name: str | None = None
     slug: str | None = None
@@ -107,7 +131,9 @@ class OrganizationRecord(_Item):
         cls, organization: ClerkOrganization, *, source: SyncSource, event_id: str | None = None
     ) -> OrganizationRecord:
         stamp = clerk_stamp(organization, source=source, event_id=event_id)
-        return cls(org_id=organization.id, **organization.profile(), **stamp)
+        given = organization.model_fields_set  # a key Clerk left out is unknown, not empty
+        profile = {name: value for name, value in organization.profile().items() if name in given}
+        return cls(org_id=organization.id, **profile, **stamp)
 
     @classmethod
     def tombstone(
@@ -123,6 +149,8 @@ class MembershipRecord(_Item):
     `orgName`/`orgSlug`/`orgUpdatedAt` are the membership's embedded copy of its organization, used
     by /me when the organization's own profile is missing or older.
     """
+
+    CLEARABLE = ("role", "org_name", "org_slug", "org_updated_at")
 
     membership_id: str = Field(alias="membershipId", min_length=1)
     user_id: str = Field(alias="userId", min_length=1)
@@ -146,12 +174,21 @@ class MembershipRecord(_Item):
         cls, membership: ClerkMembership, *, source: SyncSource, event_id: str | None = None
     ) -> MembershipRecord:
         organization = membership.organization
+        # A key Clerk left out is unknown, not empty: only the given ones are set.
+        copied = {"name": "org_name", "slug": "org_slug", "updated_at": "org_updated_at"}
+        copy = organization.membership_copy()
+        given: dict[str, Any] = {
+            copied[name]: copy[copied[name]]  # type: ignore[literal-required]
+            for name in copied
+            if name in organization.model_fields_set
+        }
+        if "role" in membership.model_fields_set:
+            given["role"] = membership.role
         return cls(
             org_id=organization.id,
             membership_id=membership.id,
             user_id=membership.public_user_data.user_id,
-            role=membership.role,
-            **organization.membership_copy(),
+            **given,
             **clerk_stamp(membership, source=source, event_id=event_id),
         )
 
@@ -253,15 +290,44 @@ class OrganizationRepository:
         return self._table_name
 
     def save(self, record: OrganizationItem) -> WriteOutcome:
-        """One conditional PutItem: newer than what is stored, never over a tombstone."""
+        """One conditional write: newer than what is stored, never over a tombstone. A tombstone is a
+        PutItem (it replaces the item); a live record an UpdateItem that sets what the payload gave,
+        removes what it nulled and keeps what it left out."""
         if record.is_tombstone:
-            condition, values = TOMBSTONE_CONDITION, {":deletedAt": record.deleted_at}
+            values = {":deletedAt": record.deleted_at}
+            stored = put_if(
+                self._client, self._table_name, record.to_attributes(), TOMBSTONE_CONDITION, values
+            )
         elif record.updated_at is None:
             raise ValueError("a live organization or membership record needs updatedAt to be ordered")
         else:
-            condition, values = UPSERT_CONDITION, {":updatedAt": record.updated_at}
-        stored = put_if(self._client, self._table_name, record.to_attributes(), condition, values)
+            stored = self._update(record)
         return WriteOutcome.APPLIED if stored is None else lost_write(record.last_event_id, stored)
+
+    def _update(self, record: OrganizationItem) -> dict[str, Any] | None:
+        """One UpdateItem under UPSERT_CONDITION: None when it landed, else the item it lost to."""
+        attributes = record.to_attributes()
+        keys = {name: attributes.pop(name) for name in ("pk", "sk")}
+        names = {f"#a{index}": name for index, name in enumerate(attributes)}
+        values: dict[str, Any] = {f":a{index}": value for index, value in enumerate(attributes.values())}
+        expression = "SET " + ", ".join(f"#a{index} = :a{index}" for index in range(len(attributes)))
+        cleared = record.cleared_attributes()
+        if cleared:
+            names.update({f"#c{index}": name for index, name in enumerate(cleared)})
+            expression += " REMOVE " + ", ".join(f"#c{index}" for index in range(len(cleared)))
+        values[":updatedAt"] = record.updated_at
+        return conditional_write(
+            "UpdateItem",
+            lambda: self._client.update_item(
+                TableName=self._table_name,
+                Key=attributes_to_item(keys),
+                UpdateExpression=expression,
+                ConditionExpression=UPSERT_CONDITION,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=attributes_to_item(values),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ),
+        )
 
     def get_organizations(self, org_ids: Iterable[str]) -> dict[str, OrganizationRecord]:
         """Profiles (tombstones included) by id: one BatchGetItem per 100 ids.

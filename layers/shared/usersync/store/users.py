@@ -5,20 +5,28 @@ Writes never read first. Three writers share the table (contract §3, "Three wri
 - webhook and reconciliation write Clerk's record (`save_clerk_record`, one PutItem): it lands when
   the item is absent, or is not a tombstone and holds an older Clerk version (`clerkUpdatedAt`; for
   rows written before that attribute existed, `updatedAt` unless the authorizer wrote it) and nothing
-  newer at all (`updatedAt` older, or an authorizer row whose token is not newer than the record);
-- the authorizer writes what a token says (`save_token_profile`, one UpdateItem): only the profile,
-  `updatedAt` = token `iat`, `source`, `syncedAt`, when the item is absent, or is not a tombstone and
-  its `updatedAt` is older. It never touches `createdAt`, `clerkUpdatedAt` or `lastEventId`;
+  newer at all (`updatedAt` older, or an authorizer row whose token is not newer than the record).
+  Clerk's record is the profile's truth: it sets the whole profile (a null field clears);
+- the authorizer writes what a token says (`save_token_profile`, one UpdateItem), when the item is
+  absent, or is not a tombstone and its `updatedAt` is older. Absent is unknown, not empty: it sets
+  only the claims the token carries (names and image are optional claims) and never removes a stored
+  attribute; it records their names in `tokenClaims` (a string set) so a Clerk record older than the
+  token knows which values are the token's. It never touches `createdAt`, `clerkUpdatedAt` or
+  `lastEventId`;
 - a Clerk record that loses to a fresher token (the authorizer row's `iat` is newer) is merged
-  instead (`_merge_into_token_row`, one conditional UpdateItem): it sets `createdAt`,
-  `clerkUpdatedAt`, `lastEventId` and keeps the token's profile, so an authorizer row never locks out
-  Clerk's own record;
+  instead (`_merge_into_token_row`, one conditional UpdateItem built from the item the put lost to):
+  it sets `createdAt`, `clerkUpdatedAt`, `lastEventId` and every profile attribute the tokens did not
+  claim (a null clears), fills a claimed attribute only where the row lacks it, and keeps the tokens'
+  fresher values, so an authorizer row never locks out Clerk's own record; if a token wrote in between,
+  the record is written again from the start;
 - a tombstone (`deletedAt`) is a PutItem that lands unless an earlier tombstone is stored, and no
   write above lands on a tombstone.
 
 Every order of the same writes therefore ends with: the tombstone if any delete was applied, else
-`createdAt` from Clerk, and the profile of the newest of (Clerk's newest `updated_at`, the newest token
-`iat`), Clerk winning a tie. Bookkeeping (`syncedAt`, `source`, `updatedAt`, `lastEventId`) may differ.
+`createdAt` from Clerk, the newest Clerk record's profile, with the claims of tokens newer than it in
+place of its values, Clerk winning a tie. Bookkeeping (`syncedAt`, `source`, `updatedAt`,
+`lastEventId`, `tokenClaims`) may differ. One imprecision, written down in docs/security.md: a token
+older than the row writes nothing, even a claim the row's newer writers did not carry.
 
 Reading is tolerant (contract §3): the table is shared with the application, backfills and the
 console. See `item_to_record`.
@@ -32,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 from usersync.clerk.users import UserProfile
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.codec import ItemSchema, decode_item, integer_value
+from usersync.store.codec import ItemSchema, attributes_to_item, decode_item, integer_value
 from usersync.store.dynamodb import (
     WriteOutcome,
+    conditional_write,
     dynamodb_call,
     ensure_storable_item,
     lost_write,
@@ -82,6 +91,11 @@ TOMBSTONE_CONDITION = (
 
 # `source` is a DynamoDB reserved word: expressions name it through a placeholder.
 _SOURCE_NAME = {"#source": "source"}
+# The profile attributes tokens set since Clerk's record last replaced the row (a string set).
+TOKEN_CLAIMS = "tokenClaims"  # noqa: S105 - an attribute name, not a secret
+# A merge loses when a token wrote between the put and the merge: the record is written again, a few
+# times at most (each retry means another writer made progress).
+_MERGE_ATTEMPTS = 3
 
 # A record field's table attribute (its alias): `UserProfile` keys are the record's field names.
 _ATTRIBUTE_OF = {field: info.alias or field for field, info in UserRecord.model_fields.items()}
@@ -143,42 +157,53 @@ class UserRepository:
         version = record.updated_at
         record = record.model_copy(update={"clerk_updated_at": version})
         values = {":updatedAt": version, ":authorizer": SyncSource.AUTHORIZER.value}
-        stored = self._put(record, CLERK_RECORD_CONDITION, values)
-        if stored is None:
-            return WriteOutcome.APPLIED
-        if self._fresher_token_row(stored, version):
-            return self._merge_into_token_row(record)
-        return lost_write(record.last_event_id, stored)
+        for _ in range(_MERGE_ATTEMPTS):
+            stored = self._put(record, CLERK_RECORD_CONDITION, values)
+            if stored is None:
+                return WriteOutcome.APPLIED
+            if not self._fresher_token_row(stored, version):
+                return lost_write(record.last_event_id, stored)
+            if self._merge_into_token_row(record, stored):
+                return WriteOutcome.MERGED
+        return WriteOutcome.STALE  # tokens kept writing in between: the next delivery or run merges
 
     def save_token_profile(self, record: UserRecord) -> WriteOutcome:
         """What a verified token says (updatedAt = iat ms): one conditional UpdateItem.
 
-        The token is the user's whole profile as of `iat`: an optional claim the token lacks is
-        removed from the item (Clerk renders a null field as an absent claim), so stored and token
-        profiles compare equal afterwards and the authorizer's compare-first check stays write-free.
+        Absent is unknown, not empty (contract §3): only the claims the token carries are set, nothing
+        is removed, and their names join `tokenClaims`.
         """
         if record.updated_at is None:
             raise ValueError("a token profile needs updatedAt (the token's iat) to be ordered")
         ensure_storable(record)
         present = {_ATTRIBUTE_OF[field]: value for field, value in record.profile().items() if value}
-        absent = [name for name in PROFILE_ATTRIBUTES if name not in present]
         names = {f"#{name}": name for name in (*present, "updatedAt", "source", "syncedAt")}
         sets = [f"#{name} = :{name}" for name in (*present, "updatedAt", "source", "syncedAt")]
-        expression = "SET " + ", ".join(sets)
-        if absent:
-            names.update({f"#{name}": name for name in absent})
-            expression += " REMOVE " + ", ".join(f"#{name}" for name in absent)
-        values = {
-            **{f":{name}": value for name, value in present.items()},
-            ":updatedAt": record.updated_at,
-            ":source": SyncSource.AUTHORIZER.value,
-            ":syncedAt": utc_now_iso(),
-        }
-        key = {"userId": record.user_id}
-        landed = update_if(
-            self._client, self._table_name, key, expression, AUTHORIZER_CONDITION, values, names
+        values = attributes_to_item(
+            {
+                **{f":{name}": value for name, value in present.items()},
+                ":updatedAt": record.updated_at,
+                ":source": SyncSource.AUTHORIZER.value,
+                ":syncedAt": utc_now_iso(),
+            }
         )
-        return WriteOutcome.APPLIED if landed else WriteOutcome.STALE
+        expression = "SET " + ", ".join(sets)
+        if present:  # always, for a verified token (email is required); a string set cannot be empty
+            names["#claims"] = TOKEN_CLAIMS
+            values[":claims"] = {"SS": sorted(present)}  # the codec writes strings and integers only
+            expression += " ADD #claims :claims"
+        lost = conditional_write(
+            "UpdateItem",
+            lambda: self._client.update_item(
+                TableName=self._table_name,
+                Key={"userId": {"S": record.user_id}},
+                UpdateExpression=expression,
+                ConditionExpression=AUTHORIZER_CONDITION,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            ),
+        )
+        return WriteOutcome.APPLIED if lost is None else WriteOutcome.STALE
 
     @staticmethod
     def _fresher_token_row(stored: Mapping[str, object], clerk_version: int) -> bool:
@@ -191,25 +216,54 @@ class UserRepository:
             token_time is not None and token_time > clerk_version
         )
 
-    def _merge_into_token_row(self, record: UserRecord) -> WriteOutcome:
+    @staticmethod
+    def _token_claims(stored: Mapping[str, Any]) -> set[str]:
+        """The profile attributes the row's tokens set. A row written before `tokenClaims` existed
+        holds a whole token profile: every profile attribute it has is the token's."""
+        raw = stored.get(TOKEN_CLAIMS)
+        claims = raw.get("SS") if isinstance(raw, Mapping) else None
+        if isinstance(claims, list):
+            return {name for name in claims if name in PROFILE_ATTRIBUTES}
+        return {name for name in PROFILE_ATTRIBUTES if name in stored}
+
+    def _merge_into_token_row(self, record: UserRecord, stored: Mapping[str, Any]) -> bool:
+        """Clerk's older record into a fresher token row (`stored`, what the put lost to): True when it
+        landed, False when a token wrote in between (or a newer Clerk version or a tombstone did)."""
+        token_time = integer_value(stored.get("updatedAt", {}))
+        assert token_time is not None  # _fresher_token_row checked it
+        claimed = self._token_claims(stored)
         values: dict[str, Any] = {
             ":clerkUpdatedAt": record.updated_at,
             ":authorizer": SyncSource.AUTHORIZER.value,
             ":syncedAt": utc_now_iso(),
+            ":tokenTime": token_time,
         }
+        names = dict(_SOURCE_NAME)
         sets = ["clerkUpdatedAt = :clerkUpdatedAt", "syncedAt = :syncedAt"]
+        removes = []
+        for field, value in record.profile().items():
+            name = _ATTRIBUTE_OF[field]
+            if value or name not in claimed:
+                names[f"#{name}"] = name  # DynamoDB refuses names an expression does not use
+            if value:
+                values[f":{name}"] = value
+                # A claimed attribute keeps the token's fresher value; Clerk only fills it if absent.
+                sets.append(
+                    f"#{name} = if_not_exists(#{name}, :{name})" if name in claimed else f"#{name} = :{name}"
+                )
+            elif name not in claimed:
+                removes.append(f"#{name}")  # Clerk cleared it, and no token newer than Clerk set it
         if record.created_at is not None:
             values[":createdAt"] = record.created_at
             sets.append("createdAt = :createdAt")
         if record.last_event_id is not None:
             values[":lastEventId"] = record.last_event_id
             sets.append("lastEventId = :lastEventId")
-        expression, key = "SET " + ", ".join(sets), {"userId": record.user_id}
-        landed = update_if(
-            self._client, self._table_name, key, expression, MERGE_CONDITION, values, _SOURCE_NAME
-        )
-        # Lost: a newer Clerk version or a tombstone got there first.
-        return WriteOutcome.MERGED if landed else WriteOutcome.STALE
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        # No token wrote since the put read the row: its claims are the ones this merge respects.
+        condition = f"{MERGE_CONDITION} AND updatedAt = :tokenTime"
+        key = {"userId": record.user_id}
+        return update_if(self._client, self._table_name, key, expression, condition, values, names)
 
     def _put(self, record: UserRecord, condition: str, values: Mapping[str, object]) -> Item | None:
         """PutItem under `condition`: None when it landed, else the stored item (ALL_OLD)."""

@@ -130,7 +130,13 @@ def apply_event(
     Raises ClerkPayloadError (data its type cannot use), UnstorableRecordError (an item DynamoDB would
     refuse on every retry) or RepositoryError (the table failed, or is not configured).
     """
-    record = record_for(event, message)
+    return apply_record(record_for(event, message), users, organizations)
+
+
+def apply_record(
+    record: SyncedRecord | None, users: UserRepository, organizations: OrganizationRepository | None
+) -> AppliedEvent:
+    """Write the record an event asked for (None: an event type usersync does not handle)."""
     if record is None:
         return AppliedEvent(None)
     if isinstance(record, UserRecord):

@@ -161,11 +161,22 @@ def record_from_claims(claims: SessionClaims) -> UserRecord:
     )
 
 
+def claims_match(stored: UserRecord, candidate: UserRecord) -> bool:
+    """Every profile claim the token carries equals the stored value (absent claims are unknown)."""
+    stored_profile = stored.profile()
+    return all(
+        stored_profile[field] == value  # type: ignore[literal-required]
+        for field, value in candidate.profile().items()
+        if value is not None
+    )
+
+
 def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: UserCache) -> SyncResult:
     """Compare-first sync of the user a verified token describes (`candidate`, updatedAt = iat ms).
 
-    Writes only when the stored copy is missing, or is older than the token and differs in
-    email/names/image; the write is the authorizer's conditional UpdateItem (see usersync.store.users),
+    Writes only when the stored copy is missing, or is older than the token and differs in a claim the
+    token carries (email, names, image: an optional claim the token lacks says nothing, so it never
+    counts as a difference); the write is the authorizer's conditional UpdateItem (see usersync.store.users),
     so a newer write always wins and a tombstone is never resurrected. Raises `UserDeletedError` for a
     tombstone. Every failure (table down, out of time, unreadable item, a bug) is counted as a failed
     attempt and reported as FAILED, never raised: a sync failure never denies a valid token.
@@ -183,7 +194,7 @@ def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: Us
     if stored is not None and stored.is_tombstone:
         raise UserDeletedError(user_id)
     if stored is not None:
-        if stored.profile() == candidate.profile():
+        if claims_match(stored, candidate):
             return SyncResult.UNCHANGED
         if (stored.updated_at or 0) >= (candidate.updated_at or 0):
             return SyncResult.STORED_NEWER
@@ -193,7 +204,9 @@ def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: Us
         cache.forget(user_id)
         return SyncResult.FAILED
     if outcome is WriteOutcome.APPLIED:
-        cache.put(user_id, candidate)  # its profile and updatedAt are now the stored ones
+        # The stored row now: the token's claims over what was stored, and the token's updatedAt.
+        kept = stored.model_dump(exclude_none=True) if stored is not None else {}
+        cache.put(user_id, candidate.model_copy(update={**kept, **candidate.model_dump(exclude_none=True)}))
         return SyncResult.WRITTEN
     # Lost the condition: a newer write or a tombstone landed since we read (or we could not read).
     # Re-read once so a deletion is enforced now rather than after the cache expires.

@@ -19,7 +19,8 @@ import pytest
 
 from bench import deployed
 
-pytestmark = pytest.mark.slow
+# One worker for the module: its moto server and layer builds are module-scoped.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench-deployed")]
 
 
 @pytest.fixture(scope="module")
