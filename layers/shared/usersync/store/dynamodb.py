@@ -49,6 +49,18 @@ class WriteOutcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class TableRepository:
+    """What every table module's repository holds: the client and its table's name."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table_name = table_name
+
+    @property
+    def table_name(self) -> str:
+        return self._table_name
+
+
 @contextmanager
 def dynamodb_call(operation: str) -> Iterator[None]:
     """Any botocore failure inside the block (an API error, a timeout, an exhausted time budget) as a

@@ -41,6 +41,7 @@ from usersync.store.codec import (
 )
 from usersync.store.dynamodb import (
     BATCH_GET_LIMIT,
+    TableRepository,
     WriteOutcome,
     batch_get,
     conditional_write,
@@ -270,12 +271,8 @@ class StoredVersion:
     deleted_at: int | None
 
 
-class OrganizationRepository:
+class OrganizationRepository(TableRepository):
     """Reads and writes the organizations table; every AWS failure surfaces as `RepositoryError`."""
-
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table_name = table_name
 
     @classmethod
     def from_env(cls, client: DynamoDBClient) -> OrganizationRepository | None:
@@ -284,10 +281,6 @@ class OrganizationRepository:
 
         table_name = OrganizationsTableSettings.from_env().organizations_table_name
         return cls(client, table_name) if table_name else None
-
-    @property
-    def table_name(self) -> str:
-        return self._table_name
 
     def save(self, record: OrganizationItem) -> WriteOutcome:
         """One conditional write: newer than what is stored, never over a tombstone. A tombstone is a

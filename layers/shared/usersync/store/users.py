@@ -42,6 +42,7 @@ from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
 from usersync.store.codec import ItemSchema, attributes_to_item, decode_item, integer_value
 from usersync.store.dynamodb import (
+    TableRepository,
     WriteOutcome,
     conditional_write,
     dynamodb_call,
@@ -55,8 +56,6 @@ from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord, utc_now_iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
     from usersync.store.codec import Item
 
 # DynamoDB limits: a partition key value is at most 2,048 bytes (UTF-8).
@@ -124,16 +123,8 @@ def ensure_storable(record: UserRecord) -> None:
     ensure_storable_item(record.to_attributes(), {"userId": MAX_KEY_BYTES}, "user")
 
 
-class UserRepository:
+class UserRepository(TableRepository):
     """Reads and writes `UserRecord`s; every AWS failure surfaces as `RepositoryError`."""
-
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table_name = table_name
-
-    @property
-    def table_name(self) -> str:
-        return self._table_name
 
     # ------------------------------------------------------------ writes
 
