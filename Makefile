@@ -20,12 +20,15 @@ PYTEST_PARALLEL := -n auto --dist loadgroup
 COVERAGE := --cov=usersync --cov-branch --cov-report=term
 FN ?= webhook
 EVENT ?= events/webhook-user-created.json
-# Wheels of the layer's pinned requirements for Python 3.12, fetched from PyPI once so the layer build
-# test and the bench build offline (aarch64: what is deployed; x86_64: the bench on an x86 machine).
+# Wheels of the layer's pinned requirements for the runtime's Python, fetched from PyPI once so the layer
+# build test and the bench build offline (aarch64: what is deployed; x86_64: the bench on an x86 machine).
+# The stamp names the runtime version, so moving the runtime fetches that version's wheels again.
+RUNTIME_VERSION := $(shell sed -n 's/^PYTHON_RUNTIME_VERSION := //p' layers/shared/Makefile)
 WHEELS := $(VENV)/wheels
-WHEELS_STAMP := $(WHEELS)/.downloaded
-# A working python3.12 (layers/shared/Makefile finds it, or says what to install).
-FIND_PYTHON312 = $(MAKE) -s --no-print-directory -C layers/shared print-python312
+WHEELS_STAMP := $(WHEELS)/.downloaded-$(RUNTIME_VERSION)
+# The Lambda runtime's Python version is set once, in layers/shared/Makefile (PYTHON_RUNTIME_VERSION);
+# FIND_RUNTIME_PYTHON prints a working interpreter of that version (or says what to install).
+FIND_RUNTIME_PYTHON = $(MAKE) -s --no-print-directory -C layers/shared print-runtime-python
 
 .PHONY: help venv lock check fast sam-cli run test lint lint-imports typecheck cfn-lint unit bench build deploy next-steps events invoke reconcile clean wheels docs
 
@@ -38,7 +41,7 @@ help:
 	@echo "make lock     re-resolve requirements-dev.lock / requirements-sam.lock (LOCK_ARGS=--upgrade)"
 	@echo "make docs     build the docs site (mkdocs build --strict) into site/"
 	@echo "make bench    benchmarks (bench/), ratios against baselines measured in the same run,"
-	@echo "              including cold starts of the built layer in deployed mode (python3.12)"
+	@echo "              including cold starts of the built layer in deployed mode (python$(RUNTIME_VERSION))"
 	@echo "make events   regenerate events/ with fresh signatures and tokens"
 	@echo "make invoke FN=webhook EVENT=events/...json   invoke a handler in-process"
 	@echo "make reconcile ARGS='--table T [--dry-run] [--prune]'   backfill/repair from Clerk (CLERK_SECRET_KEY)"
@@ -94,11 +97,15 @@ cfn-lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-$(WHEELS_STAMP): layers/shared/requirements.txt | $(STAMP)
-	py=$$($(FIND_PYTHON312)) && for platform in manylinux2014_aarch64 manylinux2014_x86_64; do \
+# The layer's closure and what a function ships itself (functions/*/requirements.txt: the reconcile
+# function's durable SDK), so every `sam build` of the template works offline from these wheels.
+BUILD_REQUIREMENTS := layers/shared/requirements.txt $(wildcard functions/*/requirements.txt)
+
+$(WHEELS_STAMP): $(BUILD_REQUIREMENTS) | $(STAMP)
+	py=$$($(FIND_RUNTIME_PYTHON)) && for platform in manylinux2014_aarch64 manylinux2014_x86_64; do \
 	  "$$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-	    --implementation cp --python-version 3.12 --platform $$platform \
-	    -d $(WHEELS)/$$platform -r layers/shared/requirements.txt || exit 1; done
+	    --implementation cp --python-version $(RUNTIME_VERSION) --platform $$platform \
+	    -d $(WHEELS)/$$platform $(addprefix -r ,$(BUILD_REQUIREMENTS)) || exit 1; done
 	touch $(WHEELS_STAMP)
 
 wheels: $(WHEELS_STAMP)
@@ -120,9 +127,9 @@ test: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Deployed mode: builds the layer like `sam build` (python3.12, bytecode), runs fresh processes.
+# Deployed mode: builds the layer like `sam build` (the runtime's Python, bytecode), runs fresh processes.
 bench: $(STAMP) $(WHEELS_STAMP)
-	PYTHON312="$$($(FIND_PYTHON312))" $(BIN)/python -m bench
+	RUNTIME_PYTHON="$$($(FIND_RUNTIME_PYTHON))" $(BIN)/python -m bench
 
 events: $(STAMP)
 	$(BIN)/usersync-dev events
@@ -133,10 +140,10 @@ invoke: $(STAMP)
 reconcile: $(STAMP)
 	$(BIN)/python -m usersync_dev.reconcile_cmd $(ARGS)
 
-# Native build (no Docker) for arm64: the functions need python3.12 on PATH (a working one is put first,
-# a failing pyenv shim is skipped); the layer's Makefile fetches aarch64 wheels and compiles bytecode.
+# Native build (no Docker) for arm64: the functions need python$(RUNTIME_VERSION) on PATH (a working one is put
+# first, a failing pyenv shim is skipped); the layer's Makefile fetches aarch64 wheels and compiles bytecode.
 build: $(SAM_STAMP)
-	py=$$($(FIND_PYTHON312)) && PYTHON312="$$py" PATH="$$(dirname "$$py"):$$PATH" $(SAM) build
+	py=$$($(FIND_RUNTIME_PYTHON)) && RUNTIME_PYTHON="$$py" PATH="$$(dirname "$$py"):$$PATH" $(SAM) build
 
 # Guided until samconfig.toml sets ClerkWebhookSecretArn (the guided run offers to save it there).
 # Then prints the Clerk setup with the stack's real values (DescribeStacks with your credentials).

@@ -21,6 +21,7 @@ import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from bench import (  # noqa: E402
     authorizer_warm,
@@ -29,6 +30,7 @@ from bench import (  # noqa: E402
     compare_first,
     deployed,
     org_events,
+    reconcile_scale,
     sync_cost,
     webhook_path,
 )
@@ -36,6 +38,7 @@ from bench._common import REPO_ROOT, Goal, fmt  # noqa: E402
 
 RESULTS_JSON = REPO_ROOT / "bench" / "results.json"
 RESULTS_MD = REPO_ROOT / "bench" / "results.md"
+TOP_LEVEL_OBJECTS = {"reconcile_scale"}
 
 FULL: dict[str, Callable[[], list[Goal]]] = {
     "authorizer": authorizer_warm.run,
@@ -46,6 +49,7 @@ FULL: dict[str, Callable[[], list[Goal]]] = {
     "org-events": org_events.run,
     "codec": codec.run,
     "deployed": deployed.run,
+    "reconcile-scale": reconcile_scale.run,
 }
 QUICK: dict[str, Callable[[], list[Goal]]] = {
     "authorizer": lambda: authorizer_warm.run(rounds=3, calls=50),
@@ -56,6 +60,7 @@ QUICK: dict[str, Callable[[], list[Goal]]] = {
     "org-events": lambda: org_events.run(organizations=20),
     "codec": lambda: codec.run(rounds=1, calls=200, import_rounds=1),
     "deployed": lambda: deployed.run(rounds=1),
+    "reconcile-scale": lambda: reconcile_scale.run(large=1500, small=500),
 }
 
 
@@ -90,6 +95,32 @@ def render_markdown(goals: list[Goal]) -> str:
     return "\n".join(lines)
 
 
+def _refreshed(
+    previous: dict[str, Any], fresh: list[Goal], names: list[str]
+) -> tuple[list[Goal], dict[str, Any]]:
+    """The previous results' rows with the rows of the benchmarks just run replaced in place (new ones
+    appended), and the previous top-level objects plus a note of what was refreshed when."""
+    ran = {goal.benchmark for goal in fresh}
+    merged: list[Goal] = []
+    placed: set[str] = set()
+    for row in previous.get("goals", []):
+        benchmark = row["benchmark"]
+        if benchmark not in ran:
+            merged.append(Goal(**row))
+        elif benchmark not in placed:
+            merged.extend(goal for goal in fresh if goal.benchmark == benchmark)
+            placed.add(benchmark)
+    merged.extend(goal for goal in fresh if goal.benchmark not in placed)
+    kept = {key: previous[key] for key in TOP_LEVEL_OBJECTS if key in previous}
+    earlier = previous.get("refreshed", {}).get("benchmarks", [])
+    kept["refreshed"] = {
+        "benchmarks": [*earlier, *(name for name in names if name not in earlier)],
+        "others_generated_at": previous.get("refreshed", {}).get("others_generated_at")
+        or previous.get("generated_at"),
+    }
+    return merged, kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", nargs="+", choices=sorted(FULL), help="run only these benchmarks")
@@ -98,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met")
     parser.add_argument("--output", type=Path, default=RESULTS_JSON, help="results JSON path")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="with --only: replace only these benchmarks' rows in the existing results, keep the others",
+    )
     args = parser.parse_args(argv)
+    if args.refresh and not args.only:
+        parser.error("--refresh needs --only")
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     suite = QUICK if args.quick else FULL
@@ -116,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"  {name}: {time.perf_counter() - begun:.1f} s", file=sys.stderr, flush=True)
     duration = time.perf_counter() - started
+    kept: dict[str, Any] = {}
+    if args.refresh and args.output.is_file():
+        goals, kept = _refreshed(json.loads(args.output.read_text()), goals, args.only)
 
-    document = {
+    document: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -128,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": round(duration, 1),
         "all_goals_met": all(goal.met for goal in goals if goal.goal != "info"),
         "goals": [goal.as_dict() for goal in goals],
+        **kept,
     }
+    # Objects a benchmark publishes at the top level (e.g. `reconcile_scale`, CONTRACT §12's figures).
+    for goal in goals:
+        for key in TOP_LEVEL_OBJECTS & set(goal.details):
+            document[key] = goal.details[key]
     args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
     if args.output == RESULTS_JSON:
         RESULTS_MD.write_text(render_markdown(goals) + "\n")

@@ -1,14 +1,14 @@
-"""(6) Deployed mode: the cold start of what `sam build` ships, in fresh python3.12 processes.
+"""(6) Deployed mode: the cold start of what `sam build` ships, in fresh processes of the runtime's Python.
 
 What is run is what is deployed: the layer built by layers/shared/Makefile (the target `sam build`
 runs), each function directory as `sam build` copies it, laid out as /var/task and /opt/python in a
-fresh copy per process, `python3.12 -B -I` (nothing written, nothing else on the path), the
-template's environment (the webhook secret *ARN*, served by a moto server with the table, so the
-first request's Secrets Manager read is timed too). Three variants of each function, interleaved
+fresh copy per process, `python3.13 -B -I` (the template's Runtime; nothing written, nothing else on the
+path), the template's environment (the webhook secret *ARN*, served by a moto server with the table, so
+the first request's Secrets Manager read is timed too). Three variants of each function, interleaved
 round by round:
 
-- bytecode: the layer as this project's build ships it (Python 3.12 unchecked-hash .pyc);
-- source:   the same files without __pycache__ (what a plain `BuildMethod: python3.12` ships);
+- bytecode: the layer as this project's build ships it (Python 3.13 unchecked-hash .pyc);
+- source:   the same files without __pycache__ (what a plain `BuildMethod: python3.13` ships);
 - peer:     a tutorial-style handler (bench/peer/) on a tutorial-style layer (svix, Powertools with
             Tracer, boto3, PyJWT), source only.
 
@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import BASE_ENV, FUNCTIONS_DIR, REPO_ROOT, Goal
+from usersync_dev.template import runtime_python as template_runtime_python
+from usersync_dev.template import runtime_python_version
 
 GOAL_RATIO = 2.0
 FUNCTIONS = ("webhook", "authorizer")
@@ -74,18 +76,20 @@ DEPLOYED_ENV = {
 # ---------------------------------------------------------------- interpreter and platform
 
 
-def python312() -> str:
-    """A working python3.12: $PYTHON312 (make bench sets it) or what layers/shared/Makefile finds."""
-    explicit = os.environ.get("PYTHON312")
-    if explicit:
-        return explicit
-    found = subprocess.run(
-        ["make", "-s", "--no-print-directory", "-C", str(LAYER_MAKEFILE_DIR), "print-python312"],  # noqa: S607
+def runtime_python() -> str:
+    """A working python of the template's runtime: $RUNTIME_PYTHON (make bench sets it) or what
+    layers/shared/Makefile finds; refused when it is another version (what is deployed is measured)."""
+    python = template_runtime_python()
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
         capture_output=True,
         text=True,
         check=True,
-    )
-    return found.stdout.strip()
+    ).stdout.strip()
+    if not version.startswith(f"{runtime_python_version()}."):
+        wanted = runtime_python_version()
+        raise RuntimeError(f"{python} is Python {version}; the template's runtime is python{wanted}")
+    return python
 
 
 def measurement_platform() -> tuple[str, str]:
@@ -119,7 +123,7 @@ def build_layer(work: Path, python: str, pip_platform: str) -> Path:
     env.update(
         {
             "ARTIFACTS_DIR": str(artifacts),
-            "PYTHON312": python,
+            "RUNTIME_PYTHON": python,
             "LAYER_PLATFORM": pip_platform,
             "WHEELHOUSE": str(wheelhouse),
         }
@@ -129,7 +133,7 @@ def build_layer(work: Path, python: str, pip_platform: str) -> Path:
 
 
 def source_only(layer: Path, work: Path) -> Path:
-    """The same layer without bytecode: what a plain python3.12 `sam build` ships."""
+    """The same layer without bytecode: what a plain python3.13 `sam build` ships."""
     target = work / "layer-source" / "python"
     shutil.copytree(layer, target, ignore=shutil.ignore_patterns("__pycache__"))
     return target
@@ -138,10 +142,11 @@ def source_only(layer: Path, work: Path) -> Path:
 def peer_layer(python: str, pip_platform: str) -> Path:
     """The tutorial peer's layer (bench/peer/requirements.txt with dependencies), cached per content.
 
-    The first run needs PyPI; later runs reuse .venv/bench-deployed/.
+    The first run needs PyPI; later runs reuse .venv/bench-deployed/ (keyed by runtime version too).
     """
     requirements = PEER_DIR / "requirements.txt"
-    digest = hashlib.sha256(requirements.read_bytes() + pip_platform.encode()).hexdigest()[:12]
+    keyed = requirements.read_bytes() + pip_platform.encode() + runtime_python_version().encode()
+    digest = hashlib.sha256(keyed).hexdigest()[:12]
     target = CACHE / f"peer-{pip_platform}-{digest}" / "python"
     if (target.parent / ".complete").exists():
         return target
@@ -160,7 +165,7 @@ def peer_layer(python: str, pip_platform: str) -> Path:
             "--implementation",
             "cp",
             "--python-version",
-            "3.12",
+            runtime_python_version(),
             "--platform",
             pip_platform,
             "--target",
@@ -524,7 +529,7 @@ def _fmt_calls(counter: Counter[str]) -> str:
 
 
 def run(*, rounds: int = 11, variants: tuple[str, ...] = VARIANTS, counts: bool = True) -> list[Goal]:
-    python = python312()
+    python = runtime_python()
     pip_platform, platform_note = measurement_platform()
     CACHE.mkdir(parents=True, exist_ok=True)  # beside the peer layer: one file system, hard links work
     work = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE))

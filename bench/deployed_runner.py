@@ -1,10 +1,10 @@
 """One cold start in deployed mode (run by bench/deployed.py, one fresh process per measurement).
 
-`python3.12 -B -I deployed_runner.py SPEC_JSON`: the path holds only the function directory (as
-/var/task) and the layer (as /opt/python) besides the stdlib, nothing is written to __pycache__, and
-the clock starts before the handler module is imported. Timed: init (`import app`, module-level code)
-and the first request; then, untimed, a second request (for call counts). Standard library only: this
-file must not pull in anything the handler would find already imported.
+`python3.13 -B -I deployed_runner.py SPEC_JSON` (the template's runtime): the path holds only the
+function directory (as /var/task) and the layer (as /opt/python) besides the stdlib, nothing is written
+to __pycache__, and the clock starts before the handler module is imported. Timed: init (`import app`,
+module-level code) and the first request; then, untimed, a second request (for call counts). Standard
+library only: this file must not pull in anything the handler would find already imported.
 """
 
 import json

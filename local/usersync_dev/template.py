@@ -67,3 +67,39 @@ def create_organizations_table(client: Any, table_name: str) -> None:
     """Create the organizations table on `client` (moto) exactly as the template defines it."""
     client.create_table(TableName=table_name, **organizations_table_definition())
     client.get_waiter("table_exists").wait(TableName=table_name)
+
+
+# ---------------------------------------------------------------- the runtime's Python
+
+LAYER_MAKEFILE_DIR = REPO_ROOT / "layers" / "shared"
+
+
+def runtime_python_version() -> str:
+    """ "3.13" from the template's `Globals.Function.Runtime` (`python3.13`): what Lambda runs."""
+    runtime = str(template()["Globals"]["Function"]["Runtime"])
+    if not runtime.startswith("python"):
+        raise TemplateDecodeError(f"Globals.Function.Runtime is {runtime!r}, not a python runtime")
+    return runtime.removeprefix("python")
+
+
+def runtime_python() -> str:
+    """A working interpreter of the runtime's Python: $RUNTIME_PYTHON (`make bench` sets it), else the one
+    layers/shared/Makefile finds (its PYTHON_RUNTIME_VERSION; a failing pyenv shim is skipped). One finder
+    for `make build`, the layer build test and the deployed-mode bench."""
+    import os
+    import subprocess
+
+    explicit = os.environ.get("RUNTIME_PYTHON")
+    if explicit:
+        return explicit
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    found = subprocess.run(  # noqa: S603 - our own Makefile, a fixed command line
+        ["make", "-s", "--no-print-directory", "-C", str(LAYER_MAKEFILE_DIR), "print-runtime-python"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise RuntimeError(found.stderr.strip() or "layers/shared/Makefile found no runtime python")
+    return found.stdout.strip()

@@ -1,10 +1,10 @@
 """`make bench`'s deployed mode works end to end on one process per variant (figures not asserted).
 
 Builds the layer with its Makefile (offline, from `make wheels`), runs the webhook once from the
-bytecode layer and once from the source-only copy in fresh python3.12 processes against the bench's
-moto server, and checks what the bench relies on: each variant really is what it claims (bytecode read
-or not), the secret ARN path is exercised (Secrets Manager call on the first request), and the moto
-server's per-request call counts are split at the runner's marks.
+bytecode layer and once from the source-only copy in fresh python3.13 processes (the template's runtime)
+against the bench's moto server, and checks what the bench relies on: each variant really is what it
+claims (bytecode read or not), the secret ARN path is exercised (Secrets Manager call on the first
+request), and the moto server's per-request call counts are split at the runner's marks.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def work() -> Iterator[Path]:
 
 
 def test_webhook_in_deployed_mode_bytecode_and_source_only(world: deployed.World, work: Path) -> None:
-    python = deployed.python312()
+    python = deployed.runtime_python()
     pip_platform, _note = deployed.measurement_platform()
     bytecode = deployed.build_layer(work, python, pip_platform)
     source = deployed.source_only(bytecode, work)
@@ -64,7 +64,7 @@ def test_webhook_in_deployed_mode_bytecode_and_source_only(world: deployed.World
 def test_me_in_deployed_mode_reads_the_organizations_table_the_template_names(
     world: deployed.World, work: Path
 ) -> None:
-    python = deployed.python312()
+    python = deployed.runtime_python()
     pip_platform, _note = deployed.measurement_platform()
     bytecode = deployed.build_layer(work, python, pip_platform)
 

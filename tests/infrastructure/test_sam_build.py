@@ -3,9 +3,9 @@
 Needs aws-sam-cli (`make sam-cli` puts it in .venv/sam-cli; a missing CLI fails, never skips).
 Offline, without AWS credentials: one real `sam build` of a copy of the project per module, the layer's
 Makefile installing its pinned arm64 wheels from the wheelhouse `make wheels` downloaded from PyPI
-(`make test` does that first). The built layer is then checked as Lambda would load it: Python 3.12
-bytecode beside every source file, only imported distributions, handlers importable from /var/task and
-/opt/python alone.
+(`make test` does that first). The built layer is then checked as Lambda would load it: bytecode of the
+template's runtime (python3.13: its magic number and cache tag) beside every source file, only imported
+distributions, handlers importable from /var/task and /opt/python alone, run by that Python.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.infrastructure.imports import runtime_imported_modules_under
-from usersync_dev.template import REPO_ROOT, load_template
+from usersync_dev.template import REPO_ROOT, load_template, runtime_python, runtime_python_version
 
 # One worker builds once: the module-scoped `sam build` is shared by every test in this file.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sam-build")]
@@ -38,25 +38,17 @@ def _sam() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
-def _python312_dir() -> Path | None:
-    """A directory holding a working python3.12: `sam build` builds python3.12 natively with it."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [
-        shutil.which("python3.12"),
-        *sorted(map(str, pyenv_root.glob("versions/3.12*/bin/python3.12"))),
-    ]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False)  # noqa: S603
-        if probe.returncode == 0:
-            return Path(candidate).parent
-    return None
-
-
 SAM = _sam()
 WHEELHOUSE = REPO_ROOT / ".venv" / "wheels" / "manylinux2014_aarch64"
-# importlib.util.MAGIC_NUMBER of CPython 3.12 (3531), and the pyc flags of PEP 552's unchecked hash mode:
-# bit 0 (hash-based) set, bit 1 (check_source) clear.
-PYTHON312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"
+# The template's runtime ("3.13"), and the interpreter layers/shared/Makefile finds for it (the one
+# `make build` puts first on PATH: `sam build` builds python3.13 functions natively with it).
+RUNTIME_VERSION = runtime_python_version()
+CACHE_TAG = "cpython-" + RUNTIME_VERSION.replace(".", "")
+# importlib.util.MAGIC_NUMBER per CPython release (Lib/importlib/_bootstrap_external.py): written down,
+# not asked of the interpreter, so a build by the wrong Python cannot pass. Moving the runtime adds a row.
+MAGIC_NUMBERS = {"3.12": 3531, "3.13": 3571}
+RUNTIME_MAGIC = MAGIC_NUMBERS[RUNTIME_VERSION].to_bytes(2, "little") + b"\r\n"
+# The pyc flags of PEP 552's unchecked hash mode: bit 0 (hash-based) set, bit 1 (check_source) clear.
 UNCHECKED_HASH_FLAGS = 0b01
 LAMBDA_RUNTIME_MODULES = {"snapshot_restore_py"}
 
@@ -113,8 +105,7 @@ def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sam build` of a copy of the project, offline: the layer's wheels come from WHEELHOUSE."""
     assert SAM is not None
-    python312 = _python312_dir()
-    assert python312 is not None, "sam build of a python3.12 function needs python3.12 on PATH"
+    python_dir = Path(_runtime_python()).parent
     assert any(WHEELHOUSE.glob("*.whl")), f"no wheels in {WHEELHOUSE}: run `make wheels` (PyPI, once)"
     tmp_path = tmp_path_factory.mktemp("sam-build")
     project = tmp_path / "project"
@@ -124,7 +115,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("functions", "layers"):
         shutil.copytree(REPO_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     env = _sam_env(tmp_path)
-    env["PATH"] = f"{python312}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{python_dir}{os.pathsep}{env['PATH']}"
+    env["RUNTIME_PYTHON"] = _runtime_python()  # as `make build` sets it (the function Makefiles read it)
     env["WHEELHOUSE"] = str(WHEELHOUSE)  # offline: pip --no-index --find-links
     env.pop("PYTHONPATH", None)
     build = tmp_path / "build"
@@ -205,42 +197,78 @@ def _functions() -> dict[str, Path]:
     }
 
 
-def _python312() -> str:
-    directory = _python312_dir()
-    assert directory is not None
-    return str(directory / "python3.12")
+def _runtime_python() -> str:
+    """The runtime's interpreter (layers/shared/Makefile's finder): a missing one fails, never skips."""
+    python = runtime_python()
+    version = subprocess.run(  # noqa: S603
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version.startswith(f"{RUNTIME_VERSION}."), f"{python} is Python {version}"
+    return python
 
 
-def test_every_layer_module_ships_python312_unchecked_hash_bytecode(built: Path) -> None:
+def test_template_runtime_is_python313_and_the_layer_makefile_builds_for_it() -> None:
+    # Durable functions (reconciliation, CONTRACT §12) need python3.13+; the bytecode follows the runtime.
+    assert RUNTIME_VERSION == "3.13"
+    make = shutil.which("make")
+    assert make is not None
+    layer_makefile_dir = str(REPO_ROOT / "layers" / "shared")
+    printed = subprocess.run(  # noqa: S603 - our own Makefile
+        [make, "-s", "--no-print-directory", "-C", layer_makefile_dir, "print-runtime-version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert printed == RUNTIME_VERSION
+
+
+def test_every_layer_module_ships_runtime_unchecked_hash_bytecode(built: Path) -> None:
     layer = built / "SharedLayer" / "python"
     probe = subprocess.run(  # noqa: S603
         [
-            _python312(),
+            _runtime_python(),
             "-c",
             "import importlib.util, sys; sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)",
         ],
         capture_output=True,
         check=True,
     )
-    assert probe.stdout == PYTHON312_MAGIC
+    assert probe.stdout == RUNTIME_MAGIC
     sources = sorted(layer.rglob("*.py"))
     assert len(sources) > 100
     assert layer / "usersync" / "api" / "webhook.py" in sources
+    assert _bytecode_problems(layer, sources) == {}
+
+
+def _bytecode_problems(root: Path, sources: list[Path]) -> dict[str, str]:
+    """What is wrong with the runtime's unchecked-hash bytecode of `sources` under `root` ({} if nothing),
+    including bytecode without its source or for another interpreter."""
     wrong: dict[str, str] = {}
     for source in sources:
-        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{CACHE_TAG}.pyc"
         if not compiled.is_file():
-            wrong[str(source.relative_to(layer))] = "no .pyc"
+            wrong[str(source.relative_to(root))] = "no .pyc"
             continue
         header = compiled.read_bytes()[:16]
-        if header[:4] != PYTHON312_MAGIC:
-            wrong[str(source.relative_to(layer))] = f"magic {header[:4]!r}"
+        if header[:4] != RUNTIME_MAGIC:
+            wrong[str(source.relative_to(root))] = f"magic {header[:4]!r}"
         elif int.from_bytes(header[4:8], "little") != UNCHECKED_HASH_FLAGS:
-            wrong[str(source.relative_to(layer))] = f"flags {int.from_bytes(header[4:8], 'little'):#b}"
-    assert wrong == {}
-    # No bytecode without its source, and none for another interpreter.
-    strays = [p for p in layer.rglob("*.pyc") if not p.name.endswith(".cpython-312.pyc")]
-    assert strays == []
+            wrong[str(source.relative_to(root))] = f"flags {int.from_bytes(header[4:8], 'little'):#b}"
+    for stray in root.rglob("*.pyc"):
+        if not stray.name.endswith(f".{CACHE_TAG}.pyc"):
+            wrong[str(stray.relative_to(root))] = "bytecode for another interpreter"
+    return wrong
+
+
+def test_the_reconcile_functions_durable_sdk_ships_runtime_unchecked_hash_bytecode(built: Path) -> None:
+    # /var/task is read-only too: what the function's own Makefile installs is compiled as the layer is.
+    sdk = built / "ReconcileFunction" / DURABLE_SDK
+    sources = sorted(sdk.rglob("*.py"))
+    assert len(sources) > 10
+    assert _bytecode_problems(sdk, sources) == {}
 
 
 def _distribution_modules(layer: Path) -> dict[str, set[str]]:
@@ -274,8 +302,9 @@ def test_layer_holds_only_distributions_the_code_imports(built: Path, runnable_l
     wanted = set()
     for root in [layer / "usersync", *(built / name for name in _functions())]:
         wanted |= runtime_imported_modules_under(root)
-    # The stdlib and what Lambda's runtime provides (SnapStart's hooks module, imported guarded).
-    provided = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_MODULES
+    # The stdlib, what Lambda's runtime provides (SnapStart's hooks module, imported guarded), and what
+    # a function ships itself (the reconcile function's durable SDK): the layer need not hold those.
+    provided = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_MODULES | {DURABLE_SDK}
     wanted = {name for name in wanted if name.split(".")[0] not in provided}
     script = (
         "import importlib, json, sys\n"
@@ -285,7 +314,7 @@ def test_layer_holds_only_distributions_the_code_imports(built: Path, runnable_l
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     done = subprocess.run(  # noqa: S603
-        [_python312(), "-I", "-B", "-c", script], capture_output=True, text=True, check=False
+        [_runtime_python(), "-I", "-B", "-c", script], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     imported = set(json.loads(done.stdout))
@@ -317,7 +346,7 @@ def _import_from_built_layout(built: Path, layer: Path, function: str, tmp_path:
         "CLERK_JWKS_URL": "https://clerk.example.com/.well-known/jwks.json",
     }
     done = subprocess.run(  # noqa: S603
-        [_python312(), "-I", "-B", "-c", script], capture_output=True, text=True, env=env, check=False
+        [_runtime_python(), "-I", "-B", "-c", script], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0, done.stderr
     modules: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -328,14 +357,14 @@ def _import_from_built_layout(built: Path, layer: Path, function: str, tmp_path:
     ("function", "must_import"),
     [("WebhookFunction", "standardwebhooks"), ("AuthorizerFunction", "jwt")],
 )
-def test_built_handler_imports_with_python312_from_the_built_layout_alone(
+def test_built_handler_imports_with_the_runtime_python_from_the_built_layout_alone(
     built: Path, runnable_layer: Path, tmp_path: Path, function: str, must_import: str
 ) -> None:
     modules = _import_from_built_layout(built, runnable_layer, function, tmp_path)
     assert must_import in modules
     assert "usersync" in modules
     stdlib = subprocess.run(  # noqa: S603
-        [_python312(), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+        [_runtime_python(), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
         capture_output=True,
         text=True,
         check=True,
@@ -371,6 +400,6 @@ def test_sam_package_zips_the_bytecode_with_the_layer(built: Path, tmp_path: Pat
         zipped = {name for name in archive.namelist() if not name.endswith("/")}
     on_disk = {str(p.relative_to(layer)) for p in layer.rglob("*") if p.is_file()}
     assert zipped == on_disk
-    assert sum(name.endswith(".cpython-312.pyc") for name in zipped) == sum(
+    assert sum(name.endswith(f".{CACHE_TAG}.pyc") for name in zipped) == sum(
         name.endswith(".py") for name in zipped
     )

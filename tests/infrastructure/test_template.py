@@ -215,8 +215,14 @@ def test_iam_resources_are_scoped(name: str) -> None:
 # ---------------------------------------------------------------- runtime, timeouts, configuration
 
 
-def test_globals_python312_arm64_tracing_and_powertools() -> None:
-    assert GLOBAL_FUNCTION["Runtime"] == "python3.12"
+def test_globals_python313_arm64_tracing_and_powertools() -> None:
+    # python3.13: Lambda durable functions (reconciliation, CONTRACT §12) need python3.13+.
+    assert GLOBAL_FUNCTION["Runtime"] == "python3.13"
+    # One runtime everywhere: no function overrides it, and the layer's Makefile compiles for it.
+    overrides = {n: f["Properties"]["Runtime"] for n, f in FUNCTIONS.items() if "Runtime" in f["Properties"]}
+    assert set(overrides.values()) <= {"python3.13"}, overrides
+    makefile = (REPO_ROOT / "layers" / "shared" / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^PYTHON_RUNTIME_VERSION := 3\.13$", makefile, re.MULTILINE)
     assert GLOBAL_FUNCTION["Architectures"] == ["arm64"]
     assert GLOBAL_FUNCTION["Tracing"] == "Active"
     assert GLOBAL_FUNCTION["Layers"] == [{"Ref": "SharedLayer"}]
@@ -307,15 +313,15 @@ def test_user_table_keys_protection_and_no_index() -> None:
 # ---------------------------------------------------------------- the shared layer
 
 
-def test_one_shared_layer_built_by_sam_for_python312_arm64() -> None:
+def test_one_shared_layer_built_by_sam_for_python313_arm64() -> None:
     layers = {n: r for n, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
     assert list(layers) == ["SharedLayer"]
     layer = layers["SharedLayer"]
     # SAM runs layers/shared/Makefile (build-SharedLayer): python/usersync/ plus the pinned requirements,
-    # compiled to Python 3.12 bytecode (tests/infrastructure/test_sam_build.py builds it).
+    # compiled to Python 3.13 bytecode (tests/infrastructure/test_sam_build.py builds it).
     assert layer["Properties"]["ContentUri"] == "layers/shared/"
     assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [GLOBAL_FUNCTION["Runtime"]]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
