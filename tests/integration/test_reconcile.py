@@ -315,9 +315,10 @@ def _first_write_waits_for(event: threading.Event, seen: list[bool]) -> Callable
     """Make the pass's first PutItem wait (up to 2 s) for `event`, recording whether it came: a botocore
     hook on the layer's DynamoDB client (AWS's side of the boundary). Returns the unhook."""
     client = dynamodb_client()
+    first = threading.Lock()  # the writes run 8 at a time: only the first one waits
 
     def hold(**kwargs: Any) -> None:
-        if not seen:
+        if first.acquire(blocking=False):
             seen.append(event.wait(timeout=2))
 
     client.meta.events.register("before-parameter-build.dynamodb.PutItem", hold)
