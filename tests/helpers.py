@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -57,7 +58,10 @@ class WebhookDriver:
         return sign_delivery(self.secret, payload, **kwargs)
 
     def invoke(self, event: Any) -> Response:
-        return check_http_response(self.module.lambda_handler(event, self.context))
+        # Each invocation gets its own remaining time, as on Lambda: a long property test must not
+        # run the one context's clock down to a time-budget 503.
+        fresh = replace(self.context, _started=time.monotonic())
+        return check_http_response(self.module.lambda_handler(event, fresh))
 
     def post(
         self,

@@ -147,6 +147,14 @@ def test_projection_takes_the_rate_cap_floor_when_pages_are_faster_than_the_cap(
     assert any("rate cap floor 2,001 requests" in line for line in lines)
 
 
+def test_the_bench_prices_and_projects_at_the_reconcile_functions_memory() -> None:
+    """GB-s and the CPU-share estimate use LAMBDA_MEMORY_MB: it must be what the template deploys."""
+    from usersync_dev.template import load_template
+
+    function = load_template()["Resources"]["ReconcileFunction"]["Properties"]
+    assert function["MemorySize"] == reconcile_scale.LAMBDA_MEMORY_MB
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_the_reconcile_scale_object() -> None:
     goals = reconcile_scale.run(large=1500, small=600, latency=False)

@@ -5,7 +5,8 @@ rate limits and failures, the durable handler and the CLI. Writes are counted wi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,76 @@ def test_a_pass_out_of_time_stops_cleanly_and_goes_on_from_its_state(
     assert final.counts["users"].created == 250
     assert len(items()) == 250
     assert clerk.listed_twice() == {}
+
+
+# ---------------------------------------------------------------- reading the next page ahead
+
+
+def _first_write_waits_for(event: threading.Event, seen: list[bool]) -> Callable[[], None]:
+    """Make the pass's first PutItem wait (up to 2 s) for `event`, recording whether it came: a botocore
+    hook on the layer's DynamoDB client (AWS's side of the boundary). Returns the unhook."""
+    client = dynamodb_client()
+    first = threading.Lock()  # the writes run 8 at a time: only the first one waits
+
+    def hold(**_kwargs: Any) -> None:
+        if first.acquire(blocking=False):
+            seen.append(event.wait(timeout=2))
+
+    client.meta.events.register("before-parameter-build.dynamodb.PutItem", hold)
+    return lambda: client.meta.events.unregister("before-parameter-build.dynamodb.PutItem", hold)
+
+
+def _watch_second_page(clerk: LoopbackClerk) -> threading.Event:
+    asked = threading.Event()
+    clerk.on_request = lambda _path, query: (
+        asked.set() if query.get("starting_after") == ["user_0099"] else None
+    )
+    return asked
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_the_next_page_is_read_while_this_one_is_written_and_every_page_once(
+    runner: Runner, clerk: LoopbackClerk, read_ahead: bool
+) -> None:
+    add_users(clerk, 250)  # pages of 100: 100, 100, 50
+    seen: list[bool] = []
+    release = _first_write_waits_for(_watch_second_page(clerk), seen)
+    try:
+        final = runner.run(read_ahead=lambda: read_ahead)
+    finally:
+        release()
+    # Read ahead, the first page's first write finds the second page already asked for: they overlap.
+    # Without, the second page is asked only when the first page's step is over.
+    assert seen == [read_ahead]
+    assert final.counts["users"].created == 250
+    assert len(items()) == 250
+    assert len(list_pages(clerk)) == 3
+    assert clerk.listed_twice() == {}
+    assert final.requests == 3  # a page read ahead is counted once, by the step that takes it
+
+
+def test_a_read_ahead_that_fails_fails_the_step_of_its_page_which_goes_on_after_a_retry(
+    runner: Runner, clerk: LoopbackClerk
+) -> None:
+    """Clerk refusing the second page while the first is written: the first step's result stands, the
+    second step fails with the state after the first page, and the pass goes on from it."""
+    add_users(clerk, 250)
+
+    def fail_second_page(_path: str, query: dict[str, list[str]]) -> None:
+        if query.get("starting_after") == ["user_0099"]:
+            clerk.failing_prefixes = ("/v1/users",)
+
+    clerk.on_request = fail_second_page
+    with pytest.raises(ReconcileError, match="HTTP 503") as raised:
+        runner.run(max_retries=0)
+    state = raised.value.state
+    assert state is not None
+    assert state.cursor == "user_0099"
+    assert state.counts["users"].created == 100
+    clerk.failing_prefixes, clerk.on_request = (), None
+    final = runner.run(state=state)
+    assert final.counts["users"].created == 250
+    assert len(items()) == 250
 
 
 # ---------------------------------------------------------------- the Lambda and the CLI

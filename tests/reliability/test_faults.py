@@ -29,7 +29,7 @@ from tests.jwks_server import JwksServer
 from tests.reliability.counted import counted
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import scan_all
-from usersync.runtime.aws import dynamodb_client, health_clients, reset_clients
+from usersync.runtime.aws import THROTTLING_ERROR_CODES, dynamodb_client, health_clients, reset_clients
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
 
@@ -291,7 +291,10 @@ def test_health_cloudwatch_error_is_503_with_message(
 ) -> None:
     with Stubber(health_clients().cloudwatch) as aws:
         aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
+        if code in THROTTLING_ERROR_CODES:  # a throttle is retried once (CONTRACT §7): throttled again
+            aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
         status, body = health()
+        aws.assert_no_pending_responses()
     _assert_sync_rate_down(status, body)
     assert code in body["error"]["syncFailureRate"]["message"]
 

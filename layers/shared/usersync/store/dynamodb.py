@@ -179,17 +179,6 @@ def scan_items(client: DynamoDBClient, table_name: str, **scan: Any) -> Iterator
             yield from (dict(item) for item in page.get("Items", []))
 
 
-def scan_page(
-    client: DynamoDBClient, table_name: str, start: Mapping[str, Any] | None, **scan: Any
-) -> tuple[list[Item], dict[str, Any] | None]:
-    """One page of a Scan from `start` (None: the first), and where the next one starts (None: done)."""
-    extra: dict[str, Any] = {"ExclusiveStartKey": dict(start)} if start else {}
-    with dynamodb_call("Scan"):
-        response = client.scan(TableName=table_name, **scan, **extra)
-    last = response.get("LastEvaluatedKey")
-    return [dict(item) for item in response.get("Items", [])], (dict(last) if last else None)
-
-
 def batch_get(
     client: DynamoDBClient, request: Mapping[str, KeysAndAttributesUnionTypeDef], table_name: str
 ) -> list[Item]:

@@ -6,35 +6,32 @@ one page of the table and tombstones what Clerk confirms it no longer has. The e
 a `PassState` and returns the next state, so whoever drives the pass (the durable function, the local
 CLI, the bench) can checkpoint between steps and continue elsewhere.
 
-Memory is bounded by a page: no snapshot of the table, no set of every id.
+Memory is bounded by two pages (the one applied and the one read ahead, `ReadAhead`): no snapshot of
+the table, no set of every id.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import copy_context
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from dataclasses import replace
+from typing import Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from pydantic import ValidationError
 
-from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
+from usersync.clerk.backend_api import ClerkApiError
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
-from usersync.store.dynamodb import WriteOutcome
 from usersync.store.errors import RepositoryError
-from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+_K = TypeVar("_K")
 
 ENTITY_DIMENSION = "Entity"
 
@@ -42,9 +39,8 @@ ENTITY_DIMENSION = "Entity"
 class Source(Protocol):
     """What an entity supplies to the engine."""
 
-    entity: ClassVar[str]
-    kinds: ClassVar[tuple[str, ...]]  # what its counts are kept for (users; organizations and memberships)
-    clerk: ClerkBackendApi  # the engine counts the requests a step makes of it
+    entity: str
+    kinds: tuple[str, ...]  # what its counts are kept for (users; organizations and memberships)
 
     def list_step(self, state: PassState) -> None:
         """List one page from `state`'s position, apply it, advance `state` (LIST -> PRUNE/DONE)."""
@@ -67,67 +63,40 @@ class Writer:
         futures = [self._pool.submit(copy_context().run, function, item) for item in items]
         return [future.result() for future in futures]
 
+    def submit(self, function: Callable[[], _R]) -> Future[_R]:
+        """`function` in the pool, in a copy of the caller's context (its time budget)."""
+        return self._pool.submit(copy_context().run, function)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
 
-@dataclass
-class TableSource:
-    """What every source works with: Clerk, its table (client and name), the pass options, the writer."""
+class ReadAhead(Generic[_K, _R]):
+    """The next page read while this one is applied: at most one read ahead, taken by its key.
 
-    clerk: ClerkBackendApi
-    client: DynamoDBClient
-    table_name: str
-    options: ReconcileOptions
-    writer: Writer
+    A step applies its page with the next page's request already in flight, so Clerk's latency and the
+    step's own work overlap. The read is only a read: the step that takes it is still the step of that
+    page (its result is the state after it), and a read ahead no step takes is dropped with the process
+    (the page in flight when an invocation ends, the only page a pass may read twice). Its failure
+    (a rate limit's long wait, Clerk down) is raised by `take`, in the step that owns the page.
+    """
 
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._ahead: tuple[_K, Future[_R]] | None = None
 
-def valid_entries(
-    parse: Callable[[dict[str, Any]], _T],
-    entries: Iterable[dict[str, Any]],
-    counts: Counts,
-    *,
-    kind: str,
-    id_name: str,
-) -> list[_T]:
-    """What `parse` makes of each Clerk entry; one it refuses (ValidationError) is logged by id only and
-    counted as skipped, and the page goes on."""
-    parsed: list[_T] = []
-    for entry in entries:
-        try:
-            parsed.append(parse(entry))
-        except ValidationError:
-            logger.warning(f"Clerk {kind} entry skipped: invalid", extra={id_name: entry.get("id")})
-            counts.skipped += 1
-    return parsed
+    def start(self, key: _K, fetch: Callable[[], _R]) -> None:
+        """Read `key`'s page in the background (kept if it is already being read)."""
+        if self._ahead is None or self._ahead[0] != key:
+            self._ahead = (key, self._writer.submit(fetch))
 
-
-# A write that landed: Clerk's record replaced the stored copy, or joined a fresher token row (users).
-_LANDED = (WriteOutcome.APPLIED, WriteOutcome.MERGED)
-
-
-def write_and_count(
-    writer: Writer,
-    write: Callable[[_T], WriteOutcome],
-    to_write: list[tuple[_T, bool]],
-    counts: Counts,
-    *,
-    dry_run: bool,
-) -> None:
-    """Write every (record, absent before) of a page at once (nothing on a dry run, which counts each as
-    landed) and count it: created, updated, or skipped when it lost its condition (a webhook write or
-    a delete landed since the stored versions were read: it wins)."""
-    if dry_run:
-        outcomes = [WriteOutcome.APPLIED] * len(to_write)
-    else:
-        outcomes = writer.map(lambda pair: write(pair[0]), to_write)
-    for (_, created), outcome in zip(to_write, outcomes, strict=True):
-        if outcome not in _LANDED:
-            counts.skipped += 1
-        elif created:
-            counts.created += 1
-        else:
-            counts.updated += 1
+    def take(self, key: _K, fetch: Callable[[], _R]) -> _R:
+        """`key`'s page: the one read ahead, or read now. A read ahead of another key is kept: a step
+        tried again reads its own page, and the next step still finds its page read ahead."""
+        if self._ahead is not None and self._ahead[0] == key:
+            future, self._ahead = self._ahead[1], None
+            return future.result()
+        return fetch()
 
 
 def run_step(source: Source, state: PassState) -> PassState:
@@ -139,7 +108,6 @@ def run_step(source: Source, state: PassState) -> PassState:
     """
     after = replace(state, counts={kind: replace(counts) for kind, counts in state.counts.items()})
     after.wait_seconds = 0.0
-    before = source.clerk.requests
     try:
         if after.phase is Phase.LIST:
             source.list_step(after)
@@ -153,7 +121,6 @@ def run_step(source: Source, state: PassState) -> PassState:
     except (ClerkApiError, RepositoryError) as exc:
         raise ReconcileError(f"{state.entity} reconcile step failed: {exc}", state) from exc
     after.steps += 1
-    after.requests += source.clerk.requests - before
     logger.info("reconcile checkpoint", extra={"reconcile": after.summary(), "cursor": after.cursor})
     return after
 

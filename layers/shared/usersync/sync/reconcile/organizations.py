@@ -19,13 +19,15 @@ listing lacks are tombstoned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from usersync.clerk.backend_api import ClerkBackendApi
 from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, query_items, scan_page
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call, query_items
 from usersync.store.organizations import (
     MEMBER_PREFIX,
     ORG_PREFIX,
@@ -36,44 +38,55 @@ from usersync.store.organizations import (
     OrganizationRepository,
 )
 from usersync.sync.organizations import write_organization_item
-from usersync.sync.reconcile.engine import TableSource, valid_entries, write_and_count
+from usersync.sync.reconcile.engine import Writer
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
+    ReconcileOptions,
     iso_ms,
     refuse_mass_prune,
 )
 
 if TYPE_CHECKING:
-    pass
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 ORGANIZATIONS_PER_STEP = 100
 PRUNE_SCAN_LIMIT = 100
 
 
-def _membership_record(entry: dict[str, Any]) -> MembershipRecord:
-    return MembershipRecord.from_clerk(ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE)
+class OrganizationSource:
+    entity = "organizations"
+    kinds: tuple[str, ...] = ("organizations", "memberships")
 
-
-@dataclass
-class OrganizationSource(TableSource):
-    entity: ClassVar[str] = "organizations"
-    kinds: ClassVar[tuple[str, ...]] = ("organizations", "memberships")
-    repository: OrganizationRepository = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.repository = OrganizationRepository(self.client, self.table_name)
+    def __init__(
+        self,
+        clerk: ClerkBackendApi,
+        client: DynamoDBClient,
+        table_name: str,
+        options: ReconcileOptions,
+        writer: Writer,
+    ) -> None:
+        self.clerk = clerk
+        self.repository = OrganizationRepository(client, table_name)
+        self.client = client
+        self.options = options
+        self.writer = writer
 
     # ------------------------------------------------------------ listing
 
     def list_step(self, state: PassState) -> None:
+        before = self.clerk.requests
         page = self.clerk.organizations_page(state.offset, limit=ORGANIZATIONS_PER_STEP)
         counts = state.counts["organizations"]
         counts.seen += len(page.entries)
-        organizations = valid_entries(
-            ClerkOrganization.model_validate, page.entries, counts, kind="organization", id_name="orgId"
-        )
+        organizations: list[ClerkOrganization] = []
+        for entry in page.entries:
+            try:
+                organizations.append(ClerkOrganization.model_validate(entry))
+            except ValidationError:
+                logger.warning("Clerk organization entry skipped: invalid", extra={"orgId": entry.get("id")})
+                counts.skipped += 1
         records: list[OrganizationItem] = [
             OrganizationRecord.from_clerk(org, source=SyncSource.RECONCILE) for org in organizations
         ]
@@ -81,6 +94,7 @@ class OrganizationSource(TableSource):
         for organization in organizations:
             self.list_memberships(organization.id, state)
         state.offset += len(page.entries)
+        state.requests += self.clerk.requests - before
         if not page.more:
             state.phase = Phase.PRUNE if state.prune else Phase.DONE
 
@@ -93,9 +107,19 @@ class OrganizationSource(TableSource):
             page = self.clerk.memberships_page(org_id, offset)
             offset, more = offset + len(page.entries), page.more
             counts.seen += len(page.entries)
-            records: list[OrganizationItem] = valid_entries(
-                _membership_record, page.entries, counts, kind="membership", id_name="membershipId"
-            )
+            records: list[OrganizationItem] = []
+            for entry in page.entries:
+                try:
+                    records.append(
+                        MembershipRecord.from_clerk(
+                            ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE
+                        )
+                    )
+                except ValidationError:
+                    logger.warning(
+                        "Clerk membership entry skipped: invalid", extra={"membershipId": entry.get("id")}
+                    )
+                    counts.skipped += 1
             listed.update(record.membership_id for record in records if isinstance(record, MembershipRecord))
             self.apply(records, counts, dry_run=state.dry_run)
         return listed
@@ -115,29 +139,27 @@ class OrganizationSource(TableSource):
                 counts.unchanged += 1
             else:
                 to_write.append((record, current is None))
-        write_and_count(
-            self.writer,
-            lambda record: write_organization_item(self.repository, record),
-            to_write,
-            counts,
-            dry_run=dry_run,
-        )
+        if dry_run:
+            outcomes = [WriteOutcome.APPLIED] * len(to_write)
+        else:
+            outcomes = self.writer.map(
+                lambda pair: write_organization_item(self.repository, pair[0]), to_write
+            )
+        for (_, created), outcome in zip(to_write, outcomes, strict=True):
+            if outcome is not WriteOutcome.APPLIED:
+                counts.skipped += 1  # a webhook write or a delete landed since the read: it wins
+            elif created:
+                counts.created += 1
+            else:
+                counts.updated += 1
 
     def stored_versions(self, records: list[OrganizationItem]) -> dict[tuple[str, str], dict[str, int]]:
         """(pk, sk) -> {updatedAt, deletedAt} of the stored items among `records`' keys."""
         keys = list(dict.fromkeys((record.pk, record.sk) for record in records))
         found: dict[tuple[str, str], dict[str, int]] = {}
-        table = self.repository.table_name
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                table: {
-                    "Keys": [
-                        {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + BATCH_GET_LIMIT]
-                    ],
-                    "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
-                }
-            }
-            for item in batch_get(self.client, request, table):
+        chunks = [keys[start : start + BATCH_GET_LIMIT] for start in range(0, len(keys), BATCH_GET_LIMIT)]
+        for items in self.writer.map(self._read_versions, chunks):  # the requests in flight at once
+            for item in items:
                 versions = {
                     name: int(item[name]["N"])
                     for name in ("updatedAt", "deletedAt")
@@ -148,9 +170,21 @@ class OrganizationSource(TableSource):
                 found[(item["pk"]["S"], item["sk"]["S"])] = versions
         return found
 
+    def _read_versions(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """One BatchGetItem of up to 100 keys (unprocessed keys asked again, within the time budget)."""
+        table = self.repository.table_name
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys],
+                "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
+            }
+        }
+        return batch_get(self.client, request, table)
+
     # ------------------------------------------------------------ pruning
 
     def prune_step(self, state: PassState) -> None:
+        before = self.clerk.requests
         profiles, state.scan_key = self._scan_profiles(state.scan_key)
         since = iso_ms(state.started_ms)
         live = [org_id for org_id, synced in profiles if synced < since]
@@ -165,6 +199,7 @@ class OrganizationSource(TableSource):
                 self._tombstone(tombstone, counts, state.dry_run)
             else:
                 self._prune_memberships(org_id, state, since, now)
+        state.requests += self.clerk.requests - before
         if state.scan_key is None:
             state.phase = Phase.DONE
 
@@ -216,18 +251,20 @@ class OrganizationSource(TableSource):
         self, start: dict[str, Any] | None
     ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
         """One Scan page of live organization profiles: (org id, syncedAt)."""
-        items, last = scan_page(
-            self.client,
-            self.table_name,
-            start,
-            ProjectionExpression="orgId, syncedAt",
-            FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
-            ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
-            Limit=PRUNE_SCAN_LIMIT,
-        )
+        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+        with dynamodb_call("Scan"):
+            response = self.client.scan(
+                TableName=self.repository.table_name,
+                ProjectionExpression="orgId, syncedAt",
+                FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
+                ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
+                Limit=PRUNE_SCAN_LIMIT,
+                **extra,
+            )
         profiles = [
             (item["orgId"]["S"], item.get("syncedAt", {}).get("S", ""))
-            for item in items
+            for item in response.get("Items", [])
             if "S" in item.get("orgId", {})
         ]
-        return profiles, last
+        last = response.get("LastEvaluatedKey")
+        return profiles, (dict(last) if last else None)

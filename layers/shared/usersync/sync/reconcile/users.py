@@ -13,29 +13,31 @@ confirmed with `GET /v1/users/{id}` (404) before its tombstone is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST
+from pydantic import ValidationError
+
+from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST, ClerkBackendApi
 from usersync.clerk.users import ClerkUser
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, scan_page
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call
 from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository, item_to_record
-from usersync.sync.reconcile.engine import TableSource, valid_entries, write_and_count
+from usersync.sync.reconcile.engine import ReadAhead, Writer
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
+    ReconcileOptions,
     iso_ms,
     refuse_mass_prune,
 )
 from usersync.sync.users import write_user
 
 if TYPE_CHECKING:
-    from usersync.store.codec import Item
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 VERSION_PROJECTION = "userId, updatedAt, clerkUpdatedAt, deletedAt, #source"
 # One prune step: a Scan page of 500 ids, asked of Clerk 100 at a time (5 requests). Fewer, larger steps
@@ -51,30 +53,57 @@ def stored_clerk_version(stored: UserRecord) -> int | None:
     return None if stored.source is SyncSource.AUTHORIZER else stored.updated_at
 
 
-@dataclass
-class UserSource(TableSource):
-    entity: ClassVar[str] = "users"
-    kinds: ClassVar[tuple[str, ...]] = ("users",)
-    repository: UserRepository = field(init=False)
+class UserSource:
+    entity = "users"
+    kinds: tuple[str, ...] = ("users",)
 
-    def __post_init__(self) -> None:
-        self.repository = UserRepository(self.client, self.table_name)
+    def __init__(
+        self,
+        clerk: ClerkBackendApi,
+        client: DynamoDBClient,
+        table_name: str,
+        options: ReconcileOptions,
+        writer: Writer,
+    ) -> None:
+        self.clerk = clerk
+        self.client = client
+        self.repository = UserRepository(client, table_name)
+        self.table_name = table_name
+        self.options = options
+        self.writer = writer
+        self._ahead: ReadAhead[str | None, tuple[list[dict[str, Any]], int]] = ReadAhead(writer)
 
     # ------------------------------------------------------------ listing
 
     def list_step(self, state: PassState) -> None:
-        page = self.clerk.users_page(state.cursor)
+        page, requests = self._ahead.take(state.cursor, lambda: self._read_page(state.cursor))
+        state.requests += requests
         counts = state.counts["users"]
         counts.seen += len(page)
-        self.apply(page, counts, dry_run=state.dry_run)
         if page and isinstance(page[-1].get("id"), str):
             state.cursor = page[-1]["id"]
         if len(page) < self.clerk.page_size:
             state.phase = Phase.PRUNE if state.prune else Phase.DONE
+        elif self.options.read_ahead():
+            cursor = state.cursor
+            self._ahead.start(cursor, lambda: self._read_page(cursor))
+        self.apply(page, counts, dry_run=state.dry_run)
+
+    def _read_page(self, cursor: str | None) -> tuple[list[dict[str, Any]], int]:
+        """The page after `cursor` and the Clerk requests it took (attempts: retries count)."""
+        before = self.clerk.requests
+        page = self.clerk.users_page(cursor)
+        return page, self.clerk.requests - before
 
     def apply(self, entries: list[dict[str, Any]], counts: Counts, *, dry_run: bool) -> None:
         """Write the users of `entries` whose stored copy is older or absent; count every outcome."""
-        users = valid_entries(ClerkUser.model_validate, entries, counts, kind="user", id_name="userId")
+        users: list[ClerkUser] = []
+        for entry in entries:
+            try:
+                users.append(ClerkUser.model_validate(entry))
+            except ValidationError:
+                logger.warning("Clerk user entry skipped: invalid", extra={"userId": entry.get("id")})
+                counts.skipped += 1
         self.apply_stored(users, self.stored_versions([user.id for user in users]), counts, dry_run=dry_run)
 
     def apply_stored(
@@ -95,26 +124,26 @@ class UserSource(TableSource):
                 counts.skipped += version != user.updated_at
                 continue
             to_write.append((UserRecord.from_clerk_user(user, source=SyncSource.RECONCILE), current is None))
-        write_and_count(
-            self.writer, lambda record: write_user(self.repository, record), to_write, counts, dry_run=dry_run
-        )
+        if dry_run:
+            outcomes = [WriteOutcome.APPLIED] * len(to_write)
+        else:
+            outcomes = self.writer.map(lambda pair: write_user(self.repository, pair[0]), to_write)
+        for (_, created), outcome in zip(to_write, outcomes, strict=True):
+            if outcome not in (WriteOutcome.APPLIED, WriteOutcome.MERGED):
+                counts.skipped += 1  # a newer Clerk version or a tombstone landed since the read: it wins
+            elif created:
+                counts.created += 1
+            else:
+                counts.updated += 1
 
     def stored_versions(self, user_ids: list[str]) -> dict[str, UserRecord]:
         """The stored versions of `user_ids` (absent ids absent): BatchGetItem, 100 keys a request,
         unprocessed keys asked again. An uninterpretable item counts as absent: the write decides."""
         found: dict[str, UserRecord] = {}
         unique = list(dict.fromkeys(user_ids))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [
-                        {"userId": {"S": user_id}} for user_id in unique[start : start + BATCH_GET_LIMIT]
-                    ],
-                    "ProjectionExpression": VERSION_PROJECTION,
-                    "ExpressionAttributeNames": {"#source": "source"},
-                }
-            }
-            for item in batch_get(self.client, request, self.table_name):
+        chunks = [unique[start : start + BATCH_GET_LIMIT] for start in range(0, len(unique), BATCH_GET_LIMIT)]
+        for items in self.writer.map(self._read_versions, chunks):  # a page's requests in flight at once
+            for item in items:
                 try:
                     record = item_to_record(item, "BatchGetItem")
                 except UninterpretableItemError as exc:
@@ -122,6 +151,17 @@ class UserSource(TableSource):
                     continue
                 found[record.user_id] = record
         return found
+
+    def _read_versions(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """One BatchGetItem of up to 100 ids (unprocessed keys asked again, within the time budget)."""
+        request: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [{"userId": {"S": user_id}} for user_id in user_ids],
+                "ProjectionExpression": VERSION_PROJECTION,
+                "ExpressionAttributeNames": {"#source": "source"},
+            }
+        }
+        return batch_get(self.client, request, self.table_name)
 
     # ------------------------------------------------------------ pruning
 
@@ -135,6 +175,7 @@ class UserSource(TableSource):
         ]
         counts = state.counts["users"]
         counts.checked += len(live)
+        before = self.clerk.requests
         present: set[Any] = set()
         for start in range(0, len(live), MAX_IDS_PER_REQUEST):
             present.update(
@@ -144,6 +185,7 @@ class UserSource(TableSource):
         refuse_mass_prune("users", counts, len(candidates), state)
         for user_id in candidates:
             self._prune_one(user_id, counts, dry_run=state.dry_run)
+        state.requests += self.clerk.requests - before
         if state.scan_key is None:
             state.phase = Phase.DONE
 
@@ -162,13 +204,16 @@ class UserSource(TableSource):
         counts.pruned += 1
         logger.info("user pruned" if not dry_run else "user would be pruned", extra={"userId": user_id})
 
-    def _scan_page(self, start: dict[str, Any] | None) -> tuple[list[Item], dict[str, Any] | None]:
+    def _scan_page(self, start: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of the table's ids (and what says whether they are live), from `start`."""
-        items, last = scan_page(
-            self.client,
-            self.table_name,
-            start,
-            ProjectionExpression="userId, deletedAt, syncedAt",
-            Limit=PRUNE_SCAN_LIMIT,
-        )
-        return [item for item in items if "S" in item.get("userId", {})], last
+        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+        with dynamodb_call("Scan"):
+            response = self.client.scan(
+                TableName=self.table_name,
+                ProjectionExpression="userId, deletedAt, syncedAt",
+                Limit=PRUNE_SCAN_LIMIT,
+                **extra,
+            )
+        items = [dict(item) for item in response.get("Items", []) if "S" in item.get("userId", {})]
+        last = response.get("LastEvaluatedKey")
+        return items, (dict(last) if last else None)
