@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         begun = time.perf_counter()
         try:
             goals.extend(suite[name]())
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             traceback.print_exc()
             goals.append(
                 Goal(name, "benchmark could not run", None, "runs", False, "", f"{type(exc).__name__}: {exc}")

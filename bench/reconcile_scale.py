@@ -22,8 +22,9 @@ Passes, in order:
 
 Projections to 1,000,000 users (2,000 pages of 500, plus the final empty page), printed with their
 arithmetic: seconds per page measured at LARGE times 2,001 pages, never below what the rate cap alone
-allows (requests / (cap / 10 s)). Lambda gives a 512 MB function about 512/1769 of a vCPU: the CPU the
-pass used here is also projected at that share (an estimate: this machine's x86 core is not Graviton).
+allows (requests / (cap / 10 s)). Lambda gives a function MemorySize/1769 of a vCPU (the reconcile
+function has 1,769 MB, one vCPU; at 512 MB it had 0.29 of one): the CPU the pass used here is also
+projected at that share (an estimate: this machine's x86 core is not Graviton).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ PAGE = 500
 TARGET_USERS = 1_000_000
 MAX_REQUESTS_PER_10S = 200  # template.yaml ReconcileMaxRequestsPer10s default
 WRITE_THREADS = 8  # ReconcileOptions' default
-LAMBDA_MEMORY_MB = 512  # template.yaml Globals MemorySize (the reconcile function keeps it)
+LAMBDA_MEMORY_MB = 1769  # template.yaml ReconcileFunction MemorySize (one vCPU)
 MB_PER_VCPU = 1769  # Lambda: a function gets one full vCPU at 1,769 MB, proportionally less below
 GOALS = {
     "rss_mb_per_100k_users": 20.0,
@@ -206,7 +207,7 @@ def project(run: PassRun, label: str, lines: list[str]) -> dict[str, float]:
     ]
     return {
         "minutes": minutes,
-        "lambda_512mb_minutes": lambda_seconds / 60,
+        "lambda_minutes": lambda_seconds / 60,
         "cpu_seconds_per_page": cpu_per_page,
     }
 
@@ -275,9 +276,9 @@ def goals_from(
         "projected_backfill_1m_minutes": round(projected_backfill["minutes"], 1),
         "projected_repair_1m_minutes": round(projected_repair["minutes"], 1),
         "goals": {k: f"<= {v:g}" for k, v in GOALS.items()} | {"pages_read_twice": "0"},
-        "lambda_512mb_estimate_minutes": {
-            "backfill": round(projected_backfill["lambda_512mb_minutes"], 1),
-            "repair": round(projected_repair["lambda_512mb_minutes"], 1),
+        "lambda_estimate_minutes": {
+            "backfill": round(projected_backfill["lambda_minutes"], 1),
+            "repair": round(projected_repair["lambda_minutes"], 1),
         },
         "listing_floor_seconds_per_page": round(floor_per_page, 4),
         "max_requests_per_10s": MAX_REQUESTS_PER_10S,
@@ -319,7 +320,7 @@ def goals_from(
             "<= 60 min",
             projected_backfill["minutes"] <= GOALS["projected_backfill_1m_minutes"],
             "min",
-            f"{note}; Lambda 512 MB estimate {projected_backfill['lambda_512mb_minutes']:.1f} min",
+            f"{note}; Lambda {LAMBDA_MEMORY_MB} MB estimate {projected_backfill['lambda_minutes']:.1f} min",
         ),
         Goal(
             "reconcile scale",
@@ -328,7 +329,7 @@ def goals_from(
             "<= 15 min",
             projected_repair["minutes"] <= GOALS["projected_repair_1m_minutes"],
             "min",
-            f"{note}; Lambda 512 MB estimate {projected_repair['lambda_512mb_minutes']:.1f} min",
+            f"{note}; Lambda {LAMBDA_MEMORY_MB} MB estimate {projected_repair['lambda_minutes']:.1f} min",
         ),
         Goal(
             "reconcile scale",

@@ -174,6 +174,7 @@ class LoopbackClerk:
             def do_GET(self) -> None:
                 started = time.perf_counter()
                 url = urlsplit(self.path)
+                body: object  # an error object here, Clerk's list of users from `answer`
                 if url.path != "/v1/users":
                     status, body = 404, {"errors": [{"code": "resource_not_found", "message": url.path}]}
                 elif self.headers.get("Authorization", "") != "Bearer sk_test_bench":
@@ -288,9 +289,9 @@ class _Parser:
     def operand(self) -> Evaluator:
         token = self.take()
         if token.startswith(":"):
-            return lambda i, n, v: _comparable(v.get(token))
+            return lambda _i, _n, v: _comparable(v.get(token))
         name = token
-        return lambda i, n, v: _comparable(i.get(n.get(name, name)))
+        return lambda i, n, _v: _comparable(i.get(n.get(name, name)))
 
     def primary(self) -> Evaluator:
         token = self.peek()
@@ -317,7 +318,7 @@ class _Parser:
                 return begins
             self.take(")")
             exists = lowered == "attribute_exists"
-            return lambda i, n, v: (n.get(path, path) in i) is exists
+            return lambda i, n, _v: (n.get(path, path) in i) is exists
         left = self.operand()
         comparator = self.take()
         if comparator not in _COMPARE:

@@ -133,7 +133,8 @@ def run(*, rounds: int = 11, calls: int = 200) -> list[Goal]:
             for name, fn in stages.items()
         }
         metrics.clear_metrics()
-    assert stub.put_items > 0 and json.loads(first["body"])["status"] == "applied"
+    assert stub.put_items > 0
+    assert json.loads(first["body"])["status"] == "applied"
     medians = {name: statistics.median(values) for name, values in samples.items()}
     ratios = {name: median_ratio(samples[name], samples["floor"]) for name in samples if name != "floor"}
     details = {

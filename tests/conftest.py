@@ -80,7 +80,7 @@ def _metric_total(document: Mapping[str, Any], name: str) -> float:
 
 
 @pytest.fixture(autouse=True)
-def _failures_never_exceed_attempts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+def flushed_emf_documents(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Contract §8, suite-wide: every EMF document any test flushes has SyncFailures <= SyncAttempts.
 
     Observes Powertools' serializer (it still runs and its output is printed as before), so whatever
@@ -121,7 +121,10 @@ def _table_for_handlers(
 
 
 @pytest.fixture
-def users_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+def users_table(
+    aws: None,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     return _table_for_handlers(create_users_table, TABLE_NAME, "USERS_TABLE_NAME", monkeypatch)
 
 
@@ -158,7 +161,7 @@ def invoke_function(
 
 @pytest.fixture
 def webhook(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     webhook_secret: str,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
@@ -178,7 +181,10 @@ ORGANIZATIONS_TABLE_NAME = "usersync-test-organizations"
 
 
 @pytest.fixture
-def organizations_table(users_table: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def organizations_table(
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     """The organizations table (CONTRACT §11) beside the user table, created from template.yaml."""
     return _table_for_handlers(
         create_organizations_table, ORGANIZATIONS_TABLE_NAME, "ORGANIZATIONS_TABLE_NAME", monkeypatch

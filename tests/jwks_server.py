@@ -143,7 +143,7 @@ class JwksServer:
                 except OSError:  # the client gave up (timeout): nothing to answer
                     pass
 
-            def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+            def log_message(self, _format: str, *_args: Any) -> None:  # keep pytest output clean
                 return
 
         return Handler

@@ -56,7 +56,7 @@ class PutCounter:
         self._client = dynamodb_client()
         self._client.meta.events.register("before-parameter-build.dynamodb.PutItem", self._on_put)
 
-    def _on_put(self, params: dict[str, Any], **kwargs: Any) -> None:
+    def _on_put(self, params: dict[str, Any], **_kwargs: Any) -> None:
         item = params["Item"]
         self.ids.append(item[self.key]["S"] if self.key in item else item["pk"]["S"] + "/" + item["sk"]["S"])
 

@@ -20,7 +20,7 @@ health_check = HealthCheck(
 
 @with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     report = health_check.run()
     response = json_response(200 if report.healthy else 503, report.to_dict())
     response["headers"]["Cache-Control"] = "no-store"  # monitors must see the current state

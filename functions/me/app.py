@@ -24,5 +24,5 @@ organizations = OrganizationRepository.from_env(dynamodb_client())
 
 @with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     return me_response(event, repository, organizations)

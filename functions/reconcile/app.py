@@ -3,8 +3,11 @@
 Each page is a checkpointed step (`context.step`) whose result is the small `PassState` (cursor or
 offset, prune position, counts), so a new invocation replays the finished steps from their checkpoints
 and lists only where the last one stopped: no page is read twice but the one in flight when an
-invocation ended. Users and organizations run as two branches of `context.parallel`, each with its own
-state and retries: a failure or a timeout in one never starves the other.
+invocation ended. A users' step reads the next page while it applies its own (engine.ReadAhead, kept
+in the invocation's source): the step that takes it is still that page's step, its result the state
+after it; a new invocation has nothing read ahead and reads its first page itself.
+Users and organizations run as two branches of `context.parallel`, each with its own state and
+retries: a failure or a timeout in one never starves the other.
 
 Waits cost no compute: a rate limit or a `Retry-After` longer than MAX_SLEEP_SECONDS ends the step
 early and becomes a `context.wait`; when less than STEP_RESERVE_SECONDS of the invocation is left, a
@@ -48,6 +51,9 @@ from usersync.sync.reconcile.engine import Writer
 from usersync.sync.reconcile.state import epoch_ms
 
 STEP_RESERVE_SECONDS = 60.0  # a step starts only with this much of the invocation left
+# A step reads the next page ahead only with this much left, so the step that takes it surely starts in
+# this invocation (a page's work is well under a second): a page read ahead is never wasted but at a failure.
+READ_AHEAD_RESERVE_SECONDS = STEP_RESERVE_SECONDS + 10.0
 INVOCATION_GAP_SECONDS = 10  # the wait that ends an invocation: one Clerk rate-limit window
 MAX_SLEEP_SECONDS = 1.0  # longer waits become context.wait: no compute billed while waiting
 CLIENT_RETRIES = 2  # in-process retries of one request (0.5 s, 1 s); longer backoff is the step's
@@ -187,8 +193,13 @@ def make_handler(
     def reconcile(event: Any, context: DurableContext) -> dict[str, Any]:
         # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
         dry_run = isinstance(event, dict) and event.get("dryRun") is True
-        options = ReconcileOptions(dry_run=dry_run, prune=settings.prune)
-        invocation = Invocation(settings, budget_of(context.lambda_context), options)
+        budget = budget_of(context.lambda_context)
+        options = ReconcileOptions(
+            dry_run=dry_run,
+            prune=settings.prune,
+            read_ahead=lambda: budget.remaining() >= READ_AHEAD_RESERVE_SECONDS,
+        )
+        invocation = Invocation(settings, budget, options)
         entities = [UserSource.entity] + (
             [OrganizationSource.entity] if settings.organizations_table_name else []
         )

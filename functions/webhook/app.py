@@ -26,7 +26,7 @@ _RETRY_LATER_CODES = THROTTLING_ERROR_CODES | {"TimeBudgetExhaustedError"}
 @with_time_budget()
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     try:
         request = read_request(event)
         result = process_webhook(request, signing_secret(settings), repository, organizations)

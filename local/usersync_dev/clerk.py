@@ -226,19 +226,10 @@ def session_claims(
     if azp is not None:
         claims["azp"] = azp
     if org_id is not None:
-        role = org_role if org_role.startswith("org:") else f"org:{org_role}"
-        if version == 2:
-            claims["o"] = {"id": org_id, "rol": role.removeprefix("org:")} | (
-                {"slg": org_slug} if org_slug else {}
-            )
-            if permissions:
-                fea, per, fpm = encode_org_permissions(features, permissions)
-                claims["o"] |= {"per": per, "fpm": fpm}
-                features = fea.split(",")
-        else:
-            claims.update({"org_id": org_id, "org_role": role} | ({"org_slug": org_slug} if org_slug else {}))
-            if permissions:
-                claims["org_permissions"] = [_org_prefixed(permission) for permission in permissions]
+        organization, features = _organization_claims(
+            version, org_id, org_slug, org_role, permissions, features
+        )
+        claims.update(organization)
     if version == 2 and features:
         claims["fea"] = ",".join(features)
     if actor is not None:
@@ -250,6 +241,32 @@ def session_claims(
     optional = {"email": email, "firstName": first_name, "lastName": last_name, "imageUrl": image_url}
     claims.update({name: value for name, value in optional.items() if value is not None})
     return claims
+
+
+def _organization_claims(
+    version: int,
+    org_id: str,
+    org_slug: str | None,
+    org_role: str,
+    permissions: Sequence[str],
+    features: Sequence[str],
+) -> tuple[dict[str, Any], Sequence[str]]:
+    """The active organization's claims in `version`'s shape, and the features `fea` then lists (v2
+    organization permissions add the features they belong to)."""
+    role = org_role if org_role.startswith("org:") else f"org:{org_role}"
+    if version != 2:
+        claims: dict[str, Any] = {"org_id": org_id, "org_role": role} | (
+            {"org_slug": org_slug} if org_slug else {}
+        )
+        if permissions:
+            claims["org_permissions"] = [_org_prefixed(permission) for permission in permissions]
+        return claims, features
+    organization = {"id": org_id, "rol": role.removeprefix("org:")} | ({"slg": org_slug} if org_slug else {})
+    if permissions:
+        fea, per, fpm = encode_org_permissions(features, permissions)
+        organization |= {"per": per, "fpm": fpm}
+        features = fea.split(",")
+    return {"o": organization}, features
 
 
 def _org_prefixed(permission: str) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from usersync_dev.template import REPO_ROOT
 
-# The session token's custom claims usersync reads (usersync.clerk.tokens.SessionClaims), as Clerk shortcodes.
+# The session token's custom claims usersync reads (usersync.clerk.session_claims.SessionClaims), as
+# Clerk shortcodes.
 SESSION_CLAIMS_TEMPLATE = {
     "email": "{{user.primary_email_address}}",
     "firstName": "{{user.first_name}}",

@@ -419,5 +419,5 @@ class LocalFunctions:
             return
         try:
             self._metrics_sink("\n".join(emf_lines))
-        except Exception as exc:  # a metrics hiccup must not fail the request it describes
+        except Exception as exc:  # noqa: BLE001 - a metrics hiccup must not fail the request it describes
             self._echo(f"usersync-dev: could not forward metrics to local CloudWatch: {exc!r}")

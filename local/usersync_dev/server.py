@@ -218,7 +218,7 @@ class Gateway:
         incoming = _incoming(request)
         try:
             context = self._authorize(route, incoming)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a raising authorizer is API Gateway's 500, as deployed
             traceback.print_exc()
             return _json(500, {"message": "Internal Server Error"})
         if isinstance(context, Response):
@@ -226,7 +226,7 @@ class Gateway:
         event = self._proxy_event(route, incoming, path_parameters, context)
         try:
             result = self.functions.invoke(route.function_id, event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a raising function is API Gateway's 500, as deployed
             traceback.print_exc()
             return _json(500, {"message": "Internal Server Error"})
         return _proxy_response(result)
@@ -447,7 +447,8 @@ def cli_command() -> str:
 
 
 def banner(stack: LocalStack) -> str:
-    assert stack.info is not None and stack.gateway is not None
+    assert stack.info is not None
+    assert stack.gateway is not None
     info, gateway = stack.info, stack.gateway
     url = info.gateway_url
     lines = [f"usersync local stack: {url}  (routes and authorizer from template.yaml)"]
@@ -530,7 +531,8 @@ def route_requirement_examples(
     (RouteRequirements), or, when none are, the same two calls after a restart with a demo requirement."""
     from usersync.api.route_requirements import RouteRequirements
 
-    assert stack.info is not None and stack.gateway is not None
+    assert stack.info is not None
+    assert stack.gateway is not None
     url = stack.info.gateway_url
     curl = "curl -sS -w ' %{http_code}\\n'"
     protected = [route for route in stack.gateway.routes if route.authorizer is not None]
@@ -601,7 +603,7 @@ class StopSignals:
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is not None:
             os._exit(FORCED_EXIT_STATUS)
         self.received = signum

@@ -47,15 +47,18 @@ def test_webhook_in_deployed_mode_bytecode_and_source_only(world: deployed.World
     shipped = deployed.run_process(world, python, "webhook", "bytecode", bytecode, work)
     plain = deployed.run_process(world, python, "webhook", "source", source, work)
 
-    assert shipped.layer_modules > 50 and shipped.layer_modules_with_bytecode == shipped.layer_modules
-    assert plain.layer_modules == shipped.layer_modules and plain.layer_modules_with_bytecode == 0
+    assert shipped.layer_modules > 50
+    assert shipped.layer_modules_with_bytecode == shipped.layer_modules
+    assert plain.layer_modules == shipped.layer_modules
+    assert plain.layer_modules_with_bytecode == 0
     for sample in (shipped, plain):
         assert sample.calls["first"] == Counter(
             {"SecretsManager GetSecretValue": 1, "DynamoDB PutItem": 1}
         ), "the first request reads the secret by ARN and writes once"
         assert sample.calls["later"] == Counter({"DynamoDB PutItem": 1}), "the secret is cached"
         assert sample.total_ms == pytest.approx(sample.init_ms + sample.first_request_ms)
-        assert sample.peak_rss_mb > 0 and sample.stdout_bytes > 0
+        assert sample.peak_rss_mb > 0
+        assert sample.stdout_bytes > 0
 
 
 def test_me_in_deployed_mode_reads_the_organizations_table_the_template_names(

@@ -118,7 +118,8 @@ def _get(clerk: LoopbackClerk, **fields: str) -> Any:
 def test_the_clerk_stand_in_pages_by_cursor_counts_a_page_read_twice_and_filters_by_id() -> None:
     with LoopbackClerk(1200, latency=False) as clerk:
         status, first = _get(clerk, limit="500", order_by="+created_at")
-        assert status == 200 and [u["id"] for u in first[:2]] == [user_id_of(0), user_id_of(1)]
+        assert status == 200
+        assert [u["id"] for u in first[:2]] == [user_id_of(0), user_id_of(1)]
         _, second = _get(clerk, limit="500", order_by="+created_at", starting_after=first[-1]["id"])
         _, last = _get(clerk, limit="500", order_by="+created_at", starting_after=second[-1]["id"])
         assert (second[0]["id"], len(last)) == (user_id_of(500), 200)
@@ -133,7 +134,8 @@ def test_the_clerk_stand_in_pages_by_cursor_counts_a_page_read_twice_and_filters
             headers={"Authorization": f"Bearer {SECRET_KEY}"},
         )
         assert [u["id"] for u in json.loads(response.data)] == [user_id_of(3)]
-        assert clerk.counts.requests == 6 and clerk.counts.max_requests_per_10s == 6
+        assert clerk.counts.requests == 6
+        assert clerk.counts.max_requests_per_10s == 6
 
 
 def test_projection_takes_the_rate_cap_floor_when_pages_are_faster_than_the_cap() -> None:
@@ -145,11 +147,20 @@ def test_projection_takes_the_rate_cap_floor_when_pages_are_faster_than_the_cap(
     assert any("rate cap floor 2,001 requests" in line for line in lines)
 
 
+def test_the_bench_prices_and_projects_at_the_reconcile_functions_memory() -> None:
+    """GB-s and the CPU-share estimate use LAMBDA_MEMORY_MB: it must be what the template deploys."""
+    from usersync_dev.template import load_template
+
+    function = load_template()["Resources"]["ReconcileFunction"]["Properties"]
+    assert function["MemorySize"] == reconcile_scale.LAMBDA_MEMORY_MB
+
+
 @pytest.mark.slow
-def test_smoke_run_writes_the_reconcile_scale_object(tmp_path: Path) -> None:
+def test_smoke_run_writes_the_reconcile_scale_object() -> None:
     goals = reconcile_scale.run(large=1500, small=600, latency=False)
     scale = goals[0].details["reconcile_scale"]
-    assert scale["users"] == 1500 and scale["pages_read_twice"] == 0
+    assert scale["users"] == 1500
+    assert scale["pages_read_twice"] == 0
     passes = scale["passes"]
     assert passes["backfill_large"]["dynamodb_calls"]["PutItem"] == 1500
     assert "PutItem" not in passes["repair_large"]["dynamodb_calls"]  # compare-first: nothing changed

@@ -23,7 +23,8 @@ def assert_well_formed(goals: list[Any], benchmark: str) -> list[dict[str, Any]]
     for row in rows:
         assert set(row) >= {"benchmark", "metric", "value", "goal", "met", "unit", "note", "details"}
         assert row["benchmark"] == benchmark
-        assert isinstance(row["metric"], str) and row["metric"]
+        assert isinstance(row["metric"], str)
+        assert row["metric"]
         if row["goal"] == "info":
             assert row["met"] is None
         else:
@@ -106,4 +107,6 @@ def test_main_writes_results_and_prints_the_table(tmp_path: Path, capsys: pytest
     assert {"generated_at", "python", "duration_seconds", "all_goals_met", "goals"} <= set(document)
     assert [goal["benchmark"] for goal in document["goals"]] == ["compare-first", "compare-first"]
     printed = capsys.readouterr().out
-    assert "benchmark" in printed and "compare-first" in printed and "goals met" in printed
+    assert "benchmark" in printed
+    assert "compare-first" in printed
+    assert "goals met" in printed

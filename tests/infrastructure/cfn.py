@@ -102,7 +102,8 @@ class _SamTranslator:
 
     def translate(self, template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
         stdin, stdout = self._process.stdin, self._process.stdout
-        assert stdin is not None and stdout is not None
+        assert stdin is not None
+        assert stdout is not None
         stdin.write(json.dumps({"template": template, "parameters": parameters}) + "\n")
         stdin.flush()
         if not select.select([stdout], [], [], TRANSLATION_TIMEOUT_S)[0]:

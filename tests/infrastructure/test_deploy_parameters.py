@@ -163,7 +163,8 @@ def test_jwks_url_parameter_must_be_https(value: str, accepted: bool) -> None:
 def test_a_deploy_without_jwks_url_or_jwt_key_is_refused() -> None:
     failures = failed_assertions({"ClerkWebhookSecretArn": WEBHOOK_SECRET_ARN})
     assert len(failures) == 1
-    assert "ClerkJwksUrl" in failures[0] and "ClerkJwtKey" in failures[0]
+    assert "ClerkJwksUrl" in failures[0]
+    assert "ClerkJwtKey" in failures[0]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +192,8 @@ def test_other_combinations_that_cannot_work_are_refused(
     if refused_for is None:
         assert failures == []
     else:
-        assert len(failures) == 1 and refused_for in failures[0]
+        assert len(failures) == 1
+        assert refused_for in failures[0]
 
 
 def test_every_rule_explains_itself_and_uses_only_parameters() -> None:
@@ -202,7 +204,8 @@ def test_every_rule_explains_itself_and_uses_only_parameters() -> None:
             assert len(str(assertion.get("AssertDescription", ""))) > 20, name
         # Rules may not reference resources or Conditions: every Ref names a parameter.
         refs = re.findall(r"'Ref': '([^']+)'", repr(rule))
-        assert refs and set(refs) <= set(PARAMETERS), name
+        assert refs, name
+        assert set(refs) <= set(PARAMETERS), name
 
 
 def test_the_table_name_is_generated_unless_a_retained_table_is_adopted() -> None:

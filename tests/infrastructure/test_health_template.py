@@ -70,9 +70,11 @@ def test_get_health_has_its_own_low_route_throttle(template: dict[str, Any]) -> 
     parameters = template["Parameters"]
     rate = parameters["HealthThrottleRateLimit"]["Default"]
     burst = parameters["HealthThrottleBurstLimit"]["Default"]
-    assert 1 <= rate <= 10 and rate <= burst
+    assert 1 <= rate <= 10
+    assert rate <= burst
     default = api["DefaultRouteSettings"]
-    assert rate < default["ThrottlingRateLimit"] and burst < default["ThrottlingBurstLimit"]
+    assert rate < default["ThrottlingRateLimit"]
+    assert burst < default["ThrottlingBurstLimit"]
     assert set(api["RouteSettings"]) == {route_key}  # the other routes keep the stage default
 
 
@@ -221,7 +223,8 @@ def test_dashboard_shows_every_sync_metric_on_the_emitted_dimensions(template: d
             names = [item for item in row if isinstance(item, str)]
             assert names[0] == namespace
             dimensions = dict(zip(names[2::2], names[3::2], strict=True))
-            assert dimensions.keys() == {"service", "Source"} and dimensions["service"] == service
+            assert dimensions.keys() == {"service", "Source"}
+            assert dimensions["service"] == service
             shown.add((names[1], dimensions["Source"]))
     metric_names = {name for name, _ in shown}
     assert metric_names == {
@@ -231,7 +234,8 @@ def test_dashboard_shows_every_sync_metric_on_the_emitted_dimensions(template: d
         SyncMetric.WEBHOOK_REJECTED,
         SyncMetric.AUTHORIZER_DENIED,
     }
-    assert ("WebhookRejected", "webhook") in shown and ("AuthorizerDenied", "authorizer") in shown
+    assert ("WebhookRejected", "webhook") in shown
+    assert ("AuthorizerDenied", "authorizer") in shown
     for metric in ("SyncAttempts", "SyncFailures", "SyncStale"):
         assert {(metric, "webhook"), (metric, "authorizer")} <= shown
     assert alarms == [PARAMETER_VALUES["SyncFailureRateAlarm.Arn"]]

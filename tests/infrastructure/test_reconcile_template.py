@@ -111,6 +111,8 @@ def test_the_function_may_only_read_versions_put_scan_and_read_its_secret() -> N
 def test_the_function_is_configured_for_a_long_run_with_its_own_logs() -> None:
     properties = _function()["Properties"]
     assert properties["Timeout"] == 900
+    # One full vCPU: the pass validates 500 users a page; below it, the page's CPU work sets the pace.
+    assert properties["MemorySize"] == 1769
     assert properties["CodeUri"] == "functions/reconcile/"
     assert properties["Environment"]["Variables"]["CLERK_SECRET_KEY_ARN"] == {"Ref": "ClerkSecretKeyArn"}
     assert _resolve(properties["Environment"]["Variables"]["RECONCILE_PRUNE"], _parameters()) == "false"
@@ -134,6 +136,7 @@ def test_the_function_is_durable_and_invoked_through_its_alias() -> None:
 
 def test_the_rate_cap_is_a_parameter_passed_to_the_function() -> None:
     parameter = TEMPLATE["Parameters"]["ReconcileMaxRequestsPer10s"]
-    assert parameter["Default"] == 200 and parameter["MaxValue"] == 1000
+    assert parameter["Default"] == 200
+    assert parameter["MaxValue"] == 1000
     variables = _function()["Properties"]["Environment"]["Variables"]
     assert variables["RECONCILE_MAX_REQUESTS_PER_10S"] == {"Ref": "ReconcileMaxRequestsPer10s"}

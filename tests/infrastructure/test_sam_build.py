@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -103,7 +102,7 @@ def test_sam_validate_lint_rejects_a_broken_template(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sam build` of a copy of the project, offline: the layer's wheels come from WHEELHOUSE."""
     assert SAM is not None
     python_dir = Path(_runtime_python()).parent
@@ -123,7 +122,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     build = tmp_path / "build"
     result = _run(["build", "--build-dir", str(build)], project, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    yield build
+    return build
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +185,8 @@ def test_sam_build_ships_the_package_in_the_layer_and_no_dev_code(built: Path) -
     first_party = [built_package, *(built / name for name in functions)]
     shipped = [p.relative_to(built) for root in first_party for p in root.rglob("*") if p.is_file()]
     dev_only = [p for p in shipped if DEV_ONLY_PARTS & set(p.parts) or p.name.startswith("test_")]
-    assert shipped and not dev_only
+    assert shipped
+    assert not dev_only
 
 
 def _functions() -> dict[str, Path]:
@@ -238,7 +238,8 @@ def test_every_layer_module_ships_runtime_unchecked_hash_bytecode(built: Path) -
     )
     assert probe.stdout == RUNTIME_MAGIC
     sources = sorted(layer.rglob("*.py"))
-    assert len(sources) > 100 and layer / "usersync" / "api" / "webhook.py" in sources
+    assert len(sources) > 100
+    assert layer / "usersync" / "api" / "webhook.py" in sources
     assert _bytecode_problems(layer, sources) == {}
 
 
@@ -360,7 +361,8 @@ def test_built_handler_imports_with_the_runtime_python_from_the_built_layout_alo
     built: Path, runnable_layer: Path, tmp_path: Path, function: str, must_import: str
 ) -> None:
     modules = _import_from_built_layout(built, runnable_layer, function, tmp_path)
-    assert must_import in modules and "usersync" in modules
+    assert must_import in modules
+    assert "usersync" in modules
     stdlib = subprocess.run(  # noqa: S603
         [_runtime_python(), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
         capture_output=True,

@@ -100,10 +100,12 @@ def test_on_every_function_snapshots_published_versions_and_routes_invoke_the_al
         for method, operation in operations.items()
         if "x-amazon-apigateway-integration" in operation
     }
-    assert uris and all(f"Alias{ALIAS}}}" in uri for uri in uris.values()), uris
+    assert uris
+    assert all(f"Alias{ALIAS}}}" in uri for uri in uris.values()), uris
     for name, permission in _resources(snapstart_on, "AWS::Lambda::Permission").items():
         target = permission["Properties"]["FunctionName"]
-        assert isinstance(target, dict) and target.get("Ref", "").endswith(f"Alias{ALIAS}"), name
+        assert isinstance(target, dict), name
+        assert target.get("Ref", "").endswith(f"Alias{ALIAS}"), name
 
 
 def test_off_translates_exactly_as_the_template_without_snapstart(template: dict[str, Any]) -> None:

@@ -182,7 +182,8 @@ def test_iam_actions_per_function_are_exactly_the_intended_ones() -> None:
         actions: set[str] = set()
         for policy in props.get("Policies", []):
             # Only inline statements: a managed policy or SAM policy template grants more than we list.
-            assert isinstance(policy, dict) and set(policy) == {"Statement"}, f"{name}: {policy}"
+            assert isinstance(policy, dict), f"{name}: {policy}"
+            assert set(policy) == {"Statement"}, f"{name}: {policy}"
             for statement in policy["Statement"]:
                 assert statement["Effect"] == "Allow"
                 actions |= set(_as_list(statement["Action"]))
@@ -205,9 +206,8 @@ def test_iam_resources_are_scoped(name: str) -> None:
                         assert _is_table_arn(resource), f"{name}: {action} on {resource}"
                     elif service == "secretsmanager":
                         param = resource.get("Ref") if isinstance(resource, dict) else None
-                        assert param in PARAMETERS and param.endswith("Arn"), (
-                            f"{name}: {action} on {resource}"
-                        )
+                        assert param in PARAMETERS, f"{name}: {action} on {resource}"
+                        assert param.endswith("Arn"), f"{name}: {action} on {resource}"
                     else:
                         pytest.fail(f"{name}: unexpected service in {action}")
 
@@ -431,14 +431,16 @@ def test_alarm_is_failures_over_attempts_on_the_emitted_dimension_set() -> None:
         ids = set(re.findall(r"\b[a-z][A-Za-z0-9_]*\b", re.sub(r"\$\{[^}]*\}", "", text)))
         assert ids <= set(queries), f"{query['Id']} references unknown ids {ids - set(queries)}"
     result_text = json.dumps(result["Expression"])
-    assert "failures / attempts" in result_text and "${SyncMinAttempts}" in result_text
+    assert "failures / attempts" in result_text
+    assert "${SyncMinAttempts}" in result_text
 
 
 def test_outputs_give_the_api_webhook_url_and_table() -> None:
     outputs = TEMPLATE["Outputs"]
     assert "${UsersApi}" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
     webhook_url = outputs["WebhookUrl"]["Value"]["Fn::Sub"]
-    assert "${UsersApi}" in webhook_url and webhook_url.endswith("/webhooks/clerk")
+    assert "${UsersApi}" in webhook_url
+    assert webhook_url.endswith("/webhooks/clerk")
     assert outputs["UsersTableName"]["Value"] == {"Ref": "UsersTable"}
 
 

@@ -68,7 +68,8 @@ class LaunchedStack:
     def recorded(self) -> StackInfo:
         """The state record of this very process (ports, table), which a started stack has written."""
         info = running_stack(self.home)
-        assert info is not None and info.pid == self.process.pid
+        assert info is not None
+        assert info.pid == self.process.pid
         return info
 
     def kill_if_running(self) -> None:

@@ -107,19 +107,24 @@ def pem_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def start_authorizer(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> Callable[[], AuthorizerClient]:
     """Cold-starts the authorizer on the moto table, configured by the environment set before the call."""
     return lambda: AuthorizerClient(function_loader, lambda_context)
 
 
 @pytest.fixture
-def authorizer(pem_env: None, start_authorizer: Callable[[], AuthorizerClient]) -> AuthorizerClient:
+def authorizer(
+    pem_env: None,  # noqa: ARG001 - fixture wanted for its side effect
+    start_authorizer: Callable[[], AuthorizerClient],
+) -> AuthorizerClient:
     return start_authorizer()
 
 
 @pytest.fixture
-def calls(authorizer: AuthorizerClient) -> CallCounter:
+def calls(authorizer: AuthorizerClient) -> CallCounter:  # noqa: ARG001 - fixture wanted for its side effect
     return CallCounter()
 
 
@@ -244,11 +249,11 @@ def test_allowed_from_jwks_including_a_rotated_key(
 OTHER_KEY = SigningKey.generate("ins_other")
 
 DENIED: list[tuple[str, Callable[[SigningKey], str | None], str]] = [
-    ("no token", lambda k: None, "no_token"),
-    ("garbage", lambda k: "garbage", "malformed"),
-    ("alg none", lambda k: alg_none(ada_claims()), "bad_algorithm"),
+    ("no token", lambda _k: None, "no_token"),
+    ("garbage", lambda _k: "garbage", "malformed"),
+    ("alg none", lambda _k: alg_none(ada_claims()), "bad_algorithm"),
     ("HS256 with public PEM", lambda k: hs256_with_public_pem(k, ada_claims()), "bad_algorithm"),
-    ("another RSA key", lambda k: token(OTHER_KEY), "bad_signature"),
+    ("another RSA key", lambda _k: token(OTHER_KEY), "bad_signature"),
     (
         "expired",
         lambda k: token(k, iat=int(time.time()) - 120, nbf=int(time.time()) - 120, exp=int(time.time()) - 60),
@@ -288,7 +293,7 @@ def test_denied_http_api(
 
 
 def test_denied_rest_without_a_caller_raises_unauthorized_and_still_counts(
-    authorizer: AuthorizerClient, key: SigningKey, capsys: pytest.CaptureFixture[str], logs: LogCapture
+    authorizer: AuthorizerClient, capsys: pytest.CaptureFixture[str], logs: LogCapture
 ) -> None:
     with pytest.raises(Unauthorized, match=r"^Unauthorized$"):
         authorizer(rest_token_authorizer_event(f"Bearer {token(OTHER_KEY)}"))
@@ -398,7 +403,8 @@ def test_changed_name_is_written_and_created_at_is_kept(
     # The authorizer's UpdateItem writes only the profile and its bookkeeping: createdAt and the
     # webhook's lastEventId stay.
     assert item["lastEventId"] == "msg_1"
-    assert calls.calls["UpdateItem"] == 1 and calls.calls["PutItem"] == 0
+    assert calls.calls["UpdateItem"] == 1
+    assert calls.calls["PutItem"] == 0
 
 
 def test_token_older_than_the_stored_update_does_not_overwrite(
@@ -475,7 +481,8 @@ def test_read_failure_falls_through_to_the_conditional_write(
     assert authorizer.http(token(key))["isAuthorized"] is True
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"SyncAttempts": 1})
     item = stored()
-    assert item is not None and item["email"] == "ada@example.com"
+    assert item is not None
+    assert item["email"] == "ada@example.com"
     assert any(r["message"].startswith("stored user read failed") for r in logs.records)
 
 
@@ -541,15 +548,19 @@ def documented(key: SigningKey, version: int, **overrides: Any) -> str:
 
 
 @pytest.fixture
-def docs_env(pem_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def docs_env(
+    pem_env: None,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Issuer and origin of Clerk's documented example (the authorizer checks both)."""
     monkeypatch.setenv("CLERK_ISSUER", DOCS_ISSUER)
     monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", DOCS_ORIGIN)
 
 
 @pytest.mark.parametrize("version", [2, 1], ids=["v2", "v1"])
+@pytest.mark.usefixtures("docs_env")
 def test_clerk_documented_tokens_are_allowed_with_exactly_the_contract_context_in_every_format(
-    docs_env: None, authorizer: AuthorizerClient, key: SigningKey, version: int
+    authorizer: AuthorizerClient, key: SigningKey, version: int
 ) -> None:
     tok = documented(key, version)
     expected = docs_context(version)
@@ -576,8 +587,8 @@ def answer(authorizer: AuthorizerClient, event: dict[str, Any]) -> dict[str, Any
         return "401"
 
 
+@pytest.mark.usefixtures("docs_env")
 def test_pending_session_is_denied_in_every_format_logged_and_counted(
-    docs_env: None,
     authorizer: AuthorizerClient,
     calls: CallCounter,
     key: SigningKey,
@@ -596,12 +607,13 @@ def test_pending_session_is_denied_in_every_format_logged_and_counted(
         ("session_pending", "user_123", "rest-request"),
     ]
     assert metric_counts(capsys.readouterr().out, "authorizer") == Counter({"AuthorizerDenied": 3})
-    assert calls.calls == Counter() and stored("user_123") is None  # no sync for a signed-out session
+    assert calls.calls == Counter()
+    assert stored("user_123") is None  # no sync for a signed-out session
     assert tok.split(".")[1] not in logs.text
 
 
+@pytest.mark.usefixtures("docs_env")
 def test_pending_sessions_pass_when_the_template_parameter_allows_them(
-    docs_env: None,
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
     start_authorizer: Callable[[], AuthorizerClient],
@@ -626,11 +638,12 @@ def test_pending_sessions_pass_when_the_template_parameter_allows_them(
         allow_policy("user_123", docs_context(2)),
     ]
     item = stored("user_123")
-    assert item is not None and item["email"] == "ada@example.com"
+    assert item is not None
+    assert item["email"] == "ada@example.com"
 
 
+@pytest.mark.usefixtures("pem_env")
 def test_jwt_template_tokens_pass_only_when_the_template_parameter_accepts_them(
-    pem_env: None,
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
     start_authorizer: Callable[[], AuthorizerClient],
@@ -657,8 +670,8 @@ def test_jwt_template_tokens_pass_only_when_the_template_parameter_accepts_them(
         pytest.param({"act": {"iss": "https://dashboard.clerk.com"}}, id="act-without-sub"),
     ],
 )
+@pytest.mark.usefixtures("docs_env")
 def test_malformed_organization_or_actor_claims_deny_with_invalid_claims(
-    docs_env: None,
     authorizer: AuthorizerClient,
     key: SigningKey,
     logs: LogCapture,
@@ -672,8 +685,9 @@ def test_malformed_organization_or_actor_claims_deny_with_invalid_claims(
     assert stored("user_123") is None
 
 
+@pytest.mark.usefixtures("docs_env")
 def test_organization_claims_are_not_written_and_switching_organization_costs_no_write(
-    docs_env: None, authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
+    authorizer: AuthorizerClient, key: SigningKey, calls: CallCounter
 ) -> None:
     iat = int(time.time()) - 2
     authorizer.http(mint_token(key, clerk_documented_claims(2, iat)))

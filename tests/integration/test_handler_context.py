@@ -19,7 +19,7 @@ USER_ID = "user_2contextless000000000000"
 
 @pytest.fixture
 def handlers(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     webhook_secret: str,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
@@ -46,19 +46,23 @@ def test_every_handler_runs_with_the_default_stand_in_context(
 
     token = mint_token(handlers["key"], session_claims(USER_ID, first_name="Ada", last_name="Lovelace"))
     allowed = authorize_bearer(handlers["authorizer"], context, token)
-    assert allowed["isAuthorized"] is True and allowed["context"]["userId"] == USER_ID
+    assert allowed["isAuthorized"] is True
+    assert allowed["context"]["userId"] == USER_ID
 
     me = handlers["me"].lambda_handler(
         http_api_event("GET", "/me", authorizer_context=allowed["context"]), context
     )
-    assert me["statusCode"] == 200 and json.loads(me["body"])["userId"] == USER_ID
+    assert me["statusCode"] == 200
+    assert json.loads(me["body"])["userId"] == USER_ID
 
     health = handlers["health"].lambda_handler(http_api_event("GET", "/health"), context)
-    assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
+    assert health["statusCode"] == 200
+    assert json.loads(health["body"])["status"] == "ok"
 
     # the stand-in context is what the logs carry (no function name given: `local`)
     processed = [record for record in logs.records if record["message"] == "webhook processed"]
-    assert processed and processed[0]["function_name"] == "local"
+    assert processed
+    assert processed[0]["function_name"] == "local"
 
 
 def test_a_real_context_is_passed_through(handlers: dict[str, Any], logs: LogCapture) -> None:

@@ -77,7 +77,9 @@ class HealthEndpoint:
 
 @pytest.fixture
 def health(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> HealthEndpoint:
     return HealthEndpoint(function_loader, lambda_context)
 
@@ -116,7 +118,8 @@ def test_no_traffic_is_up_with_zero_attempts(health: HealthEndpoint) -> None:
 def test_four_percent_failures_is_up(health: HealthEndpoint) -> None:
     put_sync_metrics(100, 4)
     status, body = health.get()
-    assert status == 200 and body["status"] == "ok"
+    assert status == 200
+    assert body["status"] == "ok"
     assert rate(body) | {} == body["info"]["syncFailureRate"]
     assert (rate(body)["status"], rate(body)["failureRate"], rate(body)["attempts"]) == ("up", 0.04, 100)
     assert "message" not in rate(body)
@@ -125,12 +128,15 @@ def test_four_percent_failures_is_up(health: HealthEndpoint) -> None:
 def test_six_percent_failures_is_503_down_with_a_message(health: HealthEndpoint) -> None:
     put_sync_metrics(100, 6)
     status, body = health.get()
-    assert status == 503 and body["status"] == "error"
-    assert set(body["error"]) == {"syncFailureRate"} and set(body["info"]) == {"userTable"}
+    assert status == 503
+    assert body["status"] == "error"
+    assert set(body["error"]) == {"syncFailureRate"}
+    assert set(body["info"]) == {"userTable"}
     down = body["error"]["syncFailureRate"]
     assert down == rate(body)
     assert (down["status"], down["failureRate"], down["attempts"], down["failures"]) == ("down", 0.06, 100, 6)
-    assert "0.060" in down["message"] and "threshold" in down["message"]
+    assert "0.060" in down["message"]
+    assert "threshold" in down["message"]
 
 
 def test_high_rate_below_min_attempts_is_up(health: HealthEndpoint) -> None:
@@ -227,8 +233,10 @@ def test_setting_is_read_from_the_environment(
 def test_missing_table_is_503_with_user_table_down(health: HealthEndpoint) -> None:
     boto3.client("dynamodb").delete_table(TableName="usersync-test-users")
     status, body = health.get()
-    assert status == 503 and body["status"] == "error"
-    assert set(body["error"]) == {"userTable"} and set(body["info"]) == {"syncFailureRate"}
+    assert status == 503
+    assert body["status"] == "error"
+    assert set(body["error"]) == {"userTable"}
+    assert set(body["info"]) == {"syncFailureRate"}
     assert body["error"]["userTable"]["status"] == "down"
     assert "not found" in body["error"]["userTable"]["message"]
 
@@ -253,9 +261,11 @@ def test_unreachable_dependency_is_503_with_its_indicator_down(
     monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", f"http://127.0.0.1:{unused_port()}")
     status, body = health.get()
     assert status == 503
-    assert set(body["error"]) == {down} and body["info"] == info
+    assert set(body["error"]) == {down}
+    assert body["info"] == info
     indicator = body["error"][down]
-    assert indicator["status"] == "down" and named in indicator["message"]
+    assert indicator["status"] == "down"
+    assert named in indicator["message"]
     assert "attempts" not in indicator  # no number is better than a made-up 0
 
 
@@ -285,8 +295,10 @@ def test_second_call_is_served_from_the_cache(health: HealthEndpoint) -> None:
     first = health.get()
     put_sync_metrics(900, 0)  # would make it healthy, but the cached answer is reused
     second = health.get()
-    assert first == second and first[0] == 503
-    assert counter.count("GetMetricData") == 1 and counter.count("DescribeTable") == 1
+    assert first == second
+    assert first[0] == 503
+    assert counter.count("GetMetricData") == 1
+    assert counter.count("DescribeTable") == 1
 
 
 def test_without_cache_every_call_reads_cloudwatch(
@@ -300,7 +312,8 @@ def test_without_cache_every_call_reads_cloudwatch(
     assert health.get()[0] == 503
     put_sync_metrics(900, 0)
     status, body = health.get()
-    assert status == 200 and rate(body)["attempts"] == 1000
+    assert status == 200
+    assert rate(body)["attempts"] == 1000
     assert counter.count("GetMetricData") == 2
 
 
@@ -374,7 +387,8 @@ def test_reads_back_exactly_what_the_webhook_emits(
 
     status, body = health.get()
     assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (22, 2, 0.091)
-    assert status == 503 and rate(body)["status"] == "down"
+    assert status == 503
+    assert rate(body)["status"] == "down"
 
 
 def test_reads_back_exactly_what_the_authorizer_emits_together_with_the_webhook(
@@ -402,4 +416,5 @@ def test_reads_back_exactly_what_the_authorizer_emits_together_with_the_webhook(
 
     status, body = health.get()
     assert (rate(body)["attempts"], rate(body)["failures"], rate(body)["failureRate"]) == (20, 3, 0.15)
-    assert status == 503 and rate(body)["status"] == "down"
+    assert status == 503
+    assert rate(body)["status"] == "down"

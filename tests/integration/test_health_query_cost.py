@@ -51,7 +51,9 @@ def put_in_powertools_order(metric: str, source: str, value: float) -> None:
 
 @pytest.fixture
 def health_module(
-    users_table: str, function_loader: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> ModuleType:
     monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")  # every call uncached: each one is billed
     return function_loader("health")

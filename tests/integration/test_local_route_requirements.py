@@ -52,7 +52,8 @@ def test_printed_allowed_and_forbidden_examples_do_so_when_pasted(
     statuses = [line for line in result.stdout.splitlines() if line.startswith("::exit=")]
     assert statuses == ["::exit=0"] * 4, result.stdout + result.stderr
     allowed, forbidden = [line for line in result.stdout.splitlines() if not line.startswith("::exit=")]
-    assert allowed.endswith(" 200") and json.loads(allowed.removesuffix(" 200"))["userId"]
+    assert allowed.endswith(" 200")
+    assert json.loads(allowed.removesuffix(" 200"))["userId"]
     assert forbidden == '{"message": "Forbidden"} 403'
     denials = [json.loads(line) for line in stack.output if '"authorizer denied"' in line]
     assert [(d["reason"], d["route"], d["missing"]) for d in denials][:1] == [
@@ -63,7 +64,8 @@ def test_printed_allowed_and_forbidden_examples_do_so_when_pasted(
 def test_without_requirements_the_banner_says_how_to_try_them(tmp_path: Path) -> None:
     with local_stack(tmp_path) as stack:
         (line,) = [line for line in stack.banner() if line.startswith("  5.")]
-    assert "none configured" in line and f"ROUTE_REQUIREMENTS='{ADMIN_ONLY}'" in line
+    assert "none configured" in line
+    assert f"ROUTE_REQUIREMENTS='{ADMIN_ONLY}'" in line
 
 
 def test_the_override_takes_inline_json_or_a_file_and_refuses_a_malformed_one(tmp_path: Path) -> None:

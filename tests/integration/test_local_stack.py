@@ -56,10 +56,12 @@ def test_signed_webhook_then_me_with_a_token_then_health(tmp_path: Path) -> None
             {"message": "Forbidden"},
         )
         status, rejected = send_webhook(stack, nested_json(10_000))
-        assert status == 400 and rejected["message"]
+        assert status == 400
+        assert rejected["message"]
 
         status, health = http("GET", f"{stack.gateway_url}/health")
-        assert status == 200 and health["status"] == "ok"
+        assert status == 200
+        assert health["status"] == "ok"
         assert (
             health["details"]["syncFailureRate"]["attempts"] >= 1
         )  # the webhook's metric reached CloudWatch
@@ -85,7 +87,8 @@ def test_health_turns_503_once_sync_failures_cross_the_threshold(tmp_path: Path)
         dynamodb.delete_table(TableName=stack.table_name)
         for _ in range(min_attempts):
             status, body = send_webhook(stack, clerk_event("user.created", clerk_user(new_user_id())))
-            assert status == 500 and body["status"] == "error"  # a 5xx, so Svix would retry
+            assert status == 500  # a 5xx, so Svix would retry
+            assert body["status"] == "error"
 
         # And the table is back, so only the failure rate can be down
         create_users_table(dynamodb, stack.table_name)
@@ -100,8 +103,10 @@ def test_health_turns_503_once_sync_failures_cross_the_threshold(tmp_path: Path)
         assert health["status"] == "error"
         assert health["details"]["userTable"]["status"] == "up"
         rate = health["details"]["syncFailureRate"]
-        assert rate["status"] == "down" and rate["message"]
-        assert rate["failures"] == min_attempts and rate["attempts"] == min_attempts
+        assert rate["status"] == "down"
+        assert rate["message"]
+        assert rate["failures"] == min_attempts
+        assert rate["attempts"] == min_attempts
 
 
 def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
@@ -132,7 +137,8 @@ def test_printed_examples_work_when_pasted(tmp_path: Path) -> None:
     assert webhook_outputs == ['200 {"status":"applied"}'] * 3
     for output in (me_output, org_me_output):
         profile = json.loads(output)
-        assert profile["userId"] == "user_2dev0ada0lovelace0000000" and profile["email"] == "ada@example.com"
+        assert profile["userId"] == "user_2dev0ada0lovelace0000000"
+        assert profile["email"] == "ada@example.com"
         # The membership reached /me, with the organization's name and the role
         assert profile["organizations"] == [
             {
@@ -159,7 +165,8 @@ def test_invoke_runs_a_handler_against_the_running_stack(tmp_path: Path) -> None
         assert (created["statusCode"], json.loads(created["body"])) == (200, {"status": "applied"})
         token = dev_token(stack, "user_2dev0ada0lovelace0000000", "ada@example.com")
         status, profile = http("GET", f"{stack.gateway_url}/me", headers={"Authorization": f"Bearer {token}"})
-        assert status == 200 and profile["userId"] == "user_2dev0ada0lovelace0000000"
+        assert status == 200
+        assert profile["userId"] == "user_2dev0ada0lovelace0000000"
 
         # The REST TOKEN authorizer event is allowed with the fresh dev token it carries
         policy = invoke("authorizer", "authorizer-rest-token.json")
@@ -182,6 +189,8 @@ def test_invoke_without_a_stack_uses_an_in_process_moto(tmp_path: Path) -> None:
 def test_reconcile_subcommand_delegates_to_the_reconcile_command(tmp_path: Path) -> None:
     environment = stack_environment(tmp_path)
     shown = run_cli(environment, "reconcile", "--help")
-    assert "--dry-run" in shown.stdout and "CLERK_SECRET_KEY" in shown.stdout
+    assert "--dry-run" in shown.stdout
+    assert "CLERK_SECRET_KEY" in shown.stdout
     refused = run_cli(environment, "reconcile", "--table", "t", check=False)
-    assert refused.returncode != 0 and "CLERK_SECRET_KEY" in refused.stderr
+    assert refused.returncode != 0
+    assert "CLERK_SECRET_KEY" in refused.stderr

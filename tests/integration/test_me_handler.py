@@ -24,7 +24,9 @@ TABLE = "usersync-test-users"
 
 @pytest.fixture
 def me(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]:
     module = function_loader("me")
 

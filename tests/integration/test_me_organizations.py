@@ -78,7 +78,9 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    organizations_table: str, webhook: WebhookDriver, function_loader: Callable[[str], ModuleType]
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    webhook: WebhookDriver,
+    function_loader: Callable[[str], ModuleType],
 ) -> Stack:
     """The suite's webhook driver (tests/conftest.py) and a cold-started /me, with the organizations table."""
     return Stack(webhook, function_loader("me"), webhook.context)
@@ -138,7 +140,8 @@ def test_a_deleted_user_has_no_me_at_all(stack: Stack) -> None:
     stack.join("org_a", name="Acme")
     stack.send(clerk_event("user.deleted", deleted_user(USER), timestamp=T0 + 10))
     status, body = stack.me()
-    assert status == 404 and "organizations" not in body
+    assert status == 404
+    assert "organizations" not in body
 
 
 def test_organizations_table_unavailable_is_503(stack: Stack) -> None:
@@ -162,19 +165,24 @@ def test_each_access_pattern_is_one_dynamodb_request(stack: Stack) -> None:
 
     with DynamoCalls() as calls:
         memberships = repository.memberships_of_user(USER)
-    assert len(memberships) == 30 and dict(calls.calls) == {"Query": 1}
+    assert len(memberships) == 30
+    assert dict(calls.calls) == {"Query": 1}
 
     with DynamoCalls() as calls:
         members = members_of_organization(dynamodb_client(), ORGS_TABLE, "org_00")
-    assert len(members) == 31 and dict(calls.calls) == {"Query": 1}
+    assert len(members) == 31
+    assert dict(calls.calls) == {"Query": 1}
 
     with DynamoCalls() as calls:
         profile = get_organization(dynamodb_client(), ORGS_TABLE, "org_00")
-    assert profile is not None and profile.name == "Org 00" and dict(calls.calls) == {"GetItem": 1}
+    assert profile is not None
+    assert profile.name == "Org 00"
+    assert dict(calls.calls) == {"GetItem": 1}
 
     with DynamoCalls() as calls:
         profiles = repository.get_organizations(m.org_id for m in memberships)
-    assert len(profiles) == 1 and dict(calls.calls) == {"BatchGetItem": 1}
+    assert len(profiles) == 1
+    assert dict(calls.calls) == {"BatchGetItem": 1}
 
 
 def test_me_costs_three_requests_with_organizations_two_without(stack: Stack) -> None:
@@ -200,7 +208,8 @@ def test_members_of_a_deleted_organization_or_user_are_not_returned(stack: Stack
     assert {m.user_id for m in members} == {USER, OTHER}  # the organization table alone
     with DynamoCalls() as calls:
         live = without_deleted_users(dynamodb_client(), "usersync-test-users", members)
-    assert [m.user_id for m in live] == [USER] and dict(calls.calls) == {"BatchGetItem": 1}
+    assert [m.user_id for m in live] == [USER]
+    assert dict(calls.calls) == {"BatchGetItem": 1}
     stack.send(organization_event("organization.deleted", "org_a", timestamp=T0 + 4))
     assert members_of_organization(dynamodb_client(), ORGS_TABLE, "org_a") == []
 

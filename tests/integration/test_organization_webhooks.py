@@ -24,7 +24,10 @@ MEMBERSHIP = "orgmem_2abcDEFghiJKLmnoPQRst"
 
 
 @pytest.fixture
-def webhook(organizations_table: str, webhook: WebhookDriver) -> WebhookDriver:
+def webhook(
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    webhook: WebhookDriver,
+) -> WebhookDriver:
     """conftest's webhook driver, loaded once the organizations table exists (and is configured)."""
     return webhook
 
@@ -60,12 +63,14 @@ def test_organization_created_and_updated_are_applied_in_order(webhook: WebhookD
     assert item is not None
     assert (item["orgId"], item["name"], item["slug"], item["updatedAt"]) == (ORG, "Acme", "acme", T0)
     assert (item["source"], item["lastEventId"]) == ("webhook", "msg_1")
-    assert "deletedAt" not in item and "gsi1pk" not in item
+    assert "deletedAt" not in item
+    assert "gsi1pk" not in item
 
     newer = organization_event("organization.updated", ORG, name="Acme Corp", updated_at=T0 + 5)
     assert send(webhook, newer, "msg_2") == (200, "applied")
     item = org_item()
-    assert item is not None and (item["name"], item["updatedAt"]) == ("Acme Corp", T0 + 5)
+    assert item is not None
+    assert (item["name"], item["updatedAt"]) == ("Acme Corp", T0 + 5)
 
 
 def test_a_partial_organization_payload_keeps_the_stored_name_and_null_clears(webhook: WebhookDriver) -> None:
@@ -87,7 +92,9 @@ def test_a_partial_organization_payload_keeps_the_stored_name_and_null_clears(we
     )
     assert send(webhook, cleared, "msg_3") == (200, "applied")
     item = org_item()
-    assert item is not None and item["name"] == "Acme" and "slug" not in item
+    assert item is not None
+    assert item["name"] == "Acme"
+    assert "slug" not in item
 
 
 def test_a_partial_membership_payload_keeps_the_stored_role(webhook: WebhookDriver) -> None:
@@ -96,7 +103,8 @@ def test_a_partial_membership_payload_keeps_the_stored_role(webhook: WebhookDriv
     del partial["data"]["role"]
     assert send(webhook, partial) == (200, "applied")
     item = membership_item()
-    assert item is not None and (item["role"], item["updatedAt"]) == ("org:admin", T0 + 1)
+    assert item is not None
+    assert (item["role"], item["updatedAt"]) == ("org:admin", T0 + 1)
 
 
 def test_membership_created_and_updated_are_applied_and_indexed_by_user(webhook: WebhookDriver) -> None:
@@ -118,7 +126,8 @@ def test_membership_created_and_updated_are_applied_and_indexed_by_user(webhook:
     )
     assert send(webhook, demoted, "msg_2") == (200, "applied")
     item = membership_item()
-    assert item is not None and (item["role"], item["updatedAt"]) == ("org:member", T0 + 9)
+    assert item is not None
+    assert (item["role"], item["updatedAt"]) == ("org:member", T0 + 9)
 
 
 def test_organization_deleted_writes_a_tombstone_timed_by_the_envelope(webhook: WebhookDriver) -> None:
@@ -128,8 +137,10 @@ def test_organization_deleted_writes_a_tombstone_timed_by_the_envelope(webhook: 
     assert send(webhook, deleted, "msg_del") == (200, "applied")
     item = org_item()
     assert item is not None
-    assert item["deletedAt"] == T0 + 1_000 and item["lastEventId"] == "msg_del"
-    assert "name" not in item and "slug" not in item
+    assert item["deletedAt"] == T0 + 1_000
+    assert item["lastEventId"] == "msg_del"
+    assert "name" not in item
+    assert "slug" not in item
 
 
 def test_a_real_membership_deleted_payload_is_a_tombstone_out_of_the_user_index(
@@ -138,13 +149,16 @@ def test_a_real_membership_deleted_payload_is_a_tombstone_out_of_the_user_index(
     send(webhook, membership_event("organizationMembership.created", MEMBERSHIP, ORG, USER), "msg_1")
     # As Clerk really delivers it: the whole membership, role org:member, role_name, permissions...
     deleted = membership_event("organizationMembership.deleted", MEMBERSHIP, ORG, USER, timestamp=T0 + 70)
-    assert deleted["data"]["role_name"] == "Member" and deleted["data"]["permissions"]
+    assert deleted["data"]["role_name"] == "Member"
+    assert deleted["data"]["permissions"]
     assert deleted["data"]["public_user_data"]["user_id"] == USER
     assert send(webhook, deleted, "msg_del") == (200, "applied")
     item = membership_item()
     assert item is not None
-    assert item["deletedAt"] == T0 + 70 and (item["userId"], item["orgId"]) == (USER, ORG)
-    assert "gsi1pk" not in item and "role" not in item
+    assert item["deletedAt"] == T0 + 70
+    assert (item["userId"], item["orgId"]) == (USER, ORG)
+    assert "gsi1pk" not in item
+    assert "role" not in item
 
 
 # ---------------------------------------------------------------- stale, duplicate, tombstones
@@ -155,7 +169,8 @@ def test_an_older_update_is_stale_and_changes_nothing(webhook: WebhookDriver) ->
     older = organization_event("organization.updated", ORG, name="Old", updated_at=T0 + 5)
     assert send(webhook, older, "msg_old") == (200, "ignored-stale")
     item = org_item()
-    assert item is not None and (item["name"], item["lastEventId"]) == ("New", "msg_new")
+    assert item is not None
+    assert (item["name"], item["lastEventId"]) == ("New", "msg_new")
 
     send(webhook, membership_event("organizationMembership.updated", MEMBERSHIP, ORG, USER, role="org:admin",
                                    updated_at=T0 + 10), "msg_m_new")  # fmt: skip
@@ -164,7 +179,8 @@ def test_an_older_update_is_stale_and_changes_nothing(webhook: WebhookDriver) ->
     )
     assert send(webhook, older_membership, "msg_m_old") == (200, "ignored-stale")
     item = membership_item()
-    assert item is not None and item["role"] == "org:admin"
+    assert item is not None
+    assert item["role"] == "org:admin"
 
 
 def test_a_redelivery_is_an_ignored_duplicate(webhook: WebhookDriver) -> None:
@@ -191,14 +207,17 @@ def test_tombstones_are_never_resurrected_and_the_earliest_delete_wins(webhook: 
         "ignored-stale",
     )
     item = org_item()
-    assert item is not None and (item["deletedAt"], item["lastEventId"]) == (T0 + 100, "msg_e")
+    assert item is not None
+    assert (item["deletedAt"], item["lastEventId"]) == (T0 + 100, "msg_e")
 
     send(webhook, membership_event("organizationMembership.deleted", MEMBERSHIP, ORG, USER, timestamp=T0 + 5),
          "msg_m_del")  # fmt: skip
     revived = membership_event("organizationMembership.updated", MEMBERSHIP, ORG, USER, updated_at=T0 + 10**6)
     assert send(webhook, revived, "msg_m_zombie") == (200, "ignored-stale")
     item = membership_item()
-    assert item is not None and "gsi1pk" not in item and item["deletedAt"] == T0 + 5
+    assert item is not None
+    assert "gsi1pk" not in item
+    assert item["deletedAt"] == T0 + 5
 
 
 def test_a_user_re_added_after_removal_is_a_member_again(webhook: WebhookDriver) -> None:
@@ -208,7 +227,8 @@ def test_a_user_re_added_after_removal_is_a_member_again(webhook: WebhookDriver)
     again = membership_event("organizationMembership.created", "orgmem_second", ORG, USER, updated_at=T0 + 9)
     assert send(webhook, again, "msg_3") == (200, "applied")
     item = membership_item(membership_id="orgmem_second")
-    assert item is not None and item["gsi1pk"] == f"USER#{USER}"
+    assert item is not None
+    assert item["gsi1pk"] == f"USER#{USER}"
 
 
 # ---------------------------------------------------------------- rejections and unknown types
@@ -245,7 +265,8 @@ def test_missing_fields_are_a_400_with_a_message(
 
 def test_an_id_dynamodb_cannot_key_is_a_400_not_a_retried_500(webhook: WebhookDriver) -> None:
     response = webhook.deliver("msg_long", organization_event("organization.created", "org_" + "x" * 2000))
-    assert response.status == 400 and "1000 bytes" in response.body["message"]
+    assert response.status == 400
+    assert "1000 bytes" in response.body["message"]
 
 
 def test_other_organization_event_types_stay_ignored(webhook: WebhookDriver) -> None:
@@ -290,14 +311,15 @@ def test_writes_are_counted_as_sync_attempts_stale_and_failures(
     webhook.deliver("msg_2", organization_event("organization.created", ORG))
     boto3.client("dynamodb").delete_table(TableName="usersync-test-organizations")
     failed = webhook.deliver("msg_3", organization_event("organization.updated", ORG, updated_at=T0 + 1))
-    assert failed.status == 500 and failed.body["status"] == "error"  # Svix retries; nothing lost
+    assert failed.status == 500  # Svix retries; nothing lost
+    assert failed.body["status"] == "error"
     metrics.flush_metrics()
     counts = metric_counts(capsys.readouterr().out, "webhook")
     assert (counts["SyncAttempts"], counts["SyncStale"], counts["SyncFailures"]) == (4, 1, 1)
 
 
+@pytest.mark.usefixtures("users_table")
 def test_without_an_organizations_table_an_organization_event_is_retried_not_lost(
-    users_table: str,
     webhook_secret: str,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,

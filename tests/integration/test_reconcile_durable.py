@@ -42,7 +42,7 @@ class PagesBudget:
         self.pages = pages
         PagesBudget.created += 1
 
-    def allows(self, seconds: float) -> bool:
+    def allows(self, _seconds: float) -> bool:
         self.pages -= 1
         return self.pages >= 0
 
@@ -78,7 +78,10 @@ def populate(clerk: LoopbackClerk) -> None:
 
 
 @pytest.fixture
-def clerk(organizations_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackClerk]:
+def clerk(
+    organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LoopbackClerk]:
     fake = LoopbackClerk()
     populate(fake)
     with fake.serve():
@@ -107,7 +110,8 @@ def assert_every_membership_right(organizations_table: str) -> None:
     client = dynamodb_client()
     for index in (0, 57, ORGANIZATIONS - 1):
         profile = get_organization(client, organizations_table, f"org_{index:04d}")
-        assert profile is not None and profile.name == f"Org {index}"
+        assert profile is not None
+        assert profile.name == f"Org {index}"
         members = sorted(
             members_of_organization(client, organizations_table, f"org_{index:04d}"),
             key=lambda m: m.membership_id,
@@ -138,7 +142,8 @@ def test_a_pass_over_many_invocations_completes_without_listing_a_page_twice(
     table = UserRepository(dynamodb_client(), users_table)
     for index in (0, 499, 500, 2_777, USERS - 1):
         stored = table.get(f"user_{index:05d}")
-        assert stored is not None and stored.email == f"u{index}@example.com"
+        assert stored is not None
+        assert stored.email == f"u{index}@example.com"
     assert count_items(users_table) == USERS
     assert_every_membership_right(organizations_table)
     counts = metric_counts(capsys.readouterr().out, "reconcile")
@@ -179,5 +184,6 @@ def test_a_retry_after_becomes_a_durable_wait_and_the_page_is_read_once(
     assert result.status is InvocationStatus.SUCCEEDED, result.error
     waits = [op.name for op in result.get_all_operations() if op.operation_type.value == "WAIT"]
     assert waits == ["users-wait-1"]  # after the first step, which met the 429
-    assert fake.listed_twice() == {} and len(fake.pages) == 2
+    assert fake.listed_twice() == {}
+    assert len(fake.pages) == 2
     assert count_items(users_table) == 600

@@ -126,7 +126,8 @@ def test_backfill_creates_organizations_and_memberships_paging_by_offset(
     assert (admin["role"], admin["userId"], admin["gsi1pk"]) == ("org:admin", "user_0000", "USER#user_0000")
     metrics.flush_metrics()
     counts = metric_counts(capsys.readouterr().out, "reconcile")
-    assert counts["SyncAttempts"] == 20 and counts["SyncFailures"] == 0
+    assert counts["SyncAttempts"] == 20
+    assert counts["SyncFailures"] == 0
 
 
 def test_rerun_writes_nothing_and_a_change_costs_one_write(runner: OrgRunner, clerk: LoopbackClerk) -> None:
@@ -142,10 +143,8 @@ def test_rerun_writes_nothing_and_a_change_costs_one_write(runner: OrgRunner, cl
         report = runner.report()
     assert writes(calls) == 2
     assert (report.organizations.updated, report.memberships.updated) == (1, 1)
-    assert (
-        profile("org_0002")["name"] == "Renamed"
-        and member("org_0001", "orgmem_0001_1")["role"] == "org:admin"
-    )
+    assert profile("org_0002")["name"] == "Renamed"
+    assert member("org_0001", "orgmem_0001_1")["role"] == "org:admin"
 
 
 def test_newer_webhook_writes_and_tombstones_are_skipped(runner: OrgRunner, clerk: LoopbackClerk) -> None:
@@ -161,8 +160,10 @@ def test_newer_webhook_writes_and_tombstones_are_skipped(runner: OrgRunner, cler
     with DynamoCalls() as calls:
         report = runner.report()
     assert profile("org_0000")["name"] == "From webhook"
-    assert "deletedAt" in profile("org_0001") and "deletedAt" in member("org_0000", "orgmem_0000_1")
-    assert report.organizations.skipped == 2 and report.memberships.skipped == 1
+    assert "deletedAt" in profile("org_0001")
+    assert "deletedAt" in member("org_0000", "orgmem_0000_1")
+    assert report.organizations.skipped == 2
+    assert report.memberships.skipped == 1
     assert writes(calls) == 3  # only the three memberships nothing knew
 
 
@@ -170,7 +171,8 @@ def test_dry_run_writes_nothing_but_reports_the_same_counts(runner: OrgRunner, c
     add_organizations(clerk, 3)
     with DynamoCalls() as calls:
         dry = runner.report(dry_run=True)
-    assert writes(calls) == 0 and items() == {}
+    assert writes(calls) == 0
+    assert items() == {}
     real = runner.report()
     assert (dry.organizations.created, dry.memberships.created) == (
         real.organizations.created,
@@ -182,7 +184,8 @@ def test_rate_limit_is_honoured_then_the_pass_completes(runner: OrgRunner, clerk
     add_organizations(clerk, 1)
     clerk.too_many_requests, clerk.retry_after = 1, "3"
     report = runner.report()
-    assert runner.sleeps == [3.0] and report.organizations.created == 1
+    assert runner.sleeps == [3.0]
+    assert report.organizations.created == 1
 
 
 def test_prune_tombstones_what_clerk_lost_after_confirming(runner: OrgRunner, clerk: LoopbackClerk) -> None:
@@ -192,14 +195,14 @@ def test_prune_tombstones_what_clerk_lost_after_confirming(runner: OrgRunner, cl
     del clerk.organizations["org_0005"]
     clerk.memberships["org_0001"].pop(2)
     without_flag = runner.report()
-    assert without_flag.organizations.pruned == 0 and "deletedAt" not in profile("org_0005")
+    assert without_flag.organizations.pruned == 0
+    assert "deletedAt" not in profile("org_0005")
 
     report = runner.report(prune=True)
     assert (report.organizations.pruned, report.memberships.pruned) == (1, 1)
     assert "deletedAt" in profile("org_0005")
-    assert "deletedAt" in member("org_0001", "orgmem_0001_2") and "gsi1pk" not in member(
-        "org_0001", "orgmem_0001_2"
-    )
+    assert "deletedAt" in member("org_0001", "orgmem_0001_2")
+    assert "gsi1pk" not in member("org_0001", "orgmem_0001_2")
     assert "deletedAt" not in member("org_0002", "orgmem_0002_0")  # Clerk still lists it: kept
     # Memberships of the pruned organization are dead through it: no fan-out tombstones
     assert "deletedAt" not in member("org_0005", "orgmem_0005_0")
@@ -212,13 +215,14 @@ def test_an_organization_found_on_confirmation_is_applied_not_pruned(
     runner.report()
     skipped = clerk.organizations.pop("org_0001")  # the listing skips it (a shift mid-pass)...
 
-    def back_when_asked(path: str, query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
+    def back_when_asked(path: str, _query: dict[str, list[str]]) -> None:  # ...but there when the prune asks
         if path == "/v1/organizations/org_0001":
             clerk.organizations.setdefault("org_0001", skipped)
 
     clerk.on_request = back_when_asked
     report = runner.report(prune=True)
-    assert report.organizations.pruned == 0 and "deletedAt" not in profile("org_0001")
+    assert report.organizations.pruned == 0
+    assert "deletedAt" not in profile("org_0001")
 
 
 def test_prune_refuses_to_tombstone_most_organizations(runner: OrgRunner, clerk: LoopbackClerk) -> None:
@@ -235,9 +239,9 @@ def test_prune_refuses_to_tombstone_most_organizations(runner: OrgRunner, clerk:
     assert all("deletedAt" not in item for item in items().values())
 
 
+@pytest.mark.usefixtures("organizations_table")
 def test_the_handler_reconciles_users_and_organizations_side_by_side(
     clerk: LoopbackClerk,
-    organizations_table: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -252,4 +256,5 @@ def test_the_handler_reconciles_users_and_organizations_side_by_side(
     assert answer["organizations"]["organizations"]["created"] == 2
     assert answer["organizations"]["memberships"]["created"] == 4
     counts = metric_counts(capsys.readouterr().out, "reconcile")
-    assert counts["SyncAttempts"] == 2 + 2 + 4 and counts["ReconcileCreated"] == 8
+    assert counts["SyncAttempts"] == 2 + 2 + 4
+    assert counts["ReconcileCreated"] == 8

@@ -186,7 +186,7 @@ class Authorizer:
 
 @pytest.fixture
 def configured(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
@@ -231,7 +231,8 @@ def test_requirements_decide_in_every_event_format(
             assert metric_counts(capsys.readouterr().out, "authorizer")["AuthorizerDenied"] == 1
         if event_format == "http-api" and missing is not None:
             assert response == {"isAuthorized": False}  # API Gateway answers 403
-    assert token.split(".")[1] not in logs.text and token.split(".")[2] not in logs.text
+    assert token.split(".")[1] not in logs.text
+    assert token.split(".")[2] not in logs.text
 
 
 @pytest.mark.parametrize("event_format", ["rest-token", "rest-request"])
@@ -250,7 +251,8 @@ def test_a_rest_policy_cached_for_one_route_is_right_on_every_other_route(
     # Routes no requirement names stay open, nested paths included
     assert allowed_by_policy(policy, method_arn("GET", "/reports"))
     assert allowed_by_policy(policy, method_arn("POST", "/me/anything"))
-    assert policy["principalId"] == USER_ID and policy["context"]["orgRole"] == "org:member"
+    assert policy["principalId"] == USER_ID
+    assert policy["context"]["orgRole"] == "org:member"
 
 
 def test_http_api_context_carries_the_decoded_authorization(configured: Authorizer, key: SigningKey) -> None:
@@ -259,7 +261,8 @@ def test_http_api_context_carries_the_decoded_authorization(configured: Authoriz
     context = response["context"]
     assert context["orgRole"] == "org:admin"
     assert context["orgPermissions"] == "org:invoices:create,org:invoices:void,org:invoices:read"
-    assert context["features"] == "o:invoices" and context["plan"] == "u:free,o:pro"
+    assert context["features"] == "o:invoices"
+    assert context["plan"] == "u:free,o:pro"
     assert all(isinstance(value, str) for value in context.values())
 
 
@@ -298,8 +301,8 @@ def test_hostile_permission_claims_grant_nothing_and_do_not_deny_open_routes(
         assert configured.decide(event_format, token, ADMIN)[0], event_format  # the role is readable
 
 
+@pytest.mark.usefixtures("users_table")
 def test_no_requirements_keep_todays_rule(
-    users_table: str,
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
@@ -326,8 +329,8 @@ def test_no_requirements_keep_todays_rule(
         ("not json", ["not valid JSON"]),
     ],
 )
+@pytest.mark.usefixtures("users_table")
 def test_a_malformed_value_stops_the_cold_start_naming_the_route_and_field(
-    users_table: str,
     key: SigningKey,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],

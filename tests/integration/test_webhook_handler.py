@@ -62,7 +62,8 @@ def test_user_created_stores_every_field(webhook: WebhookDriver) -> None:
     assert item["firstName"] == "Ada"
     assert item["lastName"] == "Lovelace"
     assert item["imageUrl"] == "https://img.clerk.com/ada.png"
-    assert item["createdAt"] == T0 and item["updatedAt"] == T0
+    assert item["createdAt"] == T0
+    assert item["updatedAt"] == T0
     assert item["source"] == "webhook"
     assert item["lastEventId"] == delivery.message_id
     assert datetime.fromisoformat(item["syncedAt"]).tzinfo is not None
@@ -125,7 +126,8 @@ def test_newer_update_replaces_the_user(webhook: WebhookDriver) -> None:
     assert webhook.send(updated(T0 + 1000, first_name="Augusta")) == (200, {"status": "applied"})
     item = stored()
     assert item is not None
-    assert item["firstName"] == "Augusta" and item["updatedAt"] == T0 + 1000
+    assert item["firstName"] == "Augusta"
+    assert item["updatedAt"] == T0 + 1000
 
 
 def test_older_update_is_ignored_as_stale(webhook: WebhookDriver, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,9 +136,12 @@ def test_older_update_is_ignored_as_stale(webhook: WebhookDriver, capsys: pytest
     assert webhook.send(updated(T0 + 1000, first_name="Older")) == (200, {"status": "ignored-stale"})
     item = stored()
     assert item is not None
-    assert item["firstName"] == "Newest" and item["updatedAt"] == T0 + 2000
+    assert item["firstName"] == "Newest"
+    assert item["updatedAt"] == T0 + 2000
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncStale"] == 1 and counts["SyncFailures"] == 0
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncStale"] == 1
+    assert counts["SyncFailures"] == 0
 
 
 def test_replayed_delivery_is_a_duplicate_no_op(webhook: WebhookDriver) -> None:
@@ -174,13 +179,15 @@ def test_replayed_create_after_delete_stays_deleted(webhook: WebhookDriver) -> N
     webhook.send(deleted(T0 + 5000))
     assert webhook.post(webhook.sign(delivery.body, message_id=delivery.message_id))[0] == 200
     item = stored()
-    assert item is not None and item["deletedAt"] == T0 + 5000
+    assert item is not None
+    assert item["deletedAt"] == T0 + 5000
 
 
 def test_delete_of_unknown_user_creates_tombstone(webhook: WebhookDriver) -> None:
     assert webhook.send(deleted(T0)) == (200, {"status": "applied"})
     item = stored()
-    assert item is not None and item["deletedAt"] == T0
+    assert item is not None
+    assert item["deletedAt"] == T0
     # and the create that arrives late does not bring the user back
     assert webhook.send(created())[1] == {"status": "ignored-stale"}
 
@@ -211,7 +218,9 @@ def test_absent_optional_fields_are_not_stored(webhook: WebhookDriver) -> None:
 def test_phone_only_user_is_stored_without_email(webhook: WebhookDriver) -> None:
     assert webhook.send(created(email=None)) == (200, {"status": "applied"})
     item = stored()
-    assert item is not None and "email" not in item and item["firstName"] == "Ada"
+    assert item is not None
+    assert "email" not in item
+    assert item["firstName"] == "Ada"
 
 
 def test_primary_email_id_not_among_addresses_means_no_email(webhook: WebhookDriver) -> None:
@@ -219,7 +228,8 @@ def test_primary_email_id_not_among_addresses_means_no_email(webhook: WebhookDri
     data["primary_email_address_id"] = "idn_missing"
     assert webhook.send(clerk_event("user.created", data))[0] == 200
     item = stored()
-    assert item is not None and "email" not in item
+    assert item is not None
+    assert "email" not in item
 
 
 # ---------------------------------------------------------------- rejections
@@ -227,7 +237,8 @@ def test_primary_email_id_not_among_addresses_means_no_email(webhook: WebhookDri
 
 def _assert_rejected(status: int, body: dict[str, Any], expected: int) -> None:
     assert status == expected
-    assert body["status"] == "rejected" and body["message"]
+    assert body["status"] == "rejected"
+    assert body["message"]
 
 
 def test_tampered_body_is_401_and_not_written(
@@ -351,7 +362,8 @@ def test_base64_body_is_verified_on_exact_bytes(webhook: WebhookDriver) -> None:
     assert base64.b64decode(base64.b64encode(delivery.body)) == delivery.body
     assert webhook.post(delivery, base64_body=True)[0] == 200
     item = stored()
-    assert item is not None and item["firstName"] == "Zoë"
+    assert item is not None
+    assert item["firstName"] == "Zoë"
 
 
 # ---------------------------------------------------------------- failures and observability
@@ -364,11 +376,14 @@ def test_table_failure_is_5xx_with_failure_metric_and_no_payload_in_logs(
     capsys.readouterr()
     delivery = webhook.sign(created())
     status, body = webhook.post(delivery)
-    assert status >= 500 and body["status"] == "error"
+    assert status >= 500
+    assert body["status"] == "error"
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
     errors = [record for record in logs.records if record["level"] == "ERROR"]
-    assert errors and errors[0]["userId"] == USER_ID
+    assert errors
+    assert errors[0]["userId"] == USER_ID
     assert "ada@example.com" not in logs.text
     assert delivery.headers["svix-signature"] not in logs.text
     assert webhook.secret not in logs.text
@@ -378,8 +393,10 @@ def test_logs_carry_event_id_type_and_user_but_no_secrets(webhook: WebhookDriver
     delivery = webhook.sign(created())
     webhook.post(delivery)
     processed = [record for record in logs.records if record["message"] == "webhook processed"]
-    assert processed and processed[0]["correlation_id"] == delivery.message_id
-    assert processed[0]["eventType"] == "user.created" and processed[0]["userId"] == USER_ID
+    assert processed
+    assert processed[0]["correlation_id"] == delivery.message_id
+    assert processed[0]["eventType"] == "user.created"
+    assert processed[0]["userId"] == USER_ID
     for secret_value in (webhook.secret, delivery.headers["svix-signature"], "ada@example.com"):
         assert secret_value not in logs.text
 
@@ -400,7 +417,7 @@ def test_metrics_emitted_with_source_dimension(
 
 @pytest.fixture
 def secret_arn_webhook(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
@@ -427,7 +444,8 @@ def test_unreadable_secret_is_503_so_svix_retries(
     webhook, arn = secret_arn_webhook
     boto3.client("secretsmanager").delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
     status, body = webhook.send(created())
-    assert status == 503 and body["status"] == "error"
+    assert status == 503
+    assert body["status"] == "error"
     assert stored() is None
     assert any(record["message"] == "webhook signing secret unavailable" for record in logs.records)
     assert webhook.secret not in logs.text

@@ -28,7 +28,9 @@ def pem_authorizer_env(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> Sign
 
 @pytest.fixture
 def pem_authorizer(
-    pem_authorizer_env: SigningKey, users_table: str, function_loader: Callable[[str], ModuleType]
+    pem_authorizer_env: SigningKey,  # noqa: ARG001 - fixture wanted for its side effect
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
 ) -> ModuleType:
     """The real authorizer handler on a moto table, trusting `key`."""
     return function_loader("authorizer")

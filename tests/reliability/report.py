@@ -24,7 +24,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
-def pytest_testnodedown(node: Any, error: object) -> None:
+def pytest_testnodedown(node: Any) -> None:
     counts: dict[str, int] = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY, {})
     REPORT.update(counts)
 

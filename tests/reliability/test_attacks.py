@@ -113,7 +113,7 @@ FOREIGN_KEY = ("bad_signature", "unknown_key")
 
 
 @jwt_attack("bad_algorithm")
-def alg_none(keys: Keys) -> str:
+def alg_none(_keys: Keys) -> str:
     return unsigned_alg_none(_claims())
 
 
@@ -260,13 +260,13 @@ def hostile_attack(*reasons: str) -> Callable[[TokenForgery], TokenForgery]:
 
 
 @hostile_attack("malformed")
-def header_bomb(keys: Keys) -> str:
+def header_bomb(_keys: Keys) -> str:
     # The report: a 4,008-byte token whose header is `[` x 1,500 + `]` x 1,500; no signature.
     return f"{b64url(nested_json(1500))}.{b64url(json.dumps(_claims()).encode())}.c2ln"
 
 
 @hostile_attack("malformed")
-def header_huge_integer(keys: Keys) -> str:
+def header_huge_integer(_keys: Keys) -> str:
     header = b'{"alg":"RS256","kid":' + huge_integer(4400) + b"}"
     return f"{b64url(header)}.{b64url(json.dumps(_claims()).encode())}.c2ln"
 
@@ -354,7 +354,7 @@ class Authorizer:
 def authorizer(
     request: pytest.FixtureRequest,
     keys: Keys,
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
@@ -378,7 +378,8 @@ def test_control_genuine_token_is_allowed_and_syncs(authorizer: Authorizer, keys
     before = scan_all(TABLE)
     assert authorizer.http(mint_token(keys.ours, _claims()))["isAuthorized"] is True
     after = scan_all(TABLE)
-    assert after != before and after[0]["email"] == "mallory@example.com"
+    assert after != before
+    assert after[0]["email"] == "mallory@example.com"
 
 
 @pytest.mark.parametrize("attack", list(JWT_ATTACKS), ids=list(JWT_ATTACKS))
@@ -399,11 +400,13 @@ def test_jwt_attack_is_denied_without_write_or_leak(
     assert response == {"isAuthorized": False}
     assert scan_all(TABLE) == before
     denials = [record for record in logs.records if record["message"] == "authorizer denied"]
-    assert len(denials) == 1 and denials[0]["reason"] in reasons, logs.text
+    assert len(denials) == 1, logs.text
+    assert denials[0]["reason"] in reasons, logs.text
     stdout = capsys.readouterr().out
     signature = token.rsplit(".", 1)[1]
     for secret in (token, *([signature] if signature else []), keys.ours.private_pem().decode()):
-        assert secret not in logs.text and secret not in stdout
+        assert secret not in logs.text
+        assert secret not in stdout
     assert keys.attacker_jwks.request_count == 0  # URLs named in the header are never followed
 
 
@@ -520,7 +523,8 @@ def test_control_genuine_delivery_is_applied(seeded_webhook: WebhookDriver) -> N
     before = scan_all(TABLE)
     assert seeded_webhook.post(_genuine(seeded_webhook)).status == 200
     after = scan_all(TABLE)
-    assert after != before and after[0]["firstName"] == "Mallory"
+    assert after != before
+    assert after[0]["firstName"] == "Mallory"
 
 
 @pytest.mark.parametrize("fmt", ["http", "rest"])
@@ -539,7 +543,8 @@ def test_webhook_attack_is_401_without_write_or_leak(
     response = seeded_webhook.post(SignedDelivery(body, headers, ""), headers=headers, fmt=fmt)
 
     assert response.status == 401, response.body
-    assert response.body["status"] == "rejected" and response.body["message"]
+    assert response.body["status"] == "rejected"
+    assert response.body["message"]
     assert scan_all(TABLE) == before
     rejections = [record for record in logs.records if record["message"] == "webhook rejected"]
     assert len(rejections) == 1, logs.text
@@ -554,7 +559,8 @@ def test_webhook_attack_is_401_without_write_or_leak(
         if len(part) > 8
     }
     for secret in (*signatures, seeded_webhook.secret, seeded_webhook.secret.removeprefix("whsec_")):
-        assert secret not in logs.text and secret not in stdout
+        assert secret not in logs.text
+        assert secret not in stdout
 
 
 # ---------------------------------------------------------------- every event format
@@ -576,9 +582,9 @@ HOSTILE_CASES = [*HOSTILE_ATTACKS, "cat-jwt-template"]
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("attack", HOSTILE_CASES, ids=HOSTILE_CASES)
 @attack_case
+@pytest.mark.usefixtures("users_table")
 def test_hostile_and_non_session_tokens_are_counted_denials_in_every_format(
     keys: Keys,
-    users_table: str,
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
@@ -618,10 +624,12 @@ def test_hostile_and_non_session_tokens_are_counted_denials_in_every_format(
         assert type(raised.value).__name__ == "Unauthorized"
     assert scan_all(TABLE) == before
     denials = [record for record in logs.records if record["message"] == "authorizer denied"]
-    assert len(denials) == 1 and denials[0]["reason"] in reasons, logs.text
+    assert len(denials) == 1, logs.text
+    assert denials[0]["reason"] in reasons, logs.text
     assert denials[0]["eventFormat"] == fmt
     stdout = capsys.readouterr().out
     assert metric_counts(stdout, "authorizer")["AuthorizerDenied"] == 1
     for part in token.split("."):
         if len(part) > 8:
-            assert part not in logs.text and part not in stdout
+            assert part not in logs.text
+            assert part not in stdout

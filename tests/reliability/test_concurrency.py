@@ -46,7 +46,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def users_table(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def users_table(
+    moto_server: str,  # noqa: ARG001 - fixture wanted for its side effect
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     """Overrides tests/conftest.py's in-process moto table, so the suite's `webhook` fixture drives the
     handler against this table on the moto server instead."""
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
@@ -87,7 +90,7 @@ def test_sixteen_threads_of_interleaved_updates_end_with_the_newest(
                     response = webhook.deliver(message_id, payload)
                     with lock:
                         statuses[(response.status, response.body["status"])] += 1
-        except BaseException as exc:  # collected and re-raised in the main thread
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised in the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=deliver_all, args=(t,)) for t in range(THREADS)]
@@ -103,6 +106,8 @@ def test_sixteen_threads_of_interleaved_updates_end_with_the_newest(
     assert statuses[(200, "applied")] >= 1
     item = without_synced_at(read_item(TABLE, user_id))
     assert item is not None
-    assert item["updatedAt"] == newest_at and item["firstName"] == newest_name
-    assert item["lastEventId"] == newest_id and item["source"] == "webhook"
+    assert item["updatedAt"] == newest_at
+    assert item["firstName"] == newest_name
+    assert item["lastEventId"] == newest_id
+    assert item["source"] == "webhook"
     REPORT["concurrent deliveries (16 threads, moto server)"] += sum(statuses.values())

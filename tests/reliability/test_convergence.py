@@ -340,10 +340,21 @@ def check_projection(final: dict[str, Any] | None, scenario: ThreeWriterScenario
     if not clerk_versions and not tokens:
         assert projection is None
         return
-    assert projection is not None and "tombstone" not in projection
+    assert projection is not None
+    assert "tombstone" not in projection
     profile = {name: value for name, value in projection.items() if name != "createdAt"}
     assert projection.get("createdAt") == (history.times[0] + delta if clerk_versions else None)
 
+    said = _said(history, clerk_versions, tokens)
+    for name, value in profile.items():
+        assert value in said[name], (name, value, "invented")
+    _check_the_newest_wins(profile, history, clerk_versions, tokens)
+
+
+def _said(
+    history: History, clerk_versions: list[int], tokens: list[tuple[int, frozenset[str]]]
+) -> dict[str, set[Any]]:
+    """Every profile value a delivered Clerk record or a written token said, by attribute."""
     said: dict[str, set[Any]] = {name: set() for name in PROFILE_FIELDS}
     for version in clerk_versions:
         for name, value in _present(**_profile_at(history, version).item_attributes()).items():
@@ -352,9 +363,17 @@ def check_projection(final: dict[str, Any] | None, scenario: ThreeWriterScenario
         for name, value in _present(**_profile_at(history, t).item_attributes()).items():
             if name == "email" or name in carried:
                 said[name].add(value)
-    for name, value in profile.items():
-        assert value in said[name], (name, value, "invented")
+    return said
 
+
+def _check_the_newest_wins(
+    profile: dict[str, Any],
+    history: History,
+    clerk_versions: list[int],
+    tokens: list[tuple[int, frozenset[str]]],
+) -> None:
+    """The newest Clerk record's whole profile (nothing of it lost) unless a written token is newer;
+    then, when every token carried every optional claim, the newest token's claims."""
     newest_token = max((t for t, _ in tokens), default=None)
     if clerk_versions:
         newest = _present(**_profile_at(history, max(clerk_versions)).item_attributes())

@@ -29,7 +29,7 @@ from tests.jwks_server import JwksServer
 from tests.reliability.counted import counted
 from tests.reliability.outages import OUTAGES, outage_endpoint
 from tests.reliability.support import scan_all
-from usersync.runtime.aws import dynamodb_client, health_clients, reset_clients
+from usersync.runtime.aws import THROTTLING_ERROR_CODES, dynamodb_client, health_clients, reset_clients
 from usersync_dev.apigw import http_api_event
 from usersync_dev.clerk import SigningKey, clerk_event, clerk_user, mint_token, session_claims
 
@@ -89,13 +89,17 @@ def test_webhook_table_error_is_5xx_failure_counted_nothing_written(
         response = webhook.post(delivery)
         aws.assert_no_pending_responses()
 
-    assert 500 <= response.status <= 599 and response.body["status"] == "error"
+    assert 500 <= response.status <= 599
+    assert response.body["status"] == "error"
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
     assert scan_all(TABLE) == before
     errors = [record for record in logs.records if record["level"] == "ERROR"]
-    assert errors and errors[0]["errorCode"] == code
-    assert delivery.headers["svix-signature"] not in logs.text and webhook.secret not in logs.text
+    assert errors
+    assert errors[0]["errorCode"] == code
+    assert delivery.headers["svix-signature"] not in logs.text
+    assert webhook.secret not in logs.text
     # Svix retries: once the table is back, the same delivery is applied.
     assert webhook.post(webhook.sign(delivery.body, message_id=delivery.message_id)).body == {
         "status": "applied"
@@ -118,9 +122,11 @@ class TestTableUnreachable:
         """Hanging: read timeouts and bounded retries end in a 5xx (so Svix retries), as refused does."""
         capsys.readouterr()
         response = webhook.post(webhook.sign(_update()))
-        assert 500 <= response.status <= 599 and response.body["status"] == "error"
+        assert 500 <= response.status <= 599
+        assert response.body["status"] == "error"
         counts = metric_counts(capsys.readouterr().out, "webhook")
-        assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+        assert counts["SyncAttempts"] == 1
+        assert counts["SyncFailures"] == 1
 
     @fault_case
     def test_authorizer_still_allows_and_counts_the_failure(
@@ -144,7 +150,8 @@ def test_aws_clients_fail_fast() -> None:
             (health_clients().cloudwatch, 1, 1, 2),
         ):
             config: Any = client.meta.config  # botocore-stubs do not declare Config's options
-            assert config.connect_timeout <= max_connect and config.read_timeout <= max_read
+            assert config.connect_timeout <= max_connect
+            assert config.read_timeout <= max_read
             assert config.retries["total_max_attempts"] <= max_attempts
     finally:
         reset_clients()
@@ -169,16 +176,18 @@ def test_authorizer_table_error_still_allows_and_counts_failure(
         aws.add_client_error("update_item", service_error_code=code, http_status_code=http_status)
         response = authorize_bearer(pem_authorizer, lambda_context, _token(key))
         aws.assert_no_pending_responses()
-    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
+    assert response["isAuthorized"] is True
+    assert response["context"]["userId"] == USER_ID
     counts = metric_counts(capsys.readouterr().out, "authorizer")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
     assert scan_all(TABLE) == []
 
 
 @pytest.fixture
 def jwks_authorizer(
     key: SigningKey,
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
 ) -> Iterator[tuple[ModuleType, JwksServer]]:
@@ -246,7 +255,7 @@ def test_cached_jwks_key_keeps_working_when_endpoint_fails(
 
 @pytest.fixture
 def health(
-    users_table: str,
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
     monkeypatch: pytest.MonkeyPatch,
     function_loader: Callable[[str], ModuleType],
     lambda_context: FakeLambdaContext,
@@ -264,9 +273,12 @@ def health(
 
 
 def _assert_sync_rate_down(status: int, body: dict[str, Any]) -> None:
-    assert status == 503 and body["status"] == "error"
+    assert status == 503
+    assert body["status"] == "error"
     down = body["error"]["syncFailureRate"]
-    assert down["status"] == "down" and isinstance(down["message"], str) and down["message"]
+    assert down["status"] == "down"
+    assert isinstance(down["message"], str)
+    assert down["message"]
     assert body["details"]["userTable"] == {"status": "up"}
 
 
@@ -279,7 +291,10 @@ def test_health_cloudwatch_error_is_503_with_message(
 ) -> None:
     with Stubber(health_clients().cloudwatch) as aws:
         aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
+        if code in THROTTLING_ERROR_CODES:  # a throttle is retried once (CONTRACT §7): throttled again
+            aws.add_client_error("get_metric_data", service_error_code=code, http_status_code=http_status)
         status, body = health()
+        aws.assert_no_pending_responses()
     _assert_sync_rate_down(status, body)
     assert code in body["error"]["syncFailureRate"]["message"]
 

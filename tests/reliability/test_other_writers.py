@@ -81,7 +81,9 @@ def authorizer(
 
 @pytest.fixture
 def me(
-    users_table: str, function_loader: Callable[[str], ModuleType], lambda_context: FakeLambdaContext
+    users_table: str,  # noqa: ARG001 - fixture wanted for its side effect
+    function_loader: Callable[[str], ModuleType],
+    lambda_context: FakeLambdaContext,
 ) -> Callable[[], tuple[int, dict[str, Any]]]:
     module = function_loader("me")
 
@@ -129,7 +131,8 @@ def test_tombstones_of_other_writers_deny_and_are_not_found(
     seen: SeenByHandlers, attributes: dict[str, Any]
 ) -> None:
     assert seen.authorizer == {"isAuthorized": False}
-    assert seen.me_status == 404 and seen.me_body["status"] == "not-found"
+    assert seen.me_status == 404
+    assert seen.me_body["status"] == "not-found"
     # And no token resurrects it: the item still has its deletedAt
     assert seen.item["deletedAt"] == attributes["deletedAt"]
     REPORT["other writers' items held"] += 1
@@ -139,10 +142,12 @@ def test_tombstones_of_other_writers_deny_and_are_not_found(
 def test_live_items_of_other_writers_are_allowed_and_served(
     seen: SeenByHandlers, attributes: dict[str, Any]
 ) -> None:
-    assert seen.authorizer["isAuthorized"] is True and seen.authorizer["context"]["userId"] == USER_ID
+    assert seen.authorizer["isAuthorized"] is True
+    assert seen.authorizer["context"]["userId"] == USER_ID
     assert seen.authorizer_metrics["SyncFailures"] == 0
     assert seen.me_status == 200
-    assert seen.me_body["userId"] == USER_ID and seen.me_body["email"] == "ada@example.com"
+    assert seen.me_body["userId"] == USER_ID
+    assert seen.me_body["email"] == "ada@example.com"
     # The other writer's attributes survive the authorizer's write (it updates only its own)
     assert {name: seen.item[name] for name in EVERY_TYPE if name in attributes} == {
         name: value for name, value in attributes.items() if name in EVERY_TYPE
@@ -154,9 +159,11 @@ def test_live_items_of_other_writers_are_allowed_and_served(
 def test_uninterpretable_items_are_a_read_failure_never_a_crash(seen: SeenByHandlers) -> None:
     # The authorizer allows the valid token and counts a failed sync (attempt and failure)
     assert seen.authorizer["isAuthorized"] is True
-    assert seen.authorizer_metrics["SyncFailures"] == 1 and seen.authorizer_metrics["SyncAttempts"] == 1
+    assert seen.authorizer_metrics["SyncFailures"] == 1
+    assert seen.authorizer_metrics["SyncAttempts"] == 1
     # /me answers as for an unreadable table
-    assert seen.me_status == 503 and seen.me_body["status"] == "error"
+    assert seen.me_status == 503
+    assert seen.me_body["status"] == "error"
     REPORT["other writers' items held"] += 1
 
 

@@ -94,12 +94,13 @@ class FaultyDependency:
         stop with a ReconcileError matching `match`, within the function's Timeout: the durable SDK then
         records the step's failure and retries it later (tests/integration/test_reconcile_durable.py)."""
         module = self.loader("reconcile")
-        with within_timeout("reconcile") as context, pytest.raises(ReconcileError, match=match):
+        with within_timeout("reconcile") as context:
             settings = module.ReconcileSettings.from_env()
             invocation = module.Invocation(
                 settings, TimeBudget.from_context(context), module.ReconcileOptions()
             )
-            invocation.step("users", invocation.start("users"))
+            with pytest.raises(ReconcileError, match=match):  # the sources are built lazily, in the step
+                invocation.step("users", invocation.start("users"))
 
 
 @pytest.fixture(params=OUTAGES)
@@ -125,14 +126,17 @@ def _webhook_delivery(secret: str) -> dict[str, Any]:
     return http_api_event("POST", "/webhooks/clerk", body=delivery.body, headers=delivery.headers)
 
 
+@pytest.mark.usefixtures("users_table")
 def test_webhook_table_down_is_5xx_in_time(
-    users_table: str, webhook_secret: str, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
+    webhook_secret: str, faulty: FaultyDependency, capsys: pytest.CaptureFixture[str]
 ) -> None:
     faulty.aws("DYNAMODB")
     response = check_http_response(faulty.invoke("webhook", _webhook_delivery(webhook_secret)))
-    assert 500 <= response.status <= 599 and response.body["status"] == "error"
+    assert 500 <= response.status <= 599
+    assert response.body["status"] == "error"
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["SyncAttempts"] == 1 and counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
 
 
 @pytest.mark.usefixtures("aws")
@@ -145,7 +149,8 @@ def test_webhook_secrets_manager_down_is_503_in_time(
     faulty.aws("SECRETS_MANAGER")
     event = http_api_event("POST", "/webhooks/clerk", body=b"{}", headers={"svix-id": "msg_1"})
     response = check_http_response(faulty.invoke("webhook", event))
-    assert response.status == 503 and response.body["message"] == "signing secret unavailable"
+    assert response.status == 503
+    assert response.body["message"] == "signing secret unavailable"
 
 
 # ---------------------------------------------------------------- authorizer
@@ -161,13 +166,16 @@ def test_authorizer_table_down_still_allows_and_counts_in_time(
     monkeypatch.setenv("USERS_TABLE_NAME", TABLE)
     faulty.aws("DYNAMODB")
     response = faulty.invoke("authorizer", bearer_authorizer_event(_bearer_token(pem_authorizer_env)))
-    assert response["isAuthorized"] is True and response["context"]["userId"] == USER_ID
+    assert response["isAuthorized"] is True
+    assert response["context"]["userId"] == USER_ID
     counts = metric_counts(capsys.readouterr().out, "authorizer")
-    assert counts["SyncFailures"] == 1 and counts["SyncAttempts"] == 1
+    assert counts["SyncFailures"] == 1
+    assert counts["SyncAttempts"] == 1
 
 
+@pytest.mark.usefixtures("users_table")
 def test_authorizer_jwks_down_denies_in_time(
-    users_table: str, key: SigningKey, monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch, faulty: FaultyDependency
 ) -> None:
     monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
     monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
@@ -186,7 +194,8 @@ def test_me_table_down_is_503_in_time(monkeypatch: pytest.MonkeyPatch, faulty: F
     faulty.aws("DYNAMODB")
     event = http_api_event("GET", "/me", authorizer_context={"userId": USER_ID})
     response = check_http_response(faulty.invoke("me", event))
-    assert response.status == 503 and response.body["status"] == "error"
+    assert response.status == 503
+    assert response.body["status"] == "error"
 
 
 # ---------------------------------------------------------------- /health
@@ -195,8 +204,8 @@ def test_me_table_down_is_503_in_time(monkeypatch: pytest.MonkeyPatch, faulty: F
 @pytest.mark.parametrize(
     ("service", "indicator"), [("DYNAMODB", "userTable"), ("CLOUDWATCH", "syncFailureRate")]
 )
+@pytest.mark.usefixtures("users_table")
 def test_health_dependency_down_is_503_with_a_message_in_time(
-    users_table: str,
     monkeypatch: pytest.MonkeyPatch,
     service: str,
     indicator: str,
@@ -205,7 +214,8 @@ def test_health_dependency_down_is_503_with_a_message_in_time(
     monkeypatch.setenv("HEALTH_CACHE_SECONDS", "0")
     faulty.aws(service)
     response = check_http_response(faulty.invoke("health", http_api_event("GET", "/health")))
-    assert response.status == 503 and response.body["status"] == "error"
+    assert response.status == 503
+    assert response.body["status"] == "error"
     assert response.body["error"][indicator]["status"] == "down"
     assert response.body["error"][indicator]["message"]
 

@@ -80,7 +80,8 @@ def test_every_rejection_class_has_a_trigger_here_and_a_client_error_status() ->
     subclasses = _all_subclasses(WebhookRejection)
     assert subclasses == set(TRIGGERS), "add a trigger for the new WebhookRejection subclass"
     for cls in subclasses:
-        assert 400 <= cls.status_code <= 499 and cls.reason, cls
+        assert 400 <= cls.status_code <= 499, cls
+        assert cls.reason, cls
 
 
 @pytest.mark.parametrize("cls", TRIGGERS, ids=lambda cls: cls.__name__)
@@ -91,9 +92,11 @@ def test_each_rejection_reaches_the_caller_with_its_status(
     capsys.readouterr()
     response = TRIGGERS[cls](webhook)
     assert response.status == cls.status_code, response.body
-    assert response.body["status"] == "rejected" and response.body["message"]
+    assert response.body["status"] == "rejected"
+    assert response.body["message"]
     counts = metric_counts(capsys.readouterr().out, "webhook")
-    assert counts["WebhookRejected"] == 1 and counts["SyncAttempts"] == 0
+    assert counts["WebhookRejected"] == 1
+    assert counts["SyncAttempts"] == 0
     assert scan_all(TABLE) == []
     REPORT["webhook rejection types held"] += 1
 
@@ -106,7 +109,8 @@ def test_a_user_id_over_the_key_limit_is_400_and_nothing_is_written(
     user_id = "user_" + "x" * 2995  # 3,000 bytes
     data = deleted_user(user_id) if event_type == "user.deleted" else clerk_user(user_id, updated_at=T0)
     response = webhook.deliver("msg_long", clerk_event(event_type, data, timestamp=T0))
-    assert response.status == 400 and "2048" in response.body["message"]
+    assert response.status == 400
+    assert "2048" in response.body["message"]
     assert scan_all(TABLE) == []
     # The longest storable id is stored
     fits = "user_" + "x" * 2043
@@ -131,7 +135,8 @@ def test_a_lone_surrogate_in_a_user_is_400_and_nothing_is_written(webhook: Webho
     REPORT["unstorable deliveries tried"] += 1
     user = clerk_user("user_1", first_name="Ada\ud800", updated_at=T0)
     response = webhook.deliver("msg_surrogate", clerk_event("user.created", user))
-    assert response.status == 400 and "first" in response.body["message"]
+    assert response.status == 400
+    assert "first" in response.body["message"]
     assert scan_all(TABLE) == []
     REPORT["unstorable deliveries held"] += 1
 
@@ -142,7 +147,8 @@ def test_a_lone_surrogate_in_an_organization_is_400_and_nothing_is_written(
     REPORT["unstorable deliveries tried"] += 1
     organization = clerk_organization("org_1", name="Acme\udfff", updated_at=T0)
     response = webhook.deliver("msg_org_surrogate", clerk_event("organization.created", organization))
-    assert response.status == 400 and "name" in response.body["message"]
+    assert response.status == 400
+    assert "name" in response.body["message"]
     assert dynamodb_client().scan(TableName=organizations_table)["Items"] == []
     REPORT["unstorable deliveries held"] += 1
 
@@ -197,7 +203,8 @@ def test_a_hostile_signed_body_is_400_with_a_message_and_nothing_is_written(
     capsys.readouterr()
     response = webhook.post(webhook.sign(body))
     assert response.status == 400, response.body
-    assert response.body["status"] == "rejected" and problem in response.body["message"]
+    assert response.body["status"] == "rejected"
+    assert problem in response.body["message"]
     assert metric_counts(capsys.readouterr().out, "webhook")["WebhookRejected"] == 1
     assert scan_all(TABLE) == []
     assert dynamodb_client().scan(TableName=organizations_table)["Items"] == []

@@ -34,9 +34,12 @@ def test_membership_created_and_deleted_name_the_same_membership() -> None:
     deleted = payload("organizationMembership.deleted", *args)
     first = record_for_event("organizationMembership.created", created["data"], deleted_at=0, event_id="a")
     gone = record_for_event("organizationMembership.deleted", deleted["data"], deleted_at=1, event_id="b")
-    assert isinstance(first, MembershipRecord) and isinstance(gone, MembershipRecord)
-    assert first.role == "org:admin" and (first.user_id, first.org_id) == (USER, ORG)
-    assert gone.membership_id == first.membership_id and gone.is_tombstone
+    assert isinstance(first, MembershipRecord)
+    assert isinstance(gone, MembershipRecord)
+    assert first.role == "org:admin"
+    assert (first.user_id, first.org_id) == (USER, ORG)
+    assert gone.membership_id == first.membership_id
+    assert gone.is_tombstone
 
 
 def test_missing_ids_are_a_clear_error() -> None:

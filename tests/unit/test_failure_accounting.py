@@ -24,29 +24,29 @@ def _totals(document: dict[str, Any]) -> tuple[float, float]:
 
 
 def test_a_failure_inside_an_attempt_counts_both(
-    _failures_never_exceed_attempts: list[dict[str, Any]],
+    flushed_emf_documents: list[dict[str, Any]],
 ) -> None:
     with pytest.raises(ZeroDivisionError), sync_attempt(SyncSource.WEBHOOK):
         _ = 1 / 0
     with sync_attempt(SyncSource.WEBHOOK):
         pass
     metrics.flush_metrics()
-    assert _totals(_failures_never_exceed_attempts[-1]) == (2, 1)
+    assert _totals(flushed_emf_documents[-1]) == (2, 1)
 
 
 def test_a_failure_before_any_write_counts_both(
-    _failures_never_exceed_attempts: list[dict[str, Any]],
+    flushed_emf_documents: list[dict[str, Any]],
 ) -> None:
     record_failed_attempt(SyncSource.AUTHORIZER)
     metrics.flush_metrics()
-    assert _totals(_failures_never_exceed_attempts[-1]) == (1, 1)
+    assert _totals(flushed_emf_documents[-1]) == (1, 1)
 
 
 def test_the_suite_wide_check_sees_a_failure_without_attempt(
-    _failures_never_exceed_attempts: list[dict[str, Any]],
+    flushed_emf_documents: list[dict[str, Any]],
 ) -> None:
     emit_metric(SyncMetric.FAILURES, SyncSource.WEBHOOK)  # what the old catch-all did
     metrics.flush_metrics()
-    attempts, failures = _totals(_failures_never_exceed_attempts[-1])
+    attempts, failures = _totals(flushed_emf_documents[-1])
     assert failures > attempts  # the fixture would fail this test at teardown...
-    _failures_never_exceed_attempts.clear()  # ...so the deliberate breach is removed here
+    flushed_emf_documents.clear()  # ...so the deliberate breach is removed here

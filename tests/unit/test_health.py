@@ -110,12 +110,14 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
     configured = settings(SYNC_FAILURE_THRESHOLD="0.2", SYNC_MIN_ATTEMPTS="5", SYNC_WINDOW_MINUTES="60")
     assert evaluate_failure_rate(SyncCounts(100, 20), configured)["status"] == "up"
     down = evaluate_failure_rate(SyncCounts(5, 2), configured)
-    assert down["status"] == "down" and (down["threshold"], down["minAttempts"], down["windowMinutes"]) == (
+    assert down["status"] == "down"
+    assert (down["threshold"], down["minAttempts"], down["windowMinutes"]) == (
         0.2,
         5,
         60,
     )
-    assert "2 of 5 attempts" in down["message"] and "60 minutes" in down["message"]
+    assert "2 of 5 attempts" in down["message"]
+    assert "60 minutes" in down["message"]
 
 
 # ---------------------------------------------------------------- the CloudWatch query
@@ -124,15 +126,18 @@ def test_rule_uses_configured_threshold_and_minimum() -> None:
 def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     queries = sync_metric_queries(settings(POWERTOOLS_SERVICE_NAME="svc", POWERTOOLS_METRICS_NAMESPACE="ns"))
     # CloudWatch bills per metric requested: one MetricStat per (metric, source), no more (CONTRACT §7).
-    assert len(queries) == 4 and len({query["Id"] for query in queries}) == 4
+    assert len(queries) == 4
+    assert len({query["Id"] for query in queries}) == 4
     seen: dict[tuple[str, str], list[list[str]]] = {}
     for query in queries:
         assert "Expression" not in query
         stat = query["MetricStat"]
-        assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "ns"
+        assert stat["Stat"] == "Sum"
+        assert stat["Metric"]["Namespace"] == "ns"
         dimensions = stat["Metric"]["Dimensions"]
         by_name = {d["Name"]: d["Value"] for d in dimensions}
-        assert set(by_name) == {"service", "Source"} and by_name["service"] == "svc"
+        assert set(by_name) == {"service", "Source"}
+        assert by_name["service"] == "svc"
         seen.setdefault((stat["Metric"]["MetricName"], by_name["Source"]), []).append(
             [d["Name"] for d in dimensions]
         )
@@ -144,7 +149,8 @@ def test_queries_are_plain_metric_stats_on_service_and_source() -> None:
     }
 
 
-def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_datapoints_put_in_either_dimension_order_are_counted_once() -> None:
     cloudwatch = boto3.client("cloudwatch")
     dimension_orders: tuple[list[DimensionTypeDef], ...] = (
         [{"Name": "service", "Value": "usersync"}, {"Name": "Source", "Value": "webhook"}],
@@ -161,8 +167,9 @@ def test_datapoints_put_in_either_dimension_order_are_counted_once(aws: None) ->
     assert read_sync_counts(cloudwatch, settings(), datetime.now(UTC)) == SyncCounts(attempts=14, failures=2)
 
 
+@pytest.mark.usefixtures("aws")
 def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
-    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given metrics emitted by Powertools with no POWERTOOLS_SERVICE_NAME (no `service` dimension)
     from aws_lambda_powertools import Metrics
@@ -194,7 +201,8 @@ def test_without_a_service_name_the_query_matches_what_powertools_then_emits(
     assert read_sync_counts(cloudwatch, unnamed_settings, datetime.now(UTC)) == SyncCounts(9, 0)
 
 
-def test_results_are_summed_per_metric_over_both_sources(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_results_are_summed_per_metric_over_both_sources() -> None:
     # What CloudWatch answers (stubbed): every series of a metric adds up, each counted once.
     cloudwatch = boto3.client("cloudwatch")
     queries = sync_metric_queries(settings())
@@ -215,7 +223,8 @@ def test_results_are_summed_per_metric_over_both_sources(aws: None) -> None:
     assert counts == SyncCounts(attempts=100, failures=4)  # 50 + 50 and 2 + 2 over the two sources
 
 
-def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_one_call_sums_every_minute_of_the_window_and_both_sources() -> None:
     for minutes_ago, value in ((0, 1), (1, 2), (7, 3), (14.5, 4)):
         put("SyncAttempts", value, minutes_ago=minutes_ago)
         put("SyncAttempts", 10 * value, source="authorizer", minutes_ago=minutes_ago)
@@ -236,7 +245,8 @@ def test_one_call_sums_every_minute_of_the_window_and_both_sources(aws: None) ->
     assert now < params["EndTime"] <= now + timedelta(seconds=5)  # a datapoint stamped `now` is inside
 
 
-def test_cloudwatch_error_is_a_down_indicator_not_an_exception(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_cloudwatch_error_is_a_down_indicator_not_an_exception() -> None:
     cloudwatch = boto3.client("cloudwatch")
     with Stubber(cloudwatch) as stubber:
         stubber.add_client_error("get_metric_data", "AccessDenied", "not allowed", 403)
@@ -265,7 +275,8 @@ class Pauses:
 
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "Throttling", "RequestLimitExceeded"])
-def test_a_throttled_get_metric_data_is_retried_once_and_then_counts(aws: None, code: str) -> None:
+@pytest.mark.usefixtures("aws")
+def test_a_throttled_get_metric_data_is_retried_once_and_then_counts(code: str) -> None:
     cloudwatch = health_clients().cloudwatch
     pauses = Pauses()
     with Stubber(cloudwatch) as stubber:
@@ -273,11 +284,14 @@ def test_a_throttled_get_metric_data_is_retried_once_and_then_counts(aws: None, 
         stubber.add_response("get_metric_data", {"MetricDataResults": _results(40, 1)})
         indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
         stubber.assert_no_pending_responses()
-    assert indicator["status"] == "up" and (indicator["attempts"], indicator["failures"]) == (40, 1)
-    assert len(pauses.seconds) == 1 and 0 < pauses.seconds[0] < 0.5
+    assert indicator["status"] == "up"
+    assert (indicator["attempts"], indicator["failures"]) == (40, 1)
+    assert len(pauses.seconds) == 1
+    assert 0 < pauses.seconds[0] < 0.5
 
 
-def test_throttled_twice_is_down_with_a_message_naming_the_throttling(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_throttled_twice_is_down_with_a_message_naming_the_throttling() -> None:
     cloudwatch = health_clients().cloudwatch
     pauses = Pauses()
     with Stubber(cloudwatch) as stubber:
@@ -285,13 +299,16 @@ def test_throttled_twice_is_down_with_a_message_naming_the_throttling(aws: None)
         stubber.add_client_error("get_metric_data", "ThrottlingException", "Rate exceeded", 400)
         indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
         stubber.assert_no_pending_responses()  # exactly two calls: one retry, no more
-    assert indicator["status"] == "down" and indicator["throttled"] is True
-    assert "throttled" in indicator["message"] and "ThrottlingException" in indicator["message"]
+    assert indicator["status"] == "down"
+    assert indicator["throttled"] is True
+    assert "throttled" in indicator["message"]
+    assert "ThrottlingException" in indicator["message"]
     assert "threshold" not in indicator["message"]  # not mistaken for a failure rate above it
     assert len(pauses.seconds) == 1
 
 
-def test_a_throttle_is_not_retried_when_the_budget_has_no_room(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_a_throttle_is_not_retried_when_the_budget_has_no_room() -> None:
     cloudwatch = health_clients().cloudwatch
     pauses = Pauses()
     # Less time left than one more attempt can take (connect + read timeouts, 1.5 s).
@@ -299,21 +316,25 @@ def test_a_throttle_is_not_retried_when_the_budget_has_no_room(aws: None) -> Non
         stubber.add_client_error("get_metric_data", "ThrottlingException", "Rate exceeded", 400)
         indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
         stubber.assert_no_pending_responses()
-    assert indicator["status"] == "down" and "throttled" in indicator["message"]
+    assert indicator["status"] == "down"
+    assert "throttled" in indicator["message"]
     assert pauses.seconds == []
 
 
-def test_other_cloudwatch_errors_are_not_retried(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_other_cloudwatch_errors_are_not_retried() -> None:
     cloudwatch = health_clients().cloudwatch
     pauses = Pauses()
     with Stubber(cloudwatch) as stubber:
         stubber.add_client_error("get_metric_data", "InternalServiceError", "oops", 500)
         indicator = check_sync_failure_rate(cloudwatch, settings(), pause=pauses)
     assert indicator["message"] == "CloudWatch GetMetricData call failed: InternalServiceError"
-    assert "throttled" not in indicator and pauses.seconds == []
+    assert "throttled" not in indicator
+    assert pauses.seconds == []
 
 
-def test_the_health_cloudwatch_client_leaves_the_one_retry_to_the_check(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_the_health_cloudwatch_client_leaves_the_one_retry_to_the_check() -> None:
     """botocore's standard mode would back off up to 2 s before its own retry, past the deadline."""
     cloudwatch: Any = health_clients().cloudwatch.meta.config  # botocore's Config is untyped here
     dynamodb: Any = health_clients().dynamodb.meta.config
@@ -328,7 +349,8 @@ def test_active_table_is_up(users_table: str) -> None:
     assert check_user_table(boto3.client("dynamodb"), users_table) == {"status": "up"}
 
 
-def test_table_not_active_is_down(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_table_not_active_is_down() -> None:
     dynamodb = boto3.client("dynamodb")
     with Stubber(dynamodb) as stubber:
         stubber.add_response("describe_table", {"Table": {"TableName": TABLE, "TableStatus": "CREATING"}})
@@ -336,7 +358,8 @@ def test_table_not_active_is_down(aws: None) -> None:
     assert indicator == {"status": "down", "message": "user table is CREATING, not ACTIVE"}
 
 
-def test_missing_table_is_down(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_missing_table_is_down() -> None:
     indicator = check_user_table(boto3.client("dynamodb"), "no-such-table")
     assert indicator == {"status": "down", "message": "user table not found"}
 
@@ -356,7 +379,8 @@ def test_report_splits_up_and_down_indicators() -> None:
     assert HealthReport({"a": {"status": "up"}}).to_dict()["status"] == "ok"
 
 
-def test_cached_report_is_reused_until_it_expires(users_table: str) -> None:
+@pytest.mark.usefixtures("users_table")
+def test_cached_report_is_reused_until_it_expires() -> None:
     clock = Clock()
     dynamodb, cloudwatch = health_clients()
     recorders = [record(dynamodb), record(cloudwatch)]
@@ -371,8 +395,10 @@ def test_cached_report_is_reused_until_it_expires(users_table: str) -> None:
     clock.now += 0.2
     fresh = check.run()
 
-    assert cached is first and not first.healthy
-    assert fresh.healthy and fresh.indicators["syncFailureRate"]["attempts"] == 1000
+    assert cached is first
+    assert not first.healthy
+    assert fresh.healthy
+    assert fresh.indicators["syncFailureRate"]["attempts"] == 1000
     assert [call for recorder in recorders for call in recorder.names()] == [
         "DescribeTable",
         "DescribeTable",
@@ -408,8 +434,9 @@ def black_hole() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.usefixtures("users_table")
 def test_a_hanging_dependency_is_down_after_the_deadline(
-    users_table: str, black_hole: str, monkeypatch: pytest.MonkeyPatch
+    black_hole: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from usersync.runtime.aws import reset_clients
 
@@ -421,7 +448,8 @@ def test_a_hanging_dependency_is_down_after_the_deadline(
     assert report.indicators["syncFailureRate"]["status"] == "up"
 
 
-def test_an_unexpected_error_in_a_check_is_down_not_raised(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_an_unexpected_error_in_a_check_is_down_not_raised() -> None:
     dynamodb, cloudwatch = health_clients()
     check = HealthCheck(settings(), dynamodb, cloudwatch, cache_seconds=0)
     with Stubber(dynamodb) as stubber:

@@ -66,7 +66,8 @@ def disagreements(pins: dict[str, str], locked: dict[str, set[str]]) -> dict[str
 
 def test_every_layer_pin_is_the_version_the_dev_lock_installs() -> None:
     pins = layer_pins(LAYER_PINS.read_text(encoding="utf-8"))
-    assert len(pins) >= 10 and "pydantic-core" in pins
+    assert len(pins) >= 10
+    assert "pydantic-core" in pins
     assert disagreements(pins, lock_versions(DEV_LOCK.read_text(encoding="utf-8"))) == {}
 
 
@@ -106,4 +107,6 @@ def test_the_dev_lock_holds_every_declared_dependency_at_its_declared_version() 
     }
     assert unmet == {}
     # Extras resolve into the lock too (boto3-stubs[dynamodb] brings the DynamoDB stubs).
-    assert "mypy-boto3-dynamodb" in locked and "pytest-xdist" in locked and "pytest-benchmark" not in locked
+    assert "mypy-boto3-dynamodb" in locked
+    assert "pytest-xdist" in locked
+    assert "pytest-benchmark" not in locked

@@ -27,7 +27,8 @@ def test_unknown_fields_and_nulls_are_accepted() -> None:
     data = clerk_user("user_1", first_name=None, last_name=None)
     data["brand_new_field"] = {"nested": [1, 2]}
     user = ClerkUser.model_validate(data)
-    assert user.first_name is None and user.last_name is None
+    assert user.first_name is None
+    assert user.last_name is None
 
 
 def test_updated_at_is_required() -> None:

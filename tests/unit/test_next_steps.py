@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from usersync.clerk.tokens import SessionClaims
+from usersync.clerk.session_claims import SessionClaims
 from usersync_dev.cli import main
 from usersync_dev.next_steps import (
     REQUIRED_OUTPUTS,
@@ -76,8 +76,10 @@ def test_the_next_steps_carry_the_stack_values(cloudformation: Any) -> None:
         "organizationMembership.updated",
         "organizationMembership.deleted",
     } <= set(subscribed[1].split(", "))
-    assert f"--region {REGION}" in text and f"--secret-id {SECRET_ARN}" in text
-    assert "put-secret-value" in text and "whsec_" in text
+    assert f"--region {REGION}" in text
+    assert f"--secret-id {SECRET_ARN}" in text
+    assert "put-secret-value" in text
+    assert "whsec_" in text
     assert f'-H "Authorization: Bearer $TOKEN" {API}/me' in text
     assert OUTPUTS["UsersTableName"] in text
 

@@ -53,13 +53,15 @@ def test_a_live_membership_is_in_the_user_index_and_keeps_the_embedded_organizat
     record = record_for_event("organizationMembership.created", data, deleted_at=0, event_id="msg_1")
     assert isinstance(record, MembershipRecord)
     attributes = record.to_attributes()
-    assert attributes["gsi1pk"] == "USER#user_1" and attributes["gsi1sk"] == "ORG#org_1"
+    assert attributes["gsi1pk"] == "USER#user_1"
+    assert attributes["gsi1sk"] == "ORG#org_1"
     assert (attributes["orgName"], attributes["orgSlug"], attributes["orgUpdatedAt"]) == (
         "Acme",
         "acme",
         T0 + 7,
     )
-    assert attributes["source"] == "webhook" and attributes["lastEventId"] == "msg_1"
+    assert attributes["source"] == "webhook"
+    assert attributes["lastEventId"] == "msg_1"
 
 
 def test_empty_strings_are_never_stored() -> None:
@@ -67,7 +69,9 @@ def test_empty_strings_are_never_stored() -> None:
     record = record_for_event("organization.created", data, deleted_at=0, event_id="msg_1")
     assert isinstance(record, OrganizationRecord)
     attributes = record.to_attributes()
-    assert "name" not in attributes and "slug" not in attributes and "imageUrl" not in attributes
+    assert "name" not in attributes
+    assert "slug" not in attributes
+    assert "imageUrl" not in attributes
 
 
 def test_a_membership_stores_no_empty_role_or_organization_copy() -> None:
@@ -78,7 +82,8 @@ def test_a_membership_stores_no_empty_role_or_organization_copy() -> None:
     assert isinstance(record, MembershipRecord)
     attributes = record.to_attributes()
     assert {"role", "orgName", "orgSlug"}.isdisjoint(attributes)
-    assert attributes["membershipId"] == "orgmem_1" and attributes["gsi1pk"] == "USER#user_1"
+    assert attributes["membershipId"] == "orgmem_1"
+    assert attributes["gsi1pk"] == "USER#user_1"
 
 
 def test_other_event_types_have_no_record() -> None:

@@ -85,7 +85,8 @@ def test_a_60_permission_mask_past_2_53_decodes_exactly() -> None:
     names = [f"p{index}" for index in range(60)]
     chosen = {0, 1, 2, 52, 53, 54, 58, 59}
     mask = sum(1 << index for index in chosen)
-    assert mask > 2**53 and float(mask) != mask  # a double could not hold it
+    assert mask > 2**53
+    assert float(mask) != mask  # a double could not hold it
 
     granted = decode_org_permissions("o:feature", ",".join(names), str(mask))
 
@@ -125,7 +126,7 @@ def test_a_decimal_of_any_length_is_exact_past_pythons_int_digit_limit() -> None
     """int() refuses strings past 4,300 digits (and is quadratic below that): the low bits stay exact."""
     text = "1" + "0" * 7999  # 10**7999: more digits than an 8 KiB token can carry
     if sys.get_int_max_str_digits():
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="integer string conversion"):
             int(text)
 
     assert mask_bits(text, 60) == pow(10, 7999, 2**60)
@@ -159,7 +160,8 @@ def test_split_by_scope() -> None:
     scoped = split_by_scope("o:a,u:b,ou:c,uo:d,x:e")
     assert scoped is not None
     assert (scoped.org, scoped.user) == (frozenset("acd"), frozenset("bcd"))
-    assert split_by_scope("") is None and split_by_scope(None) is None
+    assert split_by_scope("") is None
+    assert split_by_scope(None) is None
     assert split_by_scope("o:a,b") is None
 
 
@@ -226,7 +228,8 @@ def test_role_and_permission_need_an_active_organization() -> None:
     personal = org_member(org_id=None, org_role=None, org_permissions=None, fea="u:beta", pla="u:free")
     assert not personal.has(role="org:admin")
     assert not personal.has(permission="org:repositories:read")
-    assert personal.has(feature="beta") and personal.has(plan="free")
+    assert personal.has(feature="beta")
+    assert personal.has(plan="free")
     # an org role without an org id is no organization either
     assert not org_member(org_id=None).has(role="org:admin")
 

@@ -37,14 +37,17 @@ def test_create_then_newer_then_older(repository: UserRepository) -> None:
     assert repository.save(live(20, first_name="second")) is WriteOutcome.APPLIED
     assert repository.save(live(15, first_name="older")) is WriteOutcome.STALE
     stored = repository.get("user_1")
-    assert stored is not None and stored.first_name == "second" and stored.updated_at == 20
+    assert stored is not None
+    assert stored.first_name == "second"
+    assert stored.updated_at == 20
 
 
 def test_equal_updated_at_does_not_replace(repository: UserRepository) -> None:
     repository.save(live(10, first_name="first"))
     assert repository.save(live(10, first_name="same-time")) is WriteOutcome.STALE
     stored = repository.get("user_1")
-    assert stored is not None and stored.first_name == "first"
+    assert stored is not None
+    assert stored.first_name == "first"
 
 
 def test_duplicate_is_recognised_by_event_id(repository: UserRepository) -> None:
@@ -58,7 +61,9 @@ def test_tombstone_blocks_every_later_upsert(repository: UserRepository) -> None
     assert repository.save(UserRecord.tombstone("user_1", deleted_at=11)) is WriteOutcome.APPLIED
     assert repository.save(live(10**13)) is WriteOutcome.STALE
     stored = repository.get("user_1")
-    assert stored is not None and stored.is_tombstone and stored.email is None
+    assert stored is not None
+    assert stored.is_tombstone
+    assert stored.email is None
 
 
 def test_earliest_tombstone_wins(repository: UserRepository) -> None:
@@ -66,7 +71,8 @@ def test_earliest_tombstone_wins(repository: UserRepository) -> None:
     assert repository.save(UserRecord.tombstone("user_1", deleted_at=20)) is WriteOutcome.APPLIED
     assert repository.save(UserRecord.tombstone("user_1", deleted_at=25)) is WriteOutcome.STALE
     stored = repository.get("user_1")
-    assert stored is not None and stored.deleted_at == 20
+    assert stored is not None
+    assert stored.deleted_at == 20
 
 
 def test_live_record_without_updated_at_is_refused(repository: UserRepository) -> None:
@@ -82,10 +88,12 @@ def test_aws_errors_become_repository_errors(repository: UserRepository, code: s
         stubber.add_client_error("put_item", service_error_code=code, http_status_code=500)
         with pytest.raises(RepositoryError) as raised:
             repository.save(live(10))
-    assert raised.value.code == code and raised.value.operation == "PutItem"
+    assert raised.value.code == code
+    assert raised.value.operation == "PutItem"
 
 
-def test_missing_table_is_a_repository_error(aws: None) -> None:
+@pytest.mark.usefixtures("aws")
+def test_missing_table_is_a_repository_error() -> None:
     repository = UserRepository(dynamodb_client(), "no-such-table")
     with pytest.raises(RepositoryError, match="ResourceNotFoundException"):
         repository.get("user_1")

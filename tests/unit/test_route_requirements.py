@@ -34,8 +34,10 @@ def test_parsed_requirements_are_normalised_once() -> None:
     assert dict(ROUTES.items())["GET /orgs/{id}"] == Requirement(role="org:admin")
     assert dict(ROUTES.items())["ANY /orgs/{proxy+}"] == Requirement(plan=(None, "pro"))
     assert dict(ROUTES.items())["GET /"] == Requirement(role="org:root")
-    assert len(ROUTES) == 6 and ROUTES
-    assert not RouteRequirements.parse("{}") and not RouteRequirements.parse("  ")
+    assert len(ROUTES) == 6
+    assert ROUTES
+    assert not RouteRequirements.parse("{}")
+    assert not RouteRequirements.parse("  ")
 
 
 def test_settings_read_the_variable_raw_and_default_to_no_requirement() -> None:
@@ -119,7 +121,8 @@ def test_rest_token_matches_the_method_arn_against_resource_templates(
 def test_malformed_values_are_configuration_errors_naming_route_and_field(value: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         RouteRequirements.parse(value)
-    assert "CLERK_ROUTE_REQUIREMENTS" in str(caught.value) and message in str(caught.value)
+    assert "CLERK_ROUTE_REQUIREMENTS" in str(caught.value)
+    assert message in str(caught.value)
 
 
 # ---------------------------------------------------------------- has() in a handler
@@ -147,14 +150,15 @@ def admin_context(key: SigningKey) -> dict[str, str]:
 
 def test_has_in_a_handler_reads_the_http_api_context(admin_context: dict[str, str]) -> None:
     event = http_api_event("GET", "/invoices", authorizer_context=admin_context)
-    assert has(event, role="org:admin") and has(event, role="admin")
-    assert has(event, permission="org:invoices:void") and not has(event, permission="org:invoices:create")
-    assert (
-        has(event, feature="u:beta")
-        and has(event, feature="invoices")
-        and not has(event, feature="u:invoices")
-    )
-    assert has(event, plan="o:pro") and not has(event, plan="u:pro")
+    assert has(event, role="org:admin")
+    assert has(event, role="admin")
+    assert has(event, permission="org:invoices:void")
+    assert not has(event, permission="org:invoices:create")
+    assert has(event, feature="u:beta")
+    assert has(event, feature="invoices")
+    assert not has(event, feature="u:invoices")
+    assert has(event, plan="o:pro")
+    assert not has(event, plan="u:pro")
     assert has(event, role="org:admin", permission="org:invoices:read", plan="pro")
     assert not has(event, role="org:admin", plan="enterprise")
     assert not has(event)
@@ -162,12 +166,15 @@ def test_has_in_a_handler_reads_the_http_api_context(admin_context: dict[str, st
 
 def test_has_in_a_handler_reads_the_rest_context(admin_context: dict[str, str]) -> None:
     event = {"requestContext": {"authorizer": dict(admin_context, principalId="user_1")}}
-    assert has(event, permission="invoices:read") and not has(event, permission="invoices:create")
+    assert has(event, permission="invoices:read")
+    assert not has(event, permission="invoices:create")
 
 
 def test_has_without_an_authorizer_or_organization_is_false(key: SigningKey) -> None:
     assert not has(http_api_event("GET", "/x"), feature="beta")
     personal = context_of(key, session_claims("user_1", issuer=ISSUER, azp=ORIGIN, features=["u:beta"]))
     event = http_api_event("GET", "/x", authorizer_context=personal)
-    assert has(event, feature="beta") and not has(event, role="org:member")
-    assert "orgPermissions" not in personal and "plan" not in personal
+    assert has(event, feature="beta")
+    assert not has(event, role="org:member")
+    assert "orgPermissions" not in personal
+    assert "plan" not in personal

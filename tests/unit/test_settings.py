@@ -32,7 +32,8 @@ def test_webhook_needs_a_secret_source() -> None:
     by_arn = WebhookSettings.from_env(
         {"USERS_TABLE_NAME": "t", "CLERK_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s"}
     )
-    assert by_arn.webhook_secret_arn and by_arn.webhook_signing_secret is None
+    assert by_arn.webhook_secret_arn
+    assert by_arn.webhook_signing_secret is None
 
 
 def test_secret_is_not_in_repr() -> None:

@@ -5,6 +5,8 @@ another writer stored without `updatedAt`. On moto, through the repositories."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -55,23 +57,33 @@ def _read_organization_item(item: dict[str, Any]) -> Any:
     return item_from_dynamodb(item, "GetItem")
 
 
+@dataclass(frozen=True)
+class Reader:
+    """One table's reader with an item it reads and one known integer and one known text attribute."""
+
+    read: Callable[[dict[str, Any]], Any]
+    item: dict[str, Any]
+    known_integer: str
+    known_text: str
+
+
 READERS = pytest.mark.parametrize(
-    ("read", "item", "known_integer", "known_text"),
+    "reader",
     [
-        pytest.param(_read_user, USER_ITEM, "createdAt", "firstName", id="user"),
-        pytest.param(_read_organization_item, PROFILE_ITEM, "createdAt", "slug", id="organization"),
-        pytest.param(_read_organization_item, MEMBERSHIP_ITEM, "orgUpdatedAt", "orgName", id="membership"),
+        pytest.param(Reader(_read_user, USER_ITEM, "createdAt", "firstName"), id="user"),
+        pytest.param(Reader(_read_organization_item, PROFILE_ITEM, "createdAt", "slug"), id="organization"),
+        pytest.param(
+            Reader(_read_organization_item, MEMBERSHIP_ITEM, "orgUpdatedAt", "orgName"), id="membership"
+        ),
     ],
 )
 
 
 @READERS
-def test_unknown_attributes_of_any_type_are_ignored(
-    read: Any, item: dict[str, Any], known_integer: str, known_text: str
-) -> None:
-    plain = read(item)
+def test_unknown_attributes_of_any_type_are_ignored(reader: Reader) -> None:
+    plain = reader.read(reader.item)
     assert plain.updated_at == T0
-    with_foreign = read({**item, **FOREIGN})
+    with_foreign = reader.read({**reader.item, **FOREIGN})
     # syncedAt: organizations' items are always stamped, so an item without it reads as stamped now
     assert with_foreign.model_dump(exclude={"synced_at"}) == plain.model_dump(exclude={"synced_at"})
 
@@ -79,30 +91,29 @@ def test_unknown_attributes_of_any_type_are_ignored(
 @READERS
 @pytest.mark.parametrize("value", [{"N": "1.5"}, {"S": "1730279325025"}, {"BOOL": True}, {"N": "nan"}])
 def test_a_known_integer_that_cannot_be_interpreted_is_an_uninterpretable_item(
-    read: Any, item: dict[str, Any], known_integer: str, known_text: str, value: dict[str, Any]
+    reader: Reader, value: dict[str, Any]
 ) -> None:
     with pytest.raises(UninterpretableItemError, match="UninterpretableItem") as raised:
-        read({**item, known_integer: value})
-    assert known_integer in raised.value.problem
+        reader.read({**reader.item, reader.known_integer: value})
+    assert reader.known_integer in raised.value.problem
     with pytest.raises(UninterpretableItemError):
-        read({**item, "updatedAt": {"N": "1730279325025.5"}})
+        reader.read({**reader.item, "updatedAt": {"N": "1730279325025.5"}})
 
 
 @READERS
-def test_a_known_text_attribute_of_another_type_is_an_uninterpretable_item(
-    read: Any, item: dict[str, Any], known_integer: str, known_text: str
-) -> None:
+def test_a_known_text_attribute_of_another_type_is_an_uninterpretable_item(reader: Reader) -> None:
     with pytest.raises(UninterpretableItemError) as raised:
-        read({**item, known_text: {"N": "1"}})
-    assert known_text in raised.value.problem
+        reader.read({**reader.item, reader.known_text: {"N": "1"}})
+    assert reader.known_text in raised.value.problem
 
 
 @READERS
 @pytest.mark.parametrize("deleted_at", [{"N": "1.5"}, {"S": "yesterday"}, {"BOOL": True}])
 def test_deleted_at_of_any_type_is_a_tombstone_whatever_else_the_item_holds(
-    read: Any, item: dict[str, Any], known_integer: str, known_text: str, deleted_at: dict[str, Any]
+    reader: Reader, deleted_at: dict[str, Any]
 ) -> None:
-    record = read({**item, "deletedAt": deleted_at, known_integer: {"N": "0.5"}, known_text: {"N": "1"}})
+    broken = {reader.known_integer: {"N": "0.5"}, reader.known_text: {"N": "1"}}
+    record = reader.read({**reader.item, "deletedAt": deleted_at, **broken})
     assert record.is_tombstone
 
 
@@ -132,7 +143,9 @@ def test_a_foreign_user_item_without_updated_at_is_replaced_by_clerks_record(use
     record = UserRecord(user_id="user_1", email="new@x.com", updated_at=T0, source=SyncSource.WEBHOOK)
     assert UserRepository(client, users_table).save(record) is WriteOutcome.APPLIED
     stored = UserRepository(client, users_table).get("user_1")
-    assert stored is not None and stored.email == "new@x.com" and stored.updated_at == T0
+    assert stored is not None
+    assert stored.email == "new@x.com"
+    assert stored.updated_at == T0
 
 
 @pytest.mark.parametrize("kind", ["organization", "membership"])
@@ -160,7 +173,8 @@ def test_a_foreign_organizations_item_without_updated_at_is_updated(
     if kind == "organization":
         assert stored["name"] == {"S": "Acme"}
     else:
-        assert stored["role"] == {"S": "org:admin"} and stored["name"] == {"S": "Console"}
+        assert stored["role"] == {"S": "org:admin"}
+        assert stored["name"] == {"S": "Console"}
 
 
 def test_a_foreign_tombstone_is_never_resurrected(organizations_table: str) -> None:

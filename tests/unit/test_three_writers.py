@@ -227,7 +227,7 @@ def test_a_merge_after_a_token_wrote_in_between_is_written_again(repository: Use
     client: Any = dynamodb_client()
     calls = {"count": 0}
 
-    def token_lands_before_the_first_merge(**kwargs: Any) -> None:
+    def token_lands_before_the_first_merge(**_kwargs: Any) -> None:
         calls["count"] += 1
         if calls["count"] == 1:  # between the lost put and the merge: a newer token
             client.meta.events.unregister(

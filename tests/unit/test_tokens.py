@@ -28,16 +28,10 @@ from tests.session_tokens import (
     signed_raw_token,
     unsigned_token,
 )
-from usersync.clerk.tokens import (
-    MAX_TOKEN_BYTES,
-    DenyReason,
-    JwksKeySource,
-    SessionClaims,
-    TokenError,
-    TokenVerifier,
-    load_public_key,
-    parse_claims,
-)
+from usersync.clerk.jwks import JwksKeySource
+from usersync.clerk.session_claims import SessionClaims, parse_claims
+from usersync.clerk.token_errors import DenyReason, TokenError
+from usersync.clerk.tokens import MAX_TOKEN_BYTES, TokenVerifier, load_public_key
 from usersync.runtime.settings import AuthorizerSettings, ConfigurationError
 from usersync.sync.users import record_from_claims
 from usersync_dev.clerk import SigningKey, clerk_documented_claims, mint_token
@@ -113,7 +107,8 @@ def test_token_record_is_ordered_by_iat_in_milliseconds(key: SigningKey) -> None
     record = record_from_claims(pem_verifier(key).verify(mint_token(key, payload)))
 
     assert record.updated_at == payload["iat"] * 1000
-    assert record.source is not None and record.source.value == "authorizer"
+    assert record.source is not None
+    assert record.source.value == "authorizer"
     assert record.created_at is None
 
 
@@ -154,21 +149,21 @@ def now_s() -> int:
 
 
 DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyReason]] = [
-    ("no token", lambda k, o: None, DenyReason.NO_TOKEN),
-    ("empty token", lambda k, o: "", DenyReason.NO_TOKEN),
-    ("garbage", lambda k, o: "not-a-jwt", DenyReason.MALFORMED),
-    ("garbage with dots", lambda k, o: "abc.def.ghi", DenyReason.MALFORMED),
-    ("two segments", lambda k, o: ".".join(mint_token(k, claims()).split(".")[:2]), DenyReason.MALFORMED),
-    ("four segments", lambda k, o: mint_token(k, claims()) + ".x", DenyReason.MALFORMED),
-    ("header not an object", lambda k, o: b64url(b"[1]") + ".e30.c2ln", DenyReason.MALFORMED),
-    ("non-ascii", lambda k, o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
+    ("no token", lambda _k, _o: None, DenyReason.NO_TOKEN),
+    ("empty token", lambda _k, _o: "", DenyReason.NO_TOKEN),
+    ("garbage", lambda _k, _o: "not-a-jwt", DenyReason.MALFORMED),
+    ("garbage with dots", lambda _k, _o: "abc.def.ghi", DenyReason.MALFORMED),
+    ("two segments", lambda k, _o: ".".join(mint_token(k, claims()).split(".")[:2]), DenyReason.MALFORMED),
+    ("four segments", lambda k, _o: mint_token(k, claims()) + ".x", DenyReason.MALFORMED),
+    ("header not an object", lambda _k, _o: b64url(b"[1]") + ".e30.c2ln", DenyReason.MALFORMED),
+    ("non-ascii", lambda k, _o: "\u00e9" + mint_token(k, claims()), DenyReason.MALFORMED),
     (
         "alg none",
-        lambda k, o: alg_none(claims()),
+        lambda _k, _o: alg_none(claims()),
         DenyReason.BAD_ALGORITHM,
     ),
-    ("HS256 with the public PEM", lambda k, o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
-    ("another RSA key", lambda k, o: mint_token(o, claims()), DenyReason.BAD_SIGNATURE),
+    ("HS256 with the public PEM", lambda k, _o: hs256_with_public_pem(k, claims()), DenyReason.BAD_ALGORITHM),
+    ("another RSA key", lambda _k, o: mint_token(o, claims()), DenyReason.BAD_SIGNATURE),
     (
         "another RSA key, our kid",
         lambda k, o: mint_token(o, claims(), headers={"kid": k.kid}),
@@ -176,7 +171,7 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ),
     (
         "tampered payload",
-        lambda k, o: (
+        lambda k, _o: (
             lambda t: (
                 t.split(".")[0]
                 + "."
@@ -189,29 +184,33 @@ DENIALS: list[tuple[str, Callable[[SigningKey, SigningKey], str | None], DenyRea
     ),
     (
         "expired",
-        lambda k, o: mint_token(k, claims(iat=now_s() - 120, nbf=now_s() - 120, exp=now_s() - 60)),
+        lambda k, _o: mint_token(k, claims(iat=now_s() - 120, nbf=now_s() - 120, exp=now_s() - 60)),
         DenyReason.EXPIRED,
     ),
-    ("nbf in the future", lambda k, o: mint_token(k, claims(nbf=now_s() + 60)), DenyReason.NOT_YET_VALID),
-    ("iat in the future", lambda k, o: mint_token(k, claims(iat=now_s() + 60)), DenyReason.NOT_YET_VALID),
-    ("wrong iss", lambda k, o: mint_token(k, claims(iss="https://evil.example")), DenyReason.WRONG_ISSUER),
-    ("no iss", lambda k, o: mint_token(k, without("iss")), DenyReason.WRONG_ISSUER),
-    ("azp not allowed", lambda k, o: mint_token(k, claims(azp="https://evil.example")), DenyReason.WRONG_AZP),
-    ("no azp", lambda k, o: mint_token(k, without("azp")), DenyReason.WRONG_AZP),
-    ("missing email", lambda k, o: mint_token(k, without("email")), DenyReason.MISSING_EMAIL),
-    ("empty email", lambda k, o: mint_token(k, claims(email="")), DenyReason.MISSING_EMAIL),
-    ("missing sub", lambda k, o: mint_token(k, without("sub")), DenyReason.MISSING_CLAIM),
-    ("missing exp", lambda k, o: mint_token(k, without("exp")), DenyReason.MISSING_CLAIM),
-    ("missing iat", lambda k, o: mint_token(k, without("iat")), DenyReason.MISSING_CLAIM),
+    ("nbf in the future", lambda k, _o: mint_token(k, claims(nbf=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("iat in the future", lambda k, _o: mint_token(k, claims(iat=now_s() + 60)), DenyReason.NOT_YET_VALID),
+    ("wrong iss", lambda k, _o: mint_token(k, claims(iss="https://evil.example")), DenyReason.WRONG_ISSUER),
+    ("no iss", lambda k, _o: mint_token(k, without("iss")), DenyReason.WRONG_ISSUER),
+    (
+        "azp not allowed",
+        lambda k, _o: mint_token(k, claims(azp="https://evil.example")),
+        DenyReason.WRONG_AZP,
+    ),
+    ("no azp", lambda k, _o: mint_token(k, without("azp")), DenyReason.WRONG_AZP),
+    ("missing email", lambda k, _o: mint_token(k, without("email")), DenyReason.MISSING_EMAIL),
+    ("empty email", lambda k, _o: mint_token(k, claims(email="")), DenyReason.MISSING_EMAIL),
+    ("missing sub", lambda k, _o: mint_token(k, without("sub")), DenyReason.MISSING_CLAIM),
+    ("missing exp", lambda k, _o: mint_token(k, without("exp")), DenyReason.MISSING_CLAIM),
+    ("missing iat", lambda k, _o: mint_token(k, without("iat")), DenyReason.MISSING_CLAIM),
     (
         "audience we do not expect",
-        lambda k, o: mint_token(k, claims(aud="other-api")),
+        lambda k, _o: mint_token(k, claims(aud="other-api")),
         DenyReason.WRONG_AUDIENCE,
     ),
-    ("email not a string", lambda k, o: mint_token(k, claims(email=["a@b.c"])), DenyReason.INVALID_CLAIMS),
+    ("email not a string", lambda k, _o: mint_token(k, claims(email=["a@b.c"])), DenyReason.INVALID_CLAIMS),
     (
         "over 8 KiB",
-        lambda k, o: mint_token(k, claims(padding="x" * MAX_TOKEN_BYTES)),
+        lambda k, _o: mint_token(k, claims(padding="x" * MAX_TOKEN_BYTES)),
         DenyReason.TOO_LARGE,
     ),
 ]
@@ -409,7 +408,8 @@ def test_error_messages_never_contain_the_token(key: SigningKey, other_key: Sign
     with pytest.raises(TokenError) as caught:
         pem_verifier(key).verify(token)
     assert str(caught.value) == "bad_signature"
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
 # ---------------------------------------------------------------------------------------- session token v2
@@ -494,7 +494,8 @@ def test_organization_claims_are_normalised_as_clerks_sdk_reports_them(
 def test_actor_claim_gives_actor_id_and_nothing_else_of_it(key: SigningKey) -> None:
     payload = clerk_docs_v2_example(o=None, act={"sub": "user_admin", "iss": "https://dashboard.clerk.com"})
     context = docs_verifier(key).verify(mint_token(key, payload)).context()
-    assert context["actorId"] == "user_admin" and context["userId"] == "user_123"
+    assert context["actorId"] == "user_admin"
+    assert context["userId"] == "user_123"
     assert context["sessionId"] == "sess_123"  # the impersonated session, not act.sid
 
 
@@ -543,7 +544,8 @@ def test_pending_session_is_signed_out_unless_allowed(key: SigningKey) -> None:
     assert str(caught.value) == "session_pending"
 
     allowed = docs_verifier(key, allow_pending_sessions=True).verify(pending)
-    assert allowed.session_pending and allowed.context() == docs_context(2)
+    assert allowed.session_pending
+    assert allowed.context() == docs_context(2)
 
 
 @pytest.mark.parametrize("status", [None, "active", ""], ids=["no-sts", "active", "blank"])
@@ -552,7 +554,8 @@ def test_a_session_without_pending_status_is_active(key: SigningKey, status: str
     if status is not None:
         payload["sts"] = status
     verified = docs_verifier(key).verify(mint_token(key, payload))
-    assert not verified.session_pending and verified.context() == docs_context(2)
+    assert not verified.session_pending
+    assert verified.context() == docs_context(2)
 
 
 def test_signature_and_claim_checks_come_before_the_session_status(
@@ -636,7 +639,8 @@ def test_v1_and_v2_of_one_session_give_the_same_string_context(
     assert {k: v for k, v in v2.context().items() if k not in ("features", "plan")} == v1.context()
     context = v2.context()
     assert all(isinstance(value, str) for value in context.values())
-    assert context["orgId"] == org_id and context["orgRole"].startswith("org:")
+    assert context["orgId"] == org_id
+    assert context["orgRole"].startswith("org:")
     assert context.get("actorId") == actor
 
 
@@ -674,9 +678,12 @@ def test_dev_cli_mints_organization_and_actor_tokens_the_authorizer_reads(
 
     payload = jwt.decode(tok, options={"verify_signature": False})
     if version:
-        assert "v" not in payload and "o" not in payload and payload["org_role"] == "org:admin"
+        assert "v" not in payload
+        assert "o" not in payload
+        assert payload["org_role"] == "org:admin"
     else:
-        assert payload["v"] == 2 and payload["o"] == {"id": "org_1", "slg": "acme", "rol": "admin"}
+        assert payload["v"] == 2
+        assert payload["o"] == {"id": "org_1", "slg": "acme", "rol": "admin"}
     assert dev_cli_verifier.verify(tok).context() == {
         "userId": USER_ID,
         "email": "ada@example.com",
@@ -695,14 +702,16 @@ def test_dev_cli_pending_token_is_denied(
     assert "orgId" not in dev_cli_verifier.verify(dev_cli_token(capsys)).context()
 
 
+@pytest.mark.usefixtures("dev_cli_verifier")
 def test_dev_cli_refuses_organization_details_without_an_organization(
-    dev_cli_verifier: TokenVerifier, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from usersync_dev.cli import main
 
     assert main(["token", "--sub", USER_ID, "--email", "a@b.c", "--org-slug", "acme"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and "--org-id" in captured.err
+    assert captured.out == ""
+    assert "--org-id" in captured.err
 
 
 # ---------------------------------------------------------------------------------------- hostile tokens

@@ -22,7 +22,7 @@ PUBLIC_KEY = os.environ["CLERK_JWT_KEY"]
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     header = (event.get("headers") or {}).get("authorization", "")
     token = header.removeprefix("Bearer ").strip()
     try:

@@ -24,7 +24,7 @@ table = boto3.resource("dynamodb").Table(os.environ["USERS_TABLE_NAME"])
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     secret = parameters.get_secret(os.environ["CLERK_WEBHOOK_SECRET_ARN"])
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):

@@ -35,7 +35,9 @@ from typing import Any
 
 from usersync.api.http import event_cookies, lower_headers
 from usersync.api.route_requirements import RouteRequirements
-from usersync.clerk.tokens import DenyReason, PendingSessionError, SessionClaims, TokenError, TokenVerifier
+from usersync.clerk.session_claims import SessionClaims
+from usersync.clerk.token_errors import DenyReason, PendingSessionError, TokenError
+from usersync.clerk.tokens import TokenVerifier
 from usersync.runtime.metrics import SyncMetric, SyncSource, emit_metric
 from usersync.runtime.observability import logger
 from usersync.store.users import UserRepository
@@ -166,7 +168,7 @@ class Authorizer:
             result = sync_from_token(self._repository, record_from_claims(claims), self._cache)
         except UserDeletedError:
             return self._deny(request, DenyReason.USER_DELETED, verified_user_id=claims.sub, signed_out=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the one outcome decision: a valid token is never denied by a bug
             # Anything unexpected in the sync (a bug) must not lock out a caller whose token is valid:
             # count it as a failed attempt (both metrics) so /health and the alarm see it.
             record_failed_attempt(SyncSource.AUTHORIZER)

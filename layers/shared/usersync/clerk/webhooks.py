@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic import ValidationError
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from usersync.clerk.payload import ClerkEvent, ClerkPayloadError, describe, unreadable_problem
 
@@ -62,7 +62,9 @@ def verify_signature(body: bytes, headers: Mapping[str, str], secret: str) -> Si
         raise SignatureError("missing signature headers")
     try:
         _webhook(secret).verify(body, signature_headers, json_parse=False)
-    except Exception as exc:  # malformed headers raise ValueError/binascii.Error, not the library's error
+    except (WebhookVerificationError, ValueError) as exc:
+        # Malformed input raises ValueError, not the library's error: binascii.Error (bad base64), a
+        # signature without one comma, a body or id that is not UTF-8 (UnicodeError).
         raise SignatureError(f"invalid signature: {type(exc).__name__}") from None
     return SignedMessage(
         message_id=signature_headers["webhook-id"],
@@ -75,7 +77,7 @@ def parse_clerk_event(body: bytes) -> ClerkEvent:
     Raises ClerkPayloadError, whatever the JSON parser raised (see `unreadable_problem`)."""
     try:
         document = json.loads(body)
-    except Exception as exc:  # a signed body can still be hostile: every parser error is a 400
+    except Exception as exc:  # noqa: BLE001 - a signed body can still be hostile: every parser error is a 400
         raise ClerkPayloadError(f"body is {unreadable_problem(exc)}") from None
     try:
         return ClerkEvent.model_validate(document)

@@ -6,6 +6,7 @@ Powertools adds a `service` dimension to every metric, so what CloudWatch stores
 
 from __future__ import annotations
 
+import threading
 from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -38,11 +39,17 @@ class SyncMetric(StrEnum):
     RECONCILE_FAILED = "ReconcileFailed"
 
 
+# Powertools' metric set is not thread-safe: two threads adding the 100th value both print the set
+# before either clears it, counting 99 datapoints twice. Reconcile's writes emit from a thread pool.
+_EMIT_LOCK = threading.Lock()
+
+
 def emit_metric(metric: SyncMetric, source: SyncSource, value: int = 1) -> None:
     """Add `value` (1) to `metric` for `source`; flushed as EMF when the handler returns.
 
     The dimension is set per call, not as a default, so handlers that share one process (the local
     stack) cannot leak their `Source` into each other's metrics.
     """
-    metrics.add_dimension(name=SOURCE_DIMENSION, value=source.value)
-    metrics.add_metric(name=metric.value, unit=MetricUnit.Count, value=value)
+    with _EMIT_LOCK:
+        metrics.add_dimension(name=SOURCE_DIMENSION, value=source.value)
+        metrics.add_metric(name=metric.value, unit=MetricUnit.Count, value=value)

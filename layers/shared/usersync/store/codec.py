@@ -16,6 +16,9 @@ measures both in one run): with the rules above on top, TypeDeserializer reads a
 time, TypeSerializer writes one in ~4.7x, and importing `boto3.dynamodb.types` adds ~17 ms to every
 cold start of handlers that otherwise load botocore only. The tables hold strings and integers only,
 so the hand-written pair stays small.
+
+Types: what we write is an `Item` (mypy-boto3-dynamodb's `AttributeValueTypeDef` per attribute, for
+mypy only); the readers take `Mapping[str, object]`, since another writer's item may hold anything.
 """
 
 from __future__ import annotations
@@ -23,17 +26,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usersync.runtime.metrics import SyncSource
 from usersync.store.errors import UninterpretableItemError
 
+if TYPE_CHECKING:  # the stubs are a dev dependency: nothing of them is imported at run time
+    from typing import TypeAlias
+
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    # One item in DynamoDB's typed JSON, as the client sends and returns it.
+    Item: TypeAlias = dict[str, AttributeValueTypeDef]
+
 DELETED_AT = "deletedAt"
 
 
-def attributes_to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def attributes_to_item(attributes: Mapping[str, object]) -> Item:
     """Plain attributes (strings, integers) as DynamoDB's typed JSON; anything else is a bug here."""
-    item: dict[str, Any] = {}
+    item: Item = {}
     for name, value in attributes.items():
         if isinstance(value, str):
             item[name] = {"S": value}
@@ -44,13 +55,13 @@ def attributes_to_item(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def string_value(value: Any) -> str | None:
+def string_value(value: object) -> str | None:
     """An `S` value, else None (another type, garbage)."""
     raw = value.get("S") if isinstance(value, Mapping) else None
     return raw if isinstance(raw, str) else None
 
 
-def integer_value(value: Any) -> int | None:
+def integer_value(value: object) -> int | None:
     """An integral `N`, else None (decimals, other types, garbage)."""
     raw = value.get("N") if isinstance(value, Mapping) else None
     if not isinstance(raw, str):
@@ -62,7 +73,7 @@ def integer_value(value: Any) -> int | None:
     return int(number) if number.is_finite() and number == number.to_integral_value() else None
 
 
-def deletion_time(value: Any) -> int:
+def deletion_time(value: object) -> int:
     """`deletedAt` of any type marks a tombstone; its time is read when it is a number, else 0."""
     raw = value.get("N") if isinstance(value, Mapping) else None
     try:
@@ -71,7 +82,7 @@ def deletion_time(value: Any) -> int:
         return 0
 
 
-def source_value(item: Mapping[str, Any]) -> SyncSource | None:
+def source_value(item: Mapping[str, object]) -> SyncSource | None:
     """The item's writer, or None when absent or another writer's own value."""
     raw = string_value(item.get("source"))
     try:
@@ -90,7 +101,7 @@ class ItemSchema:
     notes: tuple[str, ...] = ("syncedAt", "lastEventId")  # read when strings, else absent
 
 
-def decode_item(item: Mapping[str, Any], schema: ItemSchema, operation: str) -> dict[str, Any]:
+def decode_item(item: Mapping[str, object], schema: ItemSchema, operation: str) -> dict[str, Any]:
     """The attributes `schema` names, as plain values (absent ones left out), by the rules above. A
     tombstone keeps its keys, `deletedAt` and `source` only: nothing else of it is ever read."""
     fields: dict[str, Any] = {}
@@ -118,7 +129,7 @@ def decode_item(item: Mapping[str, Any], schema: ItemSchema, operation: str) -> 
     return _with_source(fields, item)
 
 
-def _with_source(fields: dict[str, Any], item: Mapping[str, Any]) -> dict[str, Any]:
+def _with_source(fields: dict[str, Any], item: Mapping[str, object]) -> dict[str, Any]:
     """`source` added when it is one of ours: absent, the record's default stands."""
     source = source_value(item)
     if source is not None:

@@ -24,6 +24,13 @@ from usersync.store.errors import RepositoryError, UnstorableRecordError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        KeysAndAttributesUnionTypeDef,
+        PutItemInputTypeDef,
+        UpdateItemInputTypeDef,
+    )
+
+    from usersync.store.codec import Item
 
 # DynamoDB limits: an item at most 400 KB; at most 100 keys per BatchGetItem.
 MAX_ITEM_BYTES = 400 * 1024
@@ -42,6 +49,18 @@ class WriteOutcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class TableRepository:
+    """What every table module's repository holds: the client and its table's name."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table_name = table_name
+
+    @property
+    def table_name(self) -> str:
+        return self._table_name
+
+
 @contextmanager
 def dynamodb_call(operation: str) -> Iterator[None]:
     """Any botocore failure inside the block (an API error, a timeout, an exhausted time budget) as a
@@ -52,7 +71,7 @@ def dynamodb_call(operation: str) -> Iterator[None]:
         raise RepositoryError(operation, error_code(exc)) from exc
 
 
-def conditional_write(operation: str, write: Callable[[], object]) -> dict[str, Any] | None:
+def conditional_write(operation: str, write: Callable[[], object]) -> Item | None:
     """Run one conditional write: None when it landed, else the stored item it lost to (the response's
     `Item` when the request asked for ALL_OLD, `{}` otherwise); any other failure is a RepositoryError."""
     with dynamodb_call(operation):
@@ -62,69 +81,65 @@ def conditional_write(operation: str, write: Callable[[], object]) -> dict[str, 
             if error_code(exc) != _CONDITION_FAILED:
                 raise
             response: dict[str, Any] = dict(exc.response)
-            return dict(response.get("Item") or {})
+            stored: Item = dict(response.get("Item") or {})
+            return stored
     return None
 
 
 def put_if(
     client: DynamoDBClient,
     table_name: str,
-    attributes: Mapping[str, Any],
+    attributes: Mapping[str, object],
     condition: str,
-    values: Mapping[str, Any],
+    values: Mapping[str, object],
     names: Mapping[str, str] | None = None,
-) -> dict[str, Any] | None:
+) -> Item | None:
     """One PutItem under `condition`: None when it landed, else the stored item it lost to (ALL_OLD).
 
     The one conditional put of every table; any other failure is a RepositoryError.
     """
-    extra: dict[str, Any] = {"ExpressionAttributeNames": dict(names)} if names else {}
-    return conditional_write(
-        "PutItem",
-        lambda: client.put_item(
-            TableName=table_name,
-            Item=attributes_to_item(attributes),
-            ConditionExpression=condition,
-            **extra,
-            ExpressionAttributeValues=attributes_to_item(values),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        ),
-    )
+    request: PutItemInputTypeDef = {
+        "TableName": table_name,
+        "Item": attributes_to_item(attributes),
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": attributes_to_item(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if names:
+        request["ExpressionAttributeNames"] = dict(names)
+    return conditional_write("PutItem", lambda: client.put_item(**request))
 
 
 def update_if(
     client: DynamoDBClient,
     table_name: str,
-    key: Mapping[str, Any],
+    key: Mapping[str, object],
     expression: str,
     condition: str,
-    values: Mapping[str, Any],
+    values: Mapping[str, object],
     names: Mapping[str, str],
 ) -> bool:
     """One UpdateItem under `condition`: True when it landed, False when the condition failed; any
     other failure is a RepositoryError."""
-    lost = conditional_write(
-        "UpdateItem",
-        lambda: client.update_item(
-            TableName=table_name,
-            Key=attributes_to_item(key),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=dict(names),
-            ExpressionAttributeValues=attributes_to_item(values),
-        ),
-    )
-    return lost is None
+    request: UpdateItemInputTypeDef = {
+        "TableName": table_name,
+        "Key": attributes_to_item(key),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": dict(names),
+        "ExpressionAttributeValues": attributes_to_item(values),
+    }
+    return conditional_write("UpdateItem", lambda: client.update_item(**request)) is None
 
 
-def lost_write(event_id: str | None, stored: Mapping[str, Any]) -> WriteOutcome:
+def lost_write(event_id: str | None, stored: Mapping[str, object]) -> WriteOutcome:
     """Why a conditional write lost: the same delivery (svix-id) already applied, or a newer copy."""
     if event_id and stored.get("lastEventId") == {"S": event_id}:
         return WriteOutcome.DUPLICATE
     return WriteOutcome.STALE
 
 
-def ensure_storable_item(attributes: Mapping[str, Any], key_limits: Mapping[str, int], kind: str) -> None:
+def ensure_storable_item(attributes: Mapping[str, object], key_limits: Mapping[str, int], kind: str) -> None:
     """Raise UnstorableRecordError for an item DynamoDB would refuse on every retry: a key attribute
     over its byte limit, text that is no valid UTF-8 (a lone surrogate from a JSON `\\ud800` escape),
     or an item over 400 KB (attribute names plus values, numbers at most 21 bytes)."""
@@ -145,7 +160,7 @@ def ensure_storable_item(attributes: Mapping[str, Any], key_limits: Mapping[str,
         raise UnstorableRecordError(f"the {kind} item would be over DynamoDB's 400 KB item limit")
 
 
-def query_items(client: DynamoDBClient, table_name: str, **query: Any) -> Iterator[dict[str, Any]]:
+def query_items(client: DynamoDBClient, table_name: str, **query: Any) -> Iterator[Item]:
     """Every item of a Query, page after page (one request per 1 MB of items)."""
     while True:
         with dynamodb_call("Query"):
@@ -157,16 +172,18 @@ def query_items(client: DynamoDBClient, table_name: str, **query: Any) -> Iterat
         query["ExclusiveStartKey"] = last
 
 
-def scan_items(client: DynamoDBClient, table_name: str, **scan: Any) -> Iterator[dict[str, Any]]:
+def scan_items(client: DynamoDBClient, table_name: str, **scan: Any) -> Iterator[Item]:
     """Every item of a paginated, eventually consistent Scan."""
     with dynamodb_call("Scan"):
         for page in client.get_paginator("scan").paginate(TableName=table_name, **scan):
             yield from (dict(item) for item in page.get("Items", []))
 
 
-def batch_get(client: DynamoDBClient, request: dict[str, Any], table_name: str) -> list[dict[str, Any]]:
+def batch_get(
+    client: DynamoDBClient, request: Mapping[str, KeysAndAttributesUnionTypeDef], table_name: str
+) -> list[Item]:
     """Every item of one BatchGetItem `request` on `table_name`; RepositoryError if some stay unread."""
-    items: list[dict[str, Any]] = []
+    items: list[Item] = []
     for round_number in range(BATCH_GET_ROUNDS):
         if round_number:
             pause = random.uniform(0, 0.05 * 2**round_number)  # noqa: S311 - jitter, not a secret

@@ -41,6 +41,7 @@ from usersync.store.codec import (
 )
 from usersync.store.dynamodb import (
     BATCH_GET_LIMIT,
+    TableRepository,
     WriteOutcome,
     batch_get,
     conditional_write,
@@ -55,6 +56,9 @@ from usersync.store.records import SyncedItem, clerk_stamp, utc_now_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef
+
+    from usersync.store.codec import Item
 
 ORG_PREFIX = "ORG#"
 MEMBER_PREFIX = "MEMBER#"
@@ -222,7 +226,7 @@ _MEMBERSHIP_SCHEMA = ItemSchema(
 )
 
 
-def item_from_dynamodb(item: Mapping[str, Any], operation: str) -> OrganizationItem | None:
+def item_from_dynamodb(item: Mapping[str, object], operation: str) -> OrganizationItem | None:
     """An item of the table as a record; None for an item of no kind we know (someone else's).
 
     An item that claims to be ours but cannot be read raises UninterpretableItemError (a
@@ -248,7 +252,7 @@ def ensure_storable(record: OrganizationItem) -> None:
     ensure_storable_item(record.to_attributes(), ORGANIZATION_KEY_LIMITS, "organization")
 
 
-def profile_key(org_id: str) -> dict[str, Any]:
+def profile_key(org_id: str) -> Item:
     """The key of an organization's profile item."""
     return {"pk": {"S": ORG_PREFIX + org_id}, "sk": {"S": PROFILE_SORT_KEY}}
 
@@ -267,12 +271,8 @@ class StoredVersion:
     deleted_at: int | None
 
 
-class OrganizationRepository:
+class OrganizationRepository(TableRepository):
     """Reads and writes the organizations table; every AWS failure surfaces as `RepositoryError`."""
-
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table_name = table_name
 
     @classmethod
     def from_env(cls, client: DynamoDBClient) -> OrganizationRepository | None:
@@ -281,10 +281,6 @@ class OrganizationRepository:
 
         table_name = OrganizationsTableSettings.from_env().organizations_table_name
         return cls(client, table_name) if table_name else None
-
-    @property
-    def table_name(self) -> str:
-        return self._table_name
 
     def save(self, record: OrganizationItem) -> WriteOutcome:
         """One conditional write: newer than what is stored, never over a tombstone. A tombstone is a
@@ -335,7 +331,9 @@ class OrganizationRepository:
         found: dict[str, OrganizationRecord] = {}
         for start in range(0, len(wanted), BATCH_GET_LIMIT):
             keys = [profile_key(org_id) for org_id in wanted[start : start + BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table_name: {"Keys": keys, "ConsistentRead": True}}
+            request: dict[str, KeysAndAttributesTypeDef] = {
+                self._table_name: {"Keys": keys, "ConsistentRead": True}
+            }
             for item in batch_get(self._client, request, self._table_name):
                 record = item_from_dynamodb(item, "BatchGetItem")
                 if isinstance(record, OrganizationRecord):

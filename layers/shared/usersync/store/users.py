@@ -42,6 +42,7 @@ from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
 from usersync.store.codec import ItemSchema, attributes_to_item, decode_item, integer_value
 from usersync.store.dynamodb import (
+    TableRepository,
     WriteOutcome,
     conditional_write,
     dynamodb_call,
@@ -55,7 +56,7 @@ from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord, utc_now_iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    from usersync.store.codec import Item
 
 # DynamoDB limits: a partition key value is at most 2,048 bytes (UTF-8).
 MAX_KEY_BYTES = 2048
@@ -104,7 +105,7 @@ _SCHEMA = ItemSchema(
 )
 
 
-def item_to_record(item: Mapping[str, Any], operation: str = "GetItem") -> UserRecord:
+def item_to_record(item: Mapping[str, object], operation: str = "GetItem") -> UserRecord:
     """A stored item as a `UserRecord`, tolerantly (contract §3).
 
     - `deletedAt` present, of any type or value: a tombstone, whatever else the item holds or lacks;
@@ -122,16 +123,8 @@ def ensure_storable(record: UserRecord) -> None:
     ensure_storable_item(record.to_attributes(), {"userId": MAX_KEY_BYTES}, "user")
 
 
-class UserRepository:
+class UserRepository(TableRepository):
     """Reads and writes `UserRecord`s; every AWS failure surfaces as `RepositoryError`."""
-
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table_name = table_name
-
-    @property
-    def table_name(self) -> str:
-        return self._table_name
 
     # ------------------------------------------------------------ writes
 
@@ -204,7 +197,7 @@ class UserRepository:
         return WriteOutcome.APPLIED if lost is None else WriteOutcome.STALE
 
     @staticmethod
-    def _fresher_token_row(stored: Mapping[str, Any], clerk_version: int) -> bool:
+    def _fresher_token_row(stored: Mapping[str, object], clerk_version: int) -> bool:
         """A live authorizer row whose token is newer than this Clerk record (so the put lost)."""
         if "deletedAt" in stored or stored.get("source") != {"S": SyncSource.AUTHORIZER.value}:
             return False
@@ -263,7 +256,7 @@ class UserRepository:
         key = {"userId": record.user_id}
         return update_if(self._client, self._table_name, key, expression, condition, values, names)
 
-    def _put(self, record: UserRecord, condition: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _put(self, record: UserRecord, condition: str, values: Mapping[str, object]) -> Item | None:
         """PutItem under `condition`: None when it landed, else the stored item (ALL_OLD)."""
         ensure_storable(record)
         names = _SOURCE_NAME if "#source" in condition else None

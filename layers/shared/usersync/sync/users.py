@@ -25,7 +25,7 @@ from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository
 
 if TYPE_CHECKING:  # the webhook path imports this module and must not pull in PyJWT
-    from usersync.clerk.tokens import SessionClaims
+    from usersync.clerk.session_claims import SessionClaims
 
 
 @contextmanager
@@ -200,7 +200,7 @@ def sync_from_token(repository: UserRepository, candidate: UserRecord, cache: Us
             return SyncResult.STORED_NEWER
     try:
         outcome = write_user(repository, candidate)
-    except Exception:  # counted by write_user's attempt (RepositoryError is also logged there)
+    except Exception:  # noqa: BLE001 - whatever failed, write_user counted (and logged) it; the token stays valid
         cache.forget(user_id)
         return SyncResult.FAILED
     if outcome is WriteOutcome.APPLIED:

@@ -6,18 +6,19 @@ one page of the table and tombstones what Clerk confirms it no longer has. The e
 a `PassState` and returns the next state, so whoever drives the pass (the durable function, the local
 CLI, the bench) can checkpoint between steps and continue elsewhere.
 
-Memory is bounded by a page: no snapshot of the table, no set of every id.
+Memory is bounded by two pages (the one applied and the one read ahead, `ReadAhead`): no snapshot of
+the table, no set of every id.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import copy_context
 from dataclasses import replace
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -30,6 +31,7 @@ from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+_K = TypeVar("_K")
 
 ENTITY_DIMENSION = "Entity"
 
@@ -61,8 +63,40 @@ class Writer:
         futures = [self._pool.submit(copy_context().run, function, item) for item in items]
         return [future.result() for future in futures]
 
+    def submit(self, function: Callable[[], _R]) -> Future[_R]:
+        """`function` in the pool, in a copy of the caller's context (its time budget)."""
+        return self._pool.submit(copy_context().run, function)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+class ReadAhead(Generic[_K, _R]):
+    """The next page read while this one is applied: at most one read ahead, taken by its key.
+
+    A step applies its page with the next page's request already in flight, so Clerk's latency and the
+    step's own work overlap. The read is only a read: the step that takes it is still the step of that
+    page (its result is the state after it), and a read ahead no step takes is dropped with the process
+    (the page in flight when an invocation ends, the only page a pass may read twice). Its failure
+    (a rate limit's long wait, Clerk down) is raised by `take`, in the step that owns the page.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._ahead: tuple[_K, Future[_R]] | None = None
+
+    def start(self, key: _K, fetch: Callable[[], _R]) -> None:
+        """Read `key`'s page in the background (kept if it is already being read)."""
+        if self._ahead is None or self._ahead[0] != key:
+            self._ahead = (key, self._writer.submit(fetch))
+
+    def take(self, key: _K, fetch: Callable[[], _R]) -> _R:
+        """`key`'s page: the one read ahead, or read now. A read ahead of another key is kept: a step
+        tried again reads its own page, and the next step still finds its page read ahead."""
+        if self._ahead is not None and self._ahead[0] == key:
+            future, self._ahead = self._ahead[1], None
+            return future.result()
+        return fetch()
 
 
 def run_step(source: Source, state: PassState) -> PassState:

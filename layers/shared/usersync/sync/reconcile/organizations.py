@@ -157,17 +157,9 @@ class OrganizationSource:
         """(pk, sk) -> {updatedAt, deletedAt} of the stored items among `records`' keys."""
         keys = list(dict.fromkeys((record.pk, record.sk) for record in records))
         found: dict[tuple[str, str], dict[str, int]] = {}
-        table = self.repository.table_name
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                table: {
-                    "Keys": [
-                        {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + BATCH_GET_LIMIT]
-                    ],
-                    "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
-                }
-            }
-            for item in batch_get(self.client, request, table):
+        chunks = [keys[start : start + BATCH_GET_LIMIT] for start in range(0, len(keys), BATCH_GET_LIMIT)]
+        for items in self.writer.map(self._read_versions, chunks):  # the requests in flight at once
+            for item in items:
                 versions = {
                     name: int(item[name]["N"])
                     for name in ("updatedAt", "deletedAt")
@@ -177,6 +169,17 @@ class OrganizationSource:
                     versions.setdefault("deletedAt", 0)
                 found[(item["pk"]["S"], item["sk"]["S"])] = versions
         return found
+
+    def _read_versions(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """One BatchGetItem of up to 100 keys (unprocessed keys asked again, within the time budget)."""
+        table = self.repository.table_name
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys],
+                "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
+            }
+        }
+        return batch_get(self.client, request, table)
 
     # ------------------------------------------------------------ pruning
 

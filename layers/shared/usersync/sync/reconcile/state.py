@@ -119,6 +119,10 @@ class ReconcileOptions:
     prune: bool = False  # tombstone what Clerk no longer has (after the whole listing only)
     now_ms: Callable[[], int] = epoch_ms  # the deletion time of a pruned item
     write_threads: int = 8  # conditional writes in flight at once (botocore clients are thread-safe)
+    # Whether a step may read the next Clerk page while it applies its own (engine.ReadAhead): always in
+    # one process; the durable function answers whether the step that takes the page will still run in
+    # this invocation, so a page read ahead is not wasted when the invocation ends.
+    read_ahead: Callable[[], bool] = lambda: True
 
 
 # A prune that would tombstone more than half of what it checked (past a few items) smells of a secret

@@ -25,7 +25,7 @@ from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dy
 from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository, item_to_record
-from usersync.sync.reconcile.engine import Writer
+from usersync.sync.reconcile.engine import ReadAhead, Writer
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
@@ -71,20 +71,29 @@ class UserSource:
         self.table_name = table_name
         self.options = options
         self.writer = writer
+        self._ahead: ReadAhead[str | None, tuple[list[dict[str, Any]], int]] = ReadAhead(writer)
 
     # ------------------------------------------------------------ listing
 
     def list_step(self, state: PassState) -> None:
-        before = self.clerk.requests
-        page = self.clerk.users_page(state.cursor)
-        state.requests += self.clerk.requests - before
+        page, requests = self._ahead.take(state.cursor, lambda: self._read_page(state.cursor))
+        state.requests += requests
         counts = state.counts["users"]
         counts.seen += len(page)
-        self.apply(page, counts, dry_run=state.dry_run)
         if page and isinstance(page[-1].get("id"), str):
             state.cursor = page[-1]["id"]
         if len(page) < self.clerk.page_size:
             state.phase = Phase.PRUNE if state.prune else Phase.DONE
+        elif self.options.read_ahead():
+            cursor = state.cursor
+            self._ahead.start(cursor, lambda: self._read_page(cursor))
+        self.apply(page, counts, dry_run=state.dry_run)
+
+    def _read_page(self, cursor: str | None) -> tuple[list[dict[str, Any]], int]:
+        """The page after `cursor` and the Clerk requests it took (attempts: retries count)."""
+        before = self.clerk.requests
+        page = self.clerk.users_page(cursor)
+        return page, self.clerk.requests - before
 
     def apply(self, entries: list[dict[str, Any]], counts: Counts, *, dry_run: bool) -> None:
         """Write the users of `entries` whose stored copy is older or absent; count every outcome."""
@@ -132,17 +141,9 @@ class UserSource:
         unprocessed keys asked again. An uninterpretable item counts as absent: the write decides."""
         found: dict[str, UserRecord] = {}
         unique = list(dict.fromkeys(user_ids))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [
-                        {"userId": {"S": user_id}} for user_id in unique[start : start + BATCH_GET_LIMIT]
-                    ],
-                    "ProjectionExpression": VERSION_PROJECTION,
-                    "ExpressionAttributeNames": {"#source": "source"},
-                }
-            }
-            for item in batch_get(self.client, request, self.table_name):
+        chunks = [unique[start : start + BATCH_GET_LIMIT] for start in range(0, len(unique), BATCH_GET_LIMIT)]
+        for items in self.writer.map(self._read_versions, chunks):  # a page's requests in flight at once
+            for item in items:
                 try:
                     record = item_to_record(item, "BatchGetItem")
                 except UninterpretableItemError as exc:
@@ -150,6 +151,17 @@ class UserSource:
                     continue
                 found[record.user_id] = record
         return found
+
+    def _read_versions(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """One BatchGetItem of up to 100 ids (unprocessed keys asked again, within the time budget)."""
+        request: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [{"userId": {"S": user_id}} for user_id in user_ids],
+                "ProjectionExpression": VERSION_PROJECTION,
+                "ExpressionAttributeNames": {"#source": "source"},
+            }
+        }
+        return batch_get(self.client, request, self.table_name)
 
     # ------------------------------------------------------------ pruning
 
