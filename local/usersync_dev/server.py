@@ -317,6 +317,10 @@ def _proxy_response(result: Any) -> Response:
 # ---------------------------------------------------------------------------------------- the stack
 
 
+# How long a stop waits for requests already being answered (the whole stop must end within 2 s).
+IN_FLIGHT_GRACE_SECONDS = 1.0
+
+
 class LocalStack:
     """moto + table + gateway in this process. `start()` returns once everything accepts requests."""
 
@@ -338,6 +342,10 @@ class LocalStack:
         self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
         self.info: StackInfo | None = None
+        # Requests the gateway is still answering: a stop lets them finish (bounded) so none logs after
+        # "stopped". werkzeug's request threads are daemons that server_close() does not wait for.
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     def start(self) -> StackInfo:
         from moto.server import ThreadedMotoServer
@@ -383,7 +391,14 @@ class LocalStack:
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.gateway is None:
             return _json(503, {"message": "Service Unavailable"})(environ, start_response)
-        return self.gateway(environ, start_response)
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return self.gateway(environ, start_response)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def stop(self) -> None:
         """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports.
@@ -408,6 +423,8 @@ class LocalStack:
         # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
         if self._thread is not None and self._thread.is_alive():
             server.shutdown()
+        with self._idle:  # runs in a stopper thread, never in the signal handler
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=IN_FLIGHT_GRACE_SECONDS)
         server.server_close()
 
     def _stop_moto(self) -> None:
