@@ -121,10 +121,14 @@ class Invocation:
 
     def step(self, entity: str, state: PassState) -> PassState:
         """One page of `entity`'s pass, or, when the invocation is nearly over, a request to end it."""
-        if not self.budget.allows(STEP_RESERVE_SECONDS):
+        source = self.source(entity)
+        # A page already read ahead (only with READ_AHEAD_RESERVE_SECONDS left) gets its step even late:
+        # ending the invocation here would drop it and read it again in the next one.
+        allowed = self.budget.allows(STEP_RESERVE_SECONDS)
+        if not allowed and not source.holds_next_page(state):
             return PassState.from_dict({**state.to_dict(), "wait_seconds": INVOCATION_GAP_SECONDS})
         with time_budget(self.budget if isinstance(self.budget, TimeBudget) else TimeBudget.unlimited()):
-            return run_step(self.source(entity), state)
+            return run_step(source, state)
 
     def close(self) -> None:
         for writer in self._writers:

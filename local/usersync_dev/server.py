@@ -168,6 +168,9 @@ class Gateway:
         self.routes = routes
         self.cors = cors
         self._jwks = json.dumps(secrets.signing_key.jwks())
+        # Set when the stack stops: werkzeug's request threads are daemons a stop does not wait for (it
+        # must end within 2 s), so a request still being answered then must not log after "stopped".
+        self.silenced = False
         self._map = Map(
             [_template_rule(route, index) for index, route in enumerate(routes)], strict_slashes=False
         )
@@ -177,6 +180,8 @@ class Gateway:
         started = time.perf_counter()
         response = self.dispatch(request)
         elapsed_ms = (time.perf_counter() - started) * 1000
+        if self.silenced:
+            return response(environ, start_response)
         print(
             f"{request.method} {request.full_path.rstrip('?')} {response.status_code} {elapsed_ms:.1f}ms",
             flush=True,
@@ -317,10 +322,6 @@ def _proxy_response(result: Any) -> Response:
 # ---------------------------------------------------------------------------------------- the stack
 
 
-# How long a stop waits for requests already being answered (the whole stop must end within 2 s).
-IN_FLIGHT_GRACE_SECONDS = 1.0
-
-
 class LocalStack:
     """moto + table + gateway in this process. `start()` returns once everything accepts requests."""
 
@@ -342,10 +343,6 @@ class LocalStack:
         self._thread: threading.Thread | None = None
         self.gateway: Gateway | None = None
         self.info: StackInfo | None = None
-        # Requests the gateway is still answering: a stop lets them finish (bounded) so none logs after
-        # "stopped". werkzeug's request threads are daemons that server_close() does not wait for.
-        self._in_flight = 0
-        self._idle = threading.Condition()
 
     def start(self) -> StackInfo:
         from moto.server import ThreadedMotoServer
@@ -391,14 +388,7 @@ class LocalStack:
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.gateway is None:
             return _json(503, {"message": "Service Unavailable"})(environ, start_response)
-        with self._idle:
-            self._in_flight += 1
-        try:
-            return self.gateway(environ, start_response)
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
+        return self.gateway(environ, start_response)
 
     def stop(self) -> None:
         """Stop whatever `start()` got to (it may have been interrupted half-way) and free the ports.
@@ -407,6 +397,8 @@ class LocalStack:
         """
         if self.info is not None:
             clear_stack_info(self.info.pid, self.state_directory)
+        if self.gateway is not None:
+            self.gateway.silenced = True
         stoppers = [
             threading.Thread(target=self._stop_gateway, name="stop-gateway", daemon=True),
             threading.Thread(target=self._stop_moto, name="stop-moto", daemon=True),
@@ -423,8 +415,6 @@ class LocalStack:
         # shutdown() waits for serve_forever to acknowledge: it would wait forever if never started.
         if self._thread is not None and self._thread.is_alive():
             server.shutdown()
-        with self._idle:  # runs in a stopper thread, never in the signal handler
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=IN_FLIGHT_GRACE_SECONDS)
         server.server_close()
 
     def _stop_moto(self) -> None:

@@ -48,6 +48,9 @@ class Source(Protocol):
     def prune_step(self, state: PassState) -> None:
         """Prune one page of the table from `state.scan_key`, advance `state` (PRUNE -> DONE)."""
 
+    def holds_next_page(self, state: PassState) -> bool:
+        """Whether `state`'s next page was already read ahead (its step must run, or it is read twice)."""
+
 
 class Writer:
     """Several conditional writes in flight at once: a page's writes take a few round trips, not 500.
@@ -89,6 +92,9 @@ class ReadAhead(Generic[_K, _R]):
         """Read `key`'s page in the background (kept if it is already being read)."""
         if self._ahead is None or self._ahead[0] != key:
             self._ahead = (key, self._writer.submit(fetch))
+
+    def holds(self, key: _K) -> bool:
+        return self._ahead is not None and self._ahead[0] == key
 
     def take(self, key: _K, fetch: Callable[[], _R]) -> _R:
         """`key`'s page: the one read ahead, or read now. A read ahead of another key is kept: a step

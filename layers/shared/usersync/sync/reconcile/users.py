@@ -89,6 +89,9 @@ class UserSource:
             self._ahead.start(cursor, lambda: self._read_page(cursor))
         self.apply(page, counts, dry_run=state.dry_run)
 
+    def holds_next_page(self, state: PassState) -> bool:
+        return state.phase is Phase.LIST and self._ahead.holds(state.cursor)
+
     def _read_page(self, cursor: str | None) -> tuple[list[dict[str, Any]], int]:
         """The page after `cursor` and the Clerk requests it took (attempts: retries count)."""
         before = self.clerk.requests
