@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from usersync_dev.clerk import clerk_user
@@ -60,6 +60,33 @@ def index_of(user_id: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class _LoopbackServer:
+    """An HTTP stand-in on a free loopback port, served from a thread while used as a context manager."""
+
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class ClerkCounts:
     requests: int = 0
@@ -73,7 +100,7 @@ class ClerkCounts:
         return sum(count - 1 for count in self.list_pages.values() if count > 1)
 
 
-class LoopbackClerk:
+class LoopbackClerk(_LoopbackServer):
     """GET /v1/users for `users` synthetic users; `version` shifts every user's updated_at (a new
     version of every user: what a pass after a bulk change sees)."""
 
@@ -83,21 +110,7 @@ class LoopbackClerk:
         self.latency = latency
         self.counts = ClerkCounts()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> LoopbackClerk:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -374,7 +387,7 @@ def _project(item: Item, projection: str | None, names: dict[str, str]) -> Item:
     return {name: item[name] for name in wanted if name in item}
 
 
-class LatencyDynamo:
+class LatencyDynamo(_LoopbackServer):
     """A DynamoDB JSON endpoint on 127.0.0.1 whose every request waits `latency_ms` (uniform)."""
 
     def __init__(self, *, latency_ms: tuple[float, float] = (5.0, 8.0), seed: int = 22) -> None:
@@ -385,21 +398,7 @@ class LatencyDynamo:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> LatencyDynamo:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve()
 
     def create_table(self, name: str, key_names: Iterable[str]) -> None:
         self.tables[name] = _Table(tuple(key_names))
