@@ -10,13 +10,15 @@ can answer 429s with a `Retry-After`, fail a path, and wait a set latency per re
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -187,3 +189,31 @@ class LoopbackClerk:
         finally:
             server.shutdown()
             server.server_close()
+
+
+@contextmanager
+def serve_from_child_process(users: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """A loopback Clerk holding `users`, served by a child process; yields its URL. A test that measures
+    this process's memory (tracemalloc) then counts the pass alone: a server thread here would add its
+    own page serialization, whose timing against the pass's varies by hundreds of KB."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process running threads
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve_until_told, args=(list(users), theirs), daemon=True)
+    process.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+
+
+def _serve_until_told(users: list[dict[str, Any]], connection: Connection) -> None:
+    clerk = LoopbackClerk()
+    for user in users:
+        clerk.add_user(user)
+    with clerk.serve():
+        clerk._ordered()  # sorted once, before the first page is asked for
+        connection.send(clerk.url)
+        connection.recv()
