@@ -18,20 +18,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import copy_context
 from dataclasses import replace
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import ValidationError
 
-from usersync.clerk.backend_api import ClerkApiError
+from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
+from usersync.store.dynamodb import BATCH_GET_LIMIT, TableRepository, WriteOutcome, batch_get, dynamodb_call
 from usersync.store.errors import RepositoryError
-from usersync.sync.reconcile.state import PassState, Phase, ReconcileError
+from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from usersync.store.codec import Item
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _K = TypeVar("_K")
+_Repository = TypeVar("_Repository", bound=TableRepository)
 
 ENTITY_DIMENSION = "Entity"
 
@@ -103,6 +111,105 @@ class ReadAhead(Generic[_K, _R]):
             future, self._ahead = self._ahead[1], None
             return future.result()
         return fetch()
+
+
+class TableSource(Generic[_Repository]):
+    """What every entity's source shares: Clerk, its table (`repository_type` opens it), the options
+    and the write pool, and the page work that is the same whatever the entity (a subclass supplies
+    the steps).
+
+    Entries Clerk lists that do not parse are counted skipped, never fatal; the stored versions of a
+    page are read 100 keys a BatchGetItem, all in flight at once; each write is counted by its outcome;
+    the prune walks the table one Scan page at a time.
+    """
+
+    repository_type: type[_Repository]
+
+    def __init__(
+        self,
+        clerk: ClerkBackendApi,
+        client: DynamoDBClient,
+        table_name: str,
+        options: ReconcileOptions,
+        writer: Writer,
+    ) -> None:
+        self.clerk = clerk
+        self.client = client
+        self.table_name = table_name
+        self.options = options
+        self.writer = writer
+        self.repository = self.repository_type(client, table_name)
+
+    @staticmethod
+    def parse(
+        entries: list[dict[str, Any]],
+        build: Callable[[dict[str, Any]], _T],
+        counts: Counts,
+        *,
+        kind: str,
+        id_key: str,
+    ) -> list[_T]:
+        """`build(entry)` for each entry; an invalid one (ValidationError) is logged and counted skipped."""
+        built: list[_T] = []
+        for entry in entries:
+            try:
+                built.append(build(entry))
+            except ValidationError:
+                logger.warning(f"Clerk {kind} entry skipped: invalid", extra={id_key: entry.get("id")})
+                counts.skipped += 1
+        return built
+
+    def stored_items(
+        self, keys: list[dict[str, Any]], projection: str, names: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The stored items of `keys` (`projection` only): one BatchGetItem per 100 keys, all in flight at
+        once, unprocessed keys asked again within the time budget."""
+        attributes: dict[str, Any] = {"ProjectionExpression": projection}
+        if names:
+            attributes["ExpressionAttributeNames"] = names
+        chunks = [keys[start : start + BATCH_GET_LIMIT] for start in range(0, len(keys), BATCH_GET_LIMIT)]
+
+        def read(chunk: list[dict[str, Any]]) -> list[Item]:
+            request: dict[str, Any] = {self.table_name: {"Keys": chunk, **attributes}}
+            return batch_get(self.client, request, self.table_name)
+
+        pages = self.writer.map(read, chunks)
+        return [dict(item) for items in pages for item in items]
+
+    def write_counted(
+        self,
+        to_write: list[tuple[_T, bool]],
+        write: Callable[[_T], WriteOutcome],
+        counts: Counts,
+        *,
+        dry_run: bool,
+        written: tuple[WriteOutcome, ...] = (WriteOutcome.APPLIED,),
+    ) -> None:
+        """Write each `(record, created)` of `to_write` (nothing in a dry run) and count its outcome: one
+        not `written` means a newer version or a tombstone landed since the read, and it wins."""
+        if dry_run:
+            outcomes = [WriteOutcome.APPLIED] * len(to_write)
+        else:
+            outcomes = self.writer.map(lambda pair: write(pair[0]), to_write)
+        for (_, created), outcome in zip(to_write, outcomes, strict=True):
+            if outcome not in written:
+                counts.skipped += 1
+            elif created:
+                counts.created += 1
+            else:
+                counts.updated += 1
+
+    def scan_page(
+        self, start: dict[str, Any] | None, **request: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One Scan page of the table from `start` (`request`: projection, filter, limit) and where the
+        next page starts (None: the table is walked)."""
+        if start:
+            request["ExclusiveStartKey"] = start
+        with dynamodb_call("Scan"):
+            response = self.client.scan(TableName=self.table_name, **request)
+        last = response.get("LastEvaluatedKey")
+        return [dict(item) for item in response.get("Items", [])], (dict(last) if last else None)
 
 
 def run_step(source: Source, state: PassState) -> PassState:

@@ -19,15 +19,13 @@ listing lacks are tombstoned.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import ValidationError
-
-from usersync.clerk.backend_api import ClerkBackendApi
 from usersync.clerk.organizations import ClerkMembership, ClerkOrganization
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call, query_items
+from usersync.store.dynamodb import WriteOutcome, query_items
 from usersync.store.organizations import (
     MEMBER_PREFIX,
     ORG_PREFIX,
@@ -38,40 +36,27 @@ from usersync.store.organizations import (
     OrganizationRepository,
 )
 from usersync.sync.organizations import write_organization_item
-from usersync.sync.reconcile.engine import Writer
+from usersync.sync.reconcile.engine import TableSource
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
-    ReconcileOptions,
     iso_ms,
     refuse_mass_prune,
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 ORGANIZATIONS_PER_STEP = 100
 PRUNE_SCAN_LIMIT = 100
 
 
-class OrganizationSource:
+def _membership_record(entry: dict[str, Any]) -> MembershipRecord:
+    return MembershipRecord.from_clerk(ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE)
+
+
+class OrganizationSource(TableSource[OrganizationRepository]):
     entity = "organizations"
     kinds: tuple[str, ...] = ("organizations", "memberships")
-
-    def __init__(
-        self,
-        clerk: ClerkBackendApi,
-        client: DynamoDBClient,
-        table_name: str,
-        options: ReconcileOptions,
-        writer: Writer,
-    ) -> None:
-        self.clerk = clerk
-        self.repository = OrganizationRepository(client, table_name)
-        self.client = client
-        self.options = options
-        self.writer = writer
+    repository_type = OrganizationRepository
 
     # ------------------------------------------------------------ listing
 
@@ -83,13 +68,9 @@ class OrganizationSource:
         page = self.clerk.organizations_page(state.offset, limit=ORGANIZATIONS_PER_STEP)
         counts = state.counts["organizations"]
         counts.seen += len(page.entries)
-        organizations: list[ClerkOrganization] = []
-        for entry in page.entries:
-            try:
-                organizations.append(ClerkOrganization.model_validate(entry))
-            except ValidationError:
-                logger.warning("Clerk organization entry skipped: invalid", extra={"orgId": entry.get("id")})
-                counts.skipped += 1
+        organizations = self.parse(
+            page.entries, ClerkOrganization.model_validate, counts, kind="organization", id_key="orgId"
+        )
         records: list[OrganizationItem] = [
             OrganizationRecord.from_clerk(org, source=SyncSource.RECONCILE) for org in organizations
         ]
@@ -110,24 +91,14 @@ class OrganizationSource:
             page = self.clerk.memberships_page(org_id, offset)
             offset, more = offset + len(page.entries), page.more
             counts.seen += len(page.entries)
-            records: list[OrganizationItem] = []
-            for entry in page.entries:
-                try:
-                    records.append(
-                        MembershipRecord.from_clerk(
-                            ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE
-                        )
-                    )
-                except ValidationError:
-                    logger.warning(
-                        "Clerk membership entry skipped: invalid", extra={"membershipId": entry.get("id")}
-                    )
-                    counts.skipped += 1
-            listed.update(record.membership_id for record in records if isinstance(record, MembershipRecord))
-            self.apply(records, counts, dry_run=state.dry_run)
+            memberships = self.parse(
+                page.entries, _membership_record, counts, kind="membership", id_key="membershipId"
+            )
+            listed.update(record.membership_id for record in memberships)
+            self.apply(memberships, counts, dry_run=state.dry_run)
         return listed
 
-    def apply(self, records: list[OrganizationItem], counts: Counts, *, dry_run: bool) -> None:
+    def apply(self, records: Sequence[OrganizationItem], counts: Counts, *, dry_run: bool) -> None:
         """Write the records whose stored copy is older or absent; count every outcome."""
         stored = self.stored_versions(records)
         to_write: list[tuple[OrganizationItem, bool]] = []
@@ -142,47 +113,22 @@ class OrganizationSource:
                 counts.unchanged += 1
             else:
                 to_write.append((record, current is None))
-        if dry_run:
-            outcomes = [WriteOutcome.APPLIED] * len(to_write)
-        else:
-            outcomes = self.writer.map(
-                lambda pair: write_organization_item(self.repository, pair[0]), to_write
-            )
-        for (_, created), outcome in zip(to_write, outcomes, strict=True):
-            if outcome is not WriteOutcome.APPLIED:
-                counts.skipped += 1  # a webhook write or a delete landed since the read: it wins
-            elif created:
-                counts.created += 1
-            else:
-                counts.updated += 1
+        self.write_counted(
+            to_write, lambda record: write_organization_item(self.repository, record), counts, dry_run=dry_run
+        )
 
-    def stored_versions(self, records: list[OrganizationItem]) -> dict[tuple[str, str], dict[str, int]]:
+    def stored_versions(self, records: Sequence[OrganizationItem]) -> dict[tuple[str, str], dict[str, int]]:
         """(pk, sk) -> {updatedAt, deletedAt} of the stored items among `records`' keys."""
-        keys = list(dict.fromkeys((record.pk, record.sk) for record in records))
+        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in dict.fromkeys((r.pk, r.sk) for r in records)]
         found: dict[tuple[str, str], dict[str, int]] = {}
-        chunks = [keys[start : start + BATCH_GET_LIMIT] for start in range(0, len(keys), BATCH_GET_LIMIT)]
-        for items in self.writer.map(self._read_versions, chunks):  # the requests in flight at once
-            for item in items:
-                versions = {
-                    name: int(item[name]["N"])
-                    for name in ("updatedAt", "deletedAt")
-                    if "N" in item.get(name, {})
-                }
-                if "deletedAt" in item:
-                    versions.setdefault("deletedAt", 0)
-                found[(item["pk"]["S"], item["sk"]["S"])] = versions
-        return found
-
-    def _read_versions(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """One BatchGetItem of up to 100 keys (unprocessed keys asked again, within the time budget)."""
-        table = self.repository.table_name
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys],
-                "ProjectionExpression": "pk, sk, updatedAt, deletedAt",
+        for item in self.stored_items(keys, "pk, sk, updatedAt, deletedAt"):
+            versions = {
+                name: int(item[name]["N"]) for name in ("updatedAt", "deletedAt") if "N" in item.get(name, {})
             }
-        }
-        return batch_get(self.client, request, table)
+            if "deletedAt" in item:
+                versions.setdefault("deletedAt", 0)
+            found[(item["pk"]["S"], item["sk"]["S"])] = versions
+        return found
 
     # ------------------------------------------------------------ pruning
 
@@ -254,20 +200,16 @@ class OrganizationSource:
         self, start: dict[str, Any] | None
     ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
         """One Scan page of live organization profiles: (org id, syncedAt)."""
-        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        with dynamodb_call("Scan"):
-            response = self.client.scan(
-                TableName=self.repository.table_name,
-                ProjectionExpression="orgId, syncedAt",
-                FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
-                ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
-                Limit=PRUNE_SCAN_LIMIT,
-                **extra,
-            )
+        items, last = self.scan_page(
+            start,
+            ProjectionExpression="orgId, syncedAt",
+            FilterExpression="sk = :profile AND attribute_not_exists(deletedAt)",
+            ExpressionAttributeValues={":profile": {"S": PROFILE_SORT_KEY}},
+            Limit=PRUNE_SCAN_LIMIT,
+        )
         profiles = [
             (item["orgId"]["S"], item.get("syncedAt", {}).get("S", ""))
-            for item in response.get("Items", [])
+            for item in items
             if "S" in item.get("orgId", {})
         ]
-        last = response.get("LastEvaluatedKey")
-        return profiles, (dict(last) if last else None)
+        return profiles, last

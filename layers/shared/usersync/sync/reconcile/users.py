@@ -13,31 +13,26 @@ confirmed with `GET /v1/users/{id}` (404) before its tombstone is written.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any
 
-from pydantic import ValidationError
-
-from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST, ClerkBackendApi
+from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST
 from usersync.clerk.users import ClerkUser
 from usersync.runtime.metrics import SyncSource
 from usersync.runtime.observability import logger
-from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call
+from usersync.store.dynamodb import WriteOutcome
 from usersync.store.errors import UninterpretableItemError
 from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository, item_to_record
-from usersync.sync.reconcile.engine import ReadAhead, Writer
+from usersync.sync.reconcile.engine import ReadAhead, TableSource
 from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
-    ReconcileOptions,
     iso_ms,
     refuse_mass_prune,
 )
 from usersync.sync.users import write_user
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 VERSION_PROJECTION = "userId, updatedAt, clerkUpdatedAt, deletedAt, #source"
 # One prune step: a Scan page of 500 ids, asked of Clerk 100 at a time (5 requests). Fewer, larger steps
@@ -53,25 +48,16 @@ def stored_clerk_version(stored: UserRecord) -> int | None:
     return None if stored.source is SyncSource.AUTHORIZER else stored.updated_at
 
 
-class UserSource:
+class UserSource(TableSource[UserRepository]):
     entity = "users"
     kinds: tuple[str, ...] = ("users",)
 
-    def __init__(
-        self,
-        clerk: ClerkBackendApi,
-        client: DynamoDBClient,
-        table_name: str,
-        options: ReconcileOptions,
-        writer: Writer,
-    ) -> None:
-        self.clerk = clerk
-        self.client = client
-        self.repository = UserRepository(client, table_name)
-        self.table_name = table_name
-        self.options = options
-        self.writer = writer
-        self._ahead: ReadAhead[str | None, tuple[list[dict[str, Any]], int]] = ReadAhead(writer)
+    repository_type = UserRepository
+
+    @cached_property
+    def _ahead(self) -> ReadAhead[str | None, tuple[list[dict[str, Any]], int]]:
+        """The next Clerk page, read while this one is applied."""
+        return ReadAhead(self.writer)
 
     # ------------------------------------------------------------ listing
 
@@ -100,13 +86,7 @@ class UserSource:
 
     def apply(self, entries: list[dict[str, Any]], counts: Counts, *, dry_run: bool) -> None:
         """Write the users of `entries` whose stored copy is older or absent; count every outcome."""
-        users: list[ClerkUser] = []
-        for entry in entries:
-            try:
-                users.append(ClerkUser.model_validate(entry))
-            except ValidationError:
-                logger.warning("Clerk user entry skipped: invalid", extra={"userId": entry.get("id")})
-                counts.skipped += 1
+        users = self.parse(entries, ClerkUser.model_validate, counts, kind="user", id_key="userId")
         self.apply_stored(users, self.stored_versions([user.id for user in users]), counts, dry_run=dry_run)
 
     def apply_stored(
@@ -127,54 +107,41 @@ class UserSource:
                 counts.skipped += version != user.updated_at
                 continue
             to_write.append((UserRecord.from_clerk_user(user, source=SyncSource.RECONCILE), current is None))
-        if dry_run:
-            outcomes = [WriteOutcome.APPLIED] * len(to_write)
-        else:
-            outcomes = self.writer.map(lambda pair: write_user(self.repository, pair[0]), to_write)
-        for (_, created), outcome in zip(to_write, outcomes, strict=True):
-            if outcome not in (WriteOutcome.APPLIED, WriteOutcome.MERGED):
-                counts.skipped += 1  # a newer Clerk version or a tombstone landed since the read: it wins
-            elif created:
-                counts.created += 1
-            else:
-                counts.updated += 1
+        self.write_counted(
+            to_write,
+            lambda record: write_user(self.repository, record),
+            counts,
+            dry_run=dry_run,
+            written=(WriteOutcome.APPLIED, WriteOutcome.MERGED),
+        )
 
     def stored_versions(self, user_ids: list[str]) -> dict[str, UserRecord]:
         """The stored versions of `user_ids` (absent ids absent): BatchGetItem, 100 keys a request,
         unprocessed keys asked again. An uninterpretable item counts as absent: the write decides."""
         found: dict[str, UserRecord] = {}
-        unique = list(dict.fromkeys(user_ids))
-        chunks = [unique[start : start + BATCH_GET_LIMIT] for start in range(0, len(unique), BATCH_GET_LIMIT)]
-        for items in self.writer.map(self._read_versions, chunks):  # a page's requests in flight at once
-            for item in items:
-                try:
-                    record = item_to_record(item, "BatchGetItem")
-                except UninterpretableItemError as exc:
-                    logger.warning("uninterpretable item skipped", extra={"problem": exc.problem})
-                    continue
-                found[record.user_id] = record
+        keys = [{"userId": {"S": user_id}} for user_id in dict.fromkeys(user_ids)]
+        for item in self.stored_items(keys, VERSION_PROJECTION, {"#source": "source"}):
+            try:
+                record = item_to_record(item, "BatchGetItem")
+            except UninterpretableItemError as exc:
+                logger.warning("uninterpretable item skipped", extra={"problem": exc.problem})
+                continue
+            found[record.user_id] = record
         return found
-
-    def _read_versions(self, user_ids: list[str]) -> list[dict[str, Any]]:
-        """One BatchGetItem of up to 100 ids (unprocessed keys asked again, within the time budget)."""
-        request: dict[str, Any] = {
-            self.table_name: {
-                "Keys": [{"userId": {"S": user_id}} for user_id in user_ids],
-                "ProjectionExpression": VERSION_PROJECTION,
-                "ExpressionAttributeNames": {"#source": "source"},
-            }
-        }
-        return batch_get(self.client, request, self.table_name)
 
     # ------------------------------------------------------------ pruning
 
     def prune_step(self, state: PassState) -> None:
-        items, state.scan_key = self._scan_page(state.scan_key)
+        items, state.scan_key = self.scan_page(
+            state.scan_key, ProjectionExpression="userId, deletedAt, syncedAt", Limit=PRUNE_SCAN_LIMIT
+        )
         since = iso_ms(state.started_ms)
         live = [
             item["userId"]["S"]
             for item in items
-            if "deletedAt" not in item and item.get("syncedAt", {}).get("S", "") < since
+            if "S" in item.get("userId", {})
+            and "deletedAt" not in item
+            and item.get("syncedAt", {}).get("S", "") < since
         ]
         counts = state.counts["users"]
         counts.checked += len(live)
@@ -206,17 +173,3 @@ class UserSource:
                 return  # tombstoned by a webhook meanwhile
         counts.pruned += 1
         logger.info("user pruned" if not dry_run else "user would be pruned", extra={"userId": user_id})
-
-    def _scan_page(self, start: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of the table's ids (and what says whether they are live), from `start`."""
-        extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-        with dynamodb_call("Scan"):
-            response = self.client.scan(
-                TableName=self.table_name,
-                ProjectionExpression="userId, deletedAt, syncedAt",
-                Limit=PRUNE_SCAN_LIMIT,
-                **extra,
-            )
-        items = [dict(item) for item in response.get("Items", []) if "S" in item.get("userId", {})]
-        last = response.get("LastEvaluatedKey")
-        return items, (dict(last) if last else None)
