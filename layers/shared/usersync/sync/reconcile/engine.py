@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import copy_context
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -27,7 +27,7 @@ from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
 from usersync.clerk.rate_limit import RateLimitWait
 from usersync.runtime.metrics import SOURCE_DIMENSION, SyncMetric, SyncSource
 from usersync.runtime.observability import logger, metrics
-from usersync.store.dynamodb import BATCH_GET_LIMIT, TableRepository, WriteOutcome, batch_get, dynamodb_call
+from usersync.store.dynamodb import BATCH_GET_LIMIT, WriteOutcome, batch_get, dynamodb_call
 from usersync.store.errors import RepositoryError
 from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _K = TypeVar("_K")
-_Repository = TypeVar("_Repository", bound=TableRepository)
 
 ENTITY_DIMENSION = "Entity"
 
@@ -113,32 +112,22 @@ class ReadAhead(Generic[_K, _R]):
         return fetch()
 
 
-class TableSource(Generic[_Repository]):
-    """What every entity's source shares: Clerk, its table (`repository_type` opens it), the options
-    and the write pool, and the page work that is the same whatever the entity (a subclass supplies
-    the steps).
+@dataclass(eq=False)
+class TableSource:
+    """What every entity's source shares: Clerk, its table, the options and the write pool, and the
+    page work that is the same whatever the entity (a subclass supplies the steps, and opens its
+    table's repository in `__post_init__`).
 
     Entries Clerk lists that do not parse are counted skipped, never fatal; the stored versions of a
     page are read 100 keys a BatchGetItem, all in flight at once; each write is counted by its outcome;
     the prune walks the table one Scan page at a time.
     """
 
-    repository_type: type[_Repository]
-
-    def __init__(
-        self,
-        clerk: ClerkBackendApi,
-        client: DynamoDBClient,
-        table_name: str,
-        options: ReconcileOptions,
-        writer: Writer,
-    ) -> None:
-        self.clerk = clerk
-        self.client = client
-        self.table_name = table_name
-        self.options = options
-        self.writer = writer
-        self.repository = self.repository_type(client, table_name)
+    clerk: ClerkBackendApi
+    client: DynamoDBClient
+    table_name: str
+    options: ReconcileOptions
+    writer: Writer
 
     @staticmethod
     def parse(

@@ -41,8 +41,6 @@ from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
-    iso_ms,
-    refuse_mass_prune,
 )
 
 ORGANIZATIONS_PER_STEP = 100
@@ -53,10 +51,12 @@ def _membership_record(entry: dict[str, Any]) -> MembershipRecord:
     return MembershipRecord.from_clerk(ClerkMembership.model_validate(entry), source=SyncSource.RECONCILE)
 
 
-class OrganizationSource(TableSource[OrganizationRepository]):
+class OrganizationSource(TableSource):
     entity = "organizations"
     kinds: tuple[str, ...] = ("organizations", "memberships")
-    repository_type = OrganizationRepository
+
+    def __post_init__(self) -> None:
+        self.repository = OrganizationRepository(self.client, self.table_name)
 
     # ------------------------------------------------------------ listing
 
@@ -135,12 +135,12 @@ class OrganizationSource(TableSource[OrganizationRepository]):
     def prune_step(self, state: PassState) -> None:
         before = self.clerk.requests
         profiles, state.scan_key = self._scan_profiles(state.scan_key)
-        since = iso_ms(state.started_ms)
+        since = state.synced_since
         live = [org_id for org_id, synced in profiles if synced < since]
         counts = state.counts["organizations"]
         counts.checked += len(live)
         gone = [org_id for org_id in live if self.clerk.get_organization(org_id) is None]
-        refuse_mass_prune("organizations", counts, len(gone), state)
+        state.refuse_mass_prune("organizations", len(gone))
         now = self.options.now_ms()
         for org_id in live:
             if org_id in gone:
@@ -161,7 +161,7 @@ class OrganizationSource(TableSource[OrganizationRepository]):
         counts = state.counts["memberships"]
         counts.checked += len(stored)
         missing = [m for m in stored if m["membershipId"] not in listed]
-        refuse_mass_prune("memberships", counts, len(missing), state)
+        state.refuse_mass_prune("memberships", len(missing))
         for membership in missing:
             tombstone = MembershipRecord.tombstone(
                 org_id,

@@ -14,6 +14,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+# A prune that would tombstone more than half of what it checked (past a few items) smells of a secret
+# key of another Clerk instance: refuse rather than soft-delete every user.
+PRUNE_SAFETY_RATIO = 0.5
+PRUNE_SAFETY_MIN = 10
+
 
 class Phase(StrEnum):
     LIST = "list"  # page through Clerk, writing what changed
@@ -75,6 +80,24 @@ class PassState:
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
+    @property
+    def synced_since(self) -> str:
+        """The pass's start as `syncedAt`: an item whose `syncedAt` is not below it was written since."""
+        return iso_ms(self.started_ms)
+
+    def refuse_mass_prune(self, kind: str, batch: int) -> None:
+        """Raise ReconcileError when the prune, with this batch's `batch` candidates, would tombstone more
+        than PRUNE_SAFETY_RATIO of the live `kind` it checked (past PRUNE_SAFETY_MIN). Checked before each
+        batch's tombstones, on the running totals, so a wrong key is refused at its first batch."""
+        counts = self.counts[kind]
+        candidates = counts.pruned + batch
+        if candidates > PRUNE_SAFETY_MIN and candidates > PRUNE_SAFETY_RATIO * counts.checked:
+            raise ReconcileError(
+                f"refusing to prune {candidates} of {counts.checked} {kind}: is CLERK_SECRET_KEY the key of "
+                "the Clerk instance this table mirrors?",
+                self,
+            )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["phase"] = self.phase.value
@@ -123,22 +146,3 @@ class ReconcileOptions:
     # one process; the durable function answers whether the step that takes the page will still run in
     # this invocation, so a page read ahead is not wasted when the invocation ends.
     read_ahead: Callable[[], bool] = lambda: True
-
-
-# A prune that would tombstone more than half of what it checked (past a few items) smells of a secret
-# key of another Clerk instance: refuse rather than soft-delete every user.
-PRUNE_SAFETY_RATIO = 0.5
-PRUNE_SAFETY_MIN = 10
-
-
-def refuse_mass_prune(kind: str, counts: Counts, batch: int, state: PassState) -> None:
-    """Raise ReconcileError when the prune, with this batch's `batch` candidates, would tombstone more
-    than PRUNE_SAFETY_RATIO of the live `kind` it checked (past PRUNE_SAFETY_MIN). Checked before each
-    batch's tombstones, on the running totals, so a wrong key is refused at its first batch."""
-    candidates = counts.pruned + batch
-    if candidates > PRUNE_SAFETY_MIN and candidates > PRUNE_SAFETY_RATIO * counts.checked:
-        raise ReconcileError(
-            f"refusing to prune {candidates} of {counts.checked} {kind}: is CLERK_SECRET_KEY the key of "
-            "the Clerk instance this table mirrors?",
-            state,
-        )

@@ -13,7 +13,6 @@ confirmed with `GET /v1/users/{id}` (404) before its tombstone is written.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from usersync.clerk.backend_api import MAX_IDS_PER_REQUEST
@@ -29,8 +28,6 @@ from usersync.sync.reconcile.state import (
     Counts,
     PassState,
     Phase,
-    iso_ms,
-    refuse_mass_prune,
 )
 from usersync.sync.users import write_user
 
@@ -48,16 +45,14 @@ def stored_clerk_version(stored: UserRecord) -> int | None:
     return None if stored.source is SyncSource.AUTHORIZER else stored.updated_at
 
 
-class UserSource(TableSource[UserRepository]):
+class UserSource(TableSource):
     entity = "users"
     kinds: tuple[str, ...] = ("users",)
 
-    repository_type = UserRepository
-
-    @cached_property
-    def _ahead(self) -> ReadAhead[str | None, tuple[list[dict[str, Any]], int]]:
-        """The next Clerk page, read while this one is applied."""
-        return ReadAhead(self.writer)
+    def __post_init__(self) -> None:
+        self.repository = UserRepository(self.client, self.table_name)
+        # The next Clerk page, read while this one is applied.
+        self._ahead: ReadAhead[str | None, tuple[list[dict[str, Any]], int]] = ReadAhead(self.writer)
 
     # ------------------------------------------------------------ listing
 
@@ -135,7 +130,7 @@ class UserSource(TableSource[UserRepository]):
         items, state.scan_key = self.scan_page(
             state.scan_key, ProjectionExpression="userId, deletedAt, syncedAt", Limit=PRUNE_SCAN_LIMIT
         )
-        since = iso_ms(state.started_ms)
+        since = state.synced_since
         live = [
             item["userId"]["S"]
             for item in items
@@ -152,7 +147,7 @@ class UserSource(TableSource[UserRepository]):
                 entry.get("id") for entry in self.clerk.users_by_id(live[start : start + MAX_IDS_PER_REQUEST])
             )
         candidates = [user_id for user_id in live if user_id not in present]
-        refuse_mass_prune("users", counts, len(candidates), state)
+        state.refuse_mass_prune("users", len(candidates))
         for user_id in candidates:
             self._prune_one(user_id, counts, dry_run=state.dry_run)
         state.requests += self.clerk.requests - before
