@@ -12,10 +12,10 @@ with `usersync.clerk.permissions`, so a handler and the gateway never disagree:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from usersync.api.http import authorizer_value
-from usersync.clerk.permissions import Authorization
+from usersync.clerk.permissions import Authorization, Conditions
 
 
 def authorization_from_event(event: Any) -> Authorization | None:
@@ -32,16 +32,9 @@ def authorization_from_event(event: Any) -> Authorization | None:
     )
 
 
-def has(
-    event: Any,
-    *,
-    role: str | None = None,
-    permission: str | None = None,
-    feature: str | None = None,
-    plan: str | None = None,
-) -> bool:
+def has(event: Any, **conditions: Unpack[Conditions]) -> bool:
     """Clerk's `has()` over the authorizer context: every condition given holds (none given: False)."""
     authorization = authorization_from_event(event)
     if authorization is None:
         return False
-    return authorization.has(role=role, permission=permission, feature=feature, plan=plan)
+    return authorization.has(**conditions)

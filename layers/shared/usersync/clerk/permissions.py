@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 ORG_PREFIX = "org:"
 ORG_SCOPES = frozenset({"o", "org", "organization"})
@@ -128,6 +129,16 @@ def decode_org_permissions(fea: str | None, per: str | None, fpm: str | None) ->
     return tuple(granted)
 
 
+class Conditions(TypedDict, total=False):
+    """The keywords of Clerk's `has()`, declared once for its three doors (`Requirement.of`,
+    `Authorization.has`, `usersync.api.access.has`): mypy checks every caller's keywords against it."""
+
+    role: str | None
+    permission: str | None
+    feature: str | None
+    plan: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What a route (or a handler's `has()`) asks for; every condition given must hold.
@@ -142,15 +153,10 @@ class Requirement:
     plan: tuple[str | None, str] | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        role: str | None = None,
-        permission: str | None = None,
-        feature: str | None = None,
-        plan: str | None = None,
-    ) -> Requirement:
+    def of(cls, **conditions: Unpack[Conditions]) -> Requirement:
         """Normalise Clerk-style values; raises ValueError naming the field for an unusable one."""
+        role, permission = conditions.get("role"), conditions.get("permission")
+        feature, plan = conditions.get("feature"), conditions.get("plan")
         return cls(
             role=None if role is None else check_role(role),
             permission=None if permission is None else check_permission(permission),
@@ -265,19 +271,12 @@ class Authorization:
             return f"plan={_scoped_text(plan)}"
         return None
 
-    def has(
-        self,
-        *,
-        role: str | None = None,
-        permission: str | None = None,
-        feature: str | None = None,
-        plan: str | None = None,
-    ) -> bool:
+    def has(self, **conditions: Unpack[Conditions]) -> bool:
         """Clerk's `has()`: every condition given holds; none given, or an unusable value, is False."""
-        if role is None and permission is None and feature is None and plan is None:
+        if all(value is None for value in conditions.values()):
             return False
         try:
-            requirement = Requirement.of(role=role, permission=permission, feature=feature, plan=plan)
+            requirement = Requirement.of(**conditions)
         except ValueError:  # as the SDK: an invalid scope fails closed rather than raising
             return False
         return self.missing(requirement) is None
