@@ -129,6 +129,9 @@ class TableSource:
     options: ReconcileOptions
     writer: Writer
 
+    def __post_init__(self) -> None:
+        """A subclass opens its table's repository here (the dataclass calls it only if the base has it)."""
+
     @staticmethod
     def parse(
         entries: list[dict[str, Any]],
