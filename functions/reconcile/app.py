@@ -48,7 +48,6 @@ from usersync.sync.reconcile import (
     run_step,
 )
 from usersync.sync.reconcile.engine import Writer
-from usersync.sync.reconcile.state import epoch_ms
 
 STEP_RESERVE_SECONDS = 60.0  # a step starts only with this much of the invocation left
 # A step reads the next page ahead only with this much left, so the step that takes it surely starts in
@@ -111,13 +110,7 @@ class Invocation:
 
     def start(self, entity: str) -> PassState:
         kinds = UserSource.kinds if entity == UserSource.entity else OrganizationSource.kinds
-        return PassState.start(
-            entity,
-            kinds,
-            dry_run=self.options.dry_run,
-            prune=self.options.prune,
-            now_ms=epoch_ms(),
-        )
+        return PassState.start(entity, kinds, self.options)
 
     def step(self, entity: str, state: PassState) -> PassState:
         """One page of `entity`'s pass, or, when the invocation is nearly over, a request to end it."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from usersync.clerk.backend_api import DEFAULT_MAX_REQUESTS_PER_10S, MAX_PAGE_SIZE, ClerkBackendApi
 from usersync.sync.reconcile.engine import Source, fail_pass, finish_pass, run_pass, run_step, writer
 from usersync.sync.reconcile.organizations import OrganizationSource
-from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions, epoch_ms
+from usersync.sync.reconcile.state import Counts, PassState, Phase, ReconcileError, ReconcileOptions
 from usersync.sync.reconcile.users import UserSource
 
 if TYPE_CHECKING:
@@ -51,9 +51,7 @@ __all__ = [
 
 
 def new_state(source: Source, options: ReconcileOptions) -> PassState:
-    return PassState.start(
-        source.entity, source.kinds, dry_run=options.dry_run, prune=options.prune, now_ms=epoch_ms()
-    )
+    return PassState.start(source.entity, source.kinds, options)
 
 
 @contextmanager

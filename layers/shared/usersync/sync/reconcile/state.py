@@ -65,15 +65,11 @@ class PassState:
     counts: dict[str, Counts] = field(default_factory=dict)
 
     @classmethod
-    def start(
-        cls, entity: str, kinds: tuple[str, ...], *, dry_run: bool, prune: bool, now_ms: int
-    ) -> PassState:
+    def start(cls, entity: str, kinds: tuple[str, ...], options: ReconcileOptions) -> PassState:
+        """A pass of `entity` (its counts kept for `kinds`) as `options` ask, beginning now."""
+        counts = {kind: Counts() for kind in kinds}
         return cls(
-            entity=entity,
-            dry_run=dry_run,
-            prune=prune,
-            started_ms=now_ms,
-            counts={kind: Counts() for kind in kinds},
+            entity=entity, dry_run=options.dry_run, prune=options.prune, started_ms=epoch_ms(), counts=counts
         )
 
     @property
