@@ -52,7 +52,7 @@ from usersync.store.dynamodb import (
     scan_items,
 )
 from usersync.store.errors import UninterpretableItemError
-from usersync.store.records import SyncedItem, clerk_stamp, utc_now_iso
+from usersync.store.records import SyncedItem, clerk_stamp, tombstone_stamp, utc_now_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -141,7 +141,7 @@ class OrganizationRecord(_Item):
         cls, org_id: str, *, deleted_at: int, source: SyncSource, event_id: str | None = None
     ) -> OrganizationRecord:
         """Only the id and the deletion time: the tombstone depends on the delete event alone."""
-        return cls(org_id=org_id, deleted_at=deleted_at, source=source, last_event_id=event_id)
+        return cls(org_id=org_id, **tombstone_stamp(deleted_at, source=source, event_id=event_id))
 
 
 class MembershipRecord(_Item):
@@ -205,14 +205,8 @@ class MembershipRecord(_Item):
         event_id: str | None = None,
     ) -> MembershipRecord:
         """The keys (organization, membership, user) and the deletion time; role and copies dropped."""
-        return cls(
-            org_id=org_id,
-            membership_id=membership_id,
-            user_id=user_id,
-            deleted_at=deleted_at,
-            source=source,
-            last_event_id=event_id,
-        )
+        stamp = tombstone_stamp(deleted_at, source=source, event_id=event_id)
+        return cls(org_id=org_id, membership_id=membership_id, user_id=user_id, **stamp)
 
 
 OrganizationItem = OrganizationRecord | MembershipRecord

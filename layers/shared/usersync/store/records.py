@@ -60,6 +60,20 @@ def clerk_stamp(clerk: ClerkRecord, *, source: SyncSource, event_id: str | None)
     }
 
 
+class TombstoneStamp(TypedDict):
+    """What a tombstone records besides its keys: the deletion time and the writer (with the delivery's
+    svix-id when a webhook wrote it). It depends on the delete alone, so every delivery order ends in
+    the same item."""
+
+    deleted_at: int
+    source: SyncSource
+    last_event_id: str | None
+
+
+def tombstone_stamp(deleted_at: int, *, source: SyncSource, event_id: str | None) -> TombstoneStamp:
+    return {"deleted_at": deleted_at, "source": source, "last_event_id": event_id}
+
+
 class UserRecord(SyncedItem):
     """One item of the user table. Attribute names are the table's; None means absent.
 
@@ -98,7 +112,7 @@ class UserRecord(SyncedItem):
 
         The tombstone depends only on the delete event, so every delivery order ends in the same item.
         """
-        return cls(user_id=user_id, deleted_at=deleted_at, source=source, last_event_id=event_id)
+        return cls(user_id=user_id, **tombstone_stamp(deleted_at, source=source, event_id=event_id))
 
     def profile(self) -> UserProfile:
         """The fields a session token also carries, for compare-first checks."""
