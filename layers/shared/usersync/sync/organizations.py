@@ -10,5 +10,9 @@ from usersync.sync.users import counted_write
 def write_organization_item(repository: OrganizationRepository, record: OrganizationItem) -> WriteOutcome:
     """`repository.save`, counted and logged as user writes are (usersync.sync.users.counted_write)."""
     return counted_write(
-        record.source, lambda: repository.save(record), "organization", {"orgId": record.org_id}
+        record.source,
+        lambda: repository.save(record),
+        ids={"orgId": record.org_id},
+        failed="organization write failed",
+        done="organization write",
     )

@@ -51,30 +51,34 @@ def record_failed_attempt(source: SyncSource) -> None:
 
 
 def counted_write(
-    source: SyncSource, save: Callable[[], WriteOutcome], entity: str, ids: dict[str, str]
+    source: SyncSource, save: Callable[[], WriteOutcome], *, ids: dict[str, str], failed: str, done: str
 ) -> WriteOutcome:
     """One write of any table, counted alike: a SyncAttempts, a SyncStale for a lost condition (stale or
-    duplicate, both successes), a SyncFailures (with its attempt) for a failed call, logged and
-    re-raised. The messages the runbook names are `<entity> write failed` and `<entity> write`, with
-    the item's `ids`.
+    duplicate, both successes), a SyncFailures (with its attempt) for a failed call, logged (`failed`,
+    `done`: the messages the runbook names, with the item's `ids`) and re-raised.
     """
     try:
         with sync_attempt(source):
             outcome = save()
     except RepositoryError as exc:
-        logger.error(f"{entity} write failed", extra={**ids, "source": source.value, "errorCode": exc.code})
+        logger.error(failed, extra={**ids, "source": source.value, "errorCode": exc.code})
         raise
     if outcome in (WriteOutcome.STALE, WriteOutcome.DUPLICATE):
         emit_metric(SyncMetric.STALE, source)
     # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
-    logger.debug(f"{entity} write", extra={**ids, "source": source.value, "outcome": outcome.value})
+    logger.debug(done, extra={**ids, "source": source.value, "outcome": outcome.value})
     return outcome
 
 
 def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
     """One counted write by the record's writer rule (see usersync.store.users)."""
-    source = record.source or SyncSource.WEBHOOK
-    return counted_write(source, lambda: repository.save(record), "user", {"userId": record.user_id})
+    return counted_write(
+        record.source or SyncSource.WEBHOOK,
+        lambda: repository.save(record),
+        ids={"userId": record.user_id},
+        failed="user write failed",
+        done="user write",
+    )
 
 
 class UserDeletedError(Exception):
