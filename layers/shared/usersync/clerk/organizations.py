@@ -38,12 +38,17 @@ class MembershipOrganizationCopy(TypedDict):
     org_updated_at: int | None
 
 
-class ClerkOrganization(ClerkRecord):
-    """The Backend API Organization object (`organization.created|updated`, `GET /v1/organizations`)."""
+class ClerkOrganizationNames(ClerkPayload):
+    """How Clerk names an organization, in its own object and in the copy a membership embeds."""
 
     id: ClerkId
     name: ClerkText = None
     slug: ClerkText = None
+
+
+class ClerkOrganization(ClerkOrganizationNames, ClerkRecord):
+    """The Backend API Organization object (`organization.created|updated`, `GET /v1/organizations`)."""
+
     image_url: ClerkText = None
 
     def profile(self) -> OrganizationProfile:
@@ -56,12 +61,9 @@ class ClerkDeletedOrganization(ClerkPayload):
     id: ClerkId
 
 
-class ClerkEmbeddedOrganization(ClerkPayload):
+class ClerkEmbeddedOrganization(ClerkOrganizationNames):
     """The organization copy a membership embeds: its id keys the item, the rest is the item's copy."""
 
-    id: ClerkId
-    name: ClerkText = None
-    slug: ClerkText = None
     updated_at: EpochMs | None = None
 
     def membership_copy(self) -> MembershipOrganizationCopy:
