@@ -6,12 +6,11 @@ loading a global profile, so the rest of the suite keeps hypothesis' defaults.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,63 +40,10 @@ if PROFILE not in PROFILE_SCALE:
     PROFILE = "default"
 
 
-# Coverage tracing (pytest-cov, `make test`) makes an example through moto ~65 % dearer. A property's
-# first TRACED_EXAMPLES examples are traced; the rest run untraced, as many as before: they repeat the
-# code paths the first ones took (the layer's report is the same line for line with every example
-# traced: docs/testing.md), and tracing them was a fifth of the suite's CPU.
-TRACED_EXAMPLES = 100
-
-
-def budget(max_examples: int) -> Callable[[Any], Any]:
-    """Settings for one property (the active profile, `max_examples` scaled to it), applied with
-    coverage tracing paused after the first TRACED_EXAMPLES examples."""
+def budget(max_examples: int) -> settings:
+    """Settings for one property: the active profile with `max_examples` scaled to it."""
     parent = settings.get_profile(f"usersync-reliability-{PROFILE}")
-    chosen = settings(parent=parent, max_examples=max_examples * PROFILE_SCALE[PROFILE])
-
-    def decorate(test: Any) -> Any:
-        test = chosen(test)
-        example = test.hypothesis.inner_test  # hypothesis' documented hook around each example
-        tracing = _CoveragePause()
-
-        @functools.wraps(example)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            tracing.count()
-            return example(*args, **kwargs)
-
-        test.hypothesis.inner_test = counted
-
-        @functools.wraps(test)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return test(*args, **kwargs)
-            finally:
-                tracing.resume()
-
-        return run
-
-    return decorate
-
-
-class _CoveragePause:
-    """Stops the running coverage measurement after TRACED_EXAMPLES calls; `resume` starts it again."""
-
-    def __init__(self) -> None:
-        self.examples = 0
-        self.paused: Any = None
-
-    def count(self) -> None:
-        self.examples += 1
-        if self.examples == TRACED_EXAMPLES + 1:
-            import coverage
-
-            self.paused = coverage.Coverage.current()
-            if self.paused is not None:
-                self.paused.stop()
-
-    def resume(self) -> None:
-        if self.paused is not None:
-            self.paused.start()
-            self.paused = None
+    return settings(parent=parent, max_examples=max_examples * PROFILE_SCALE[PROFILE])
 
 
 # ---------------------------------------------------------------- the run report
