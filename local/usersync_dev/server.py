@@ -592,6 +592,11 @@ FORCED_EXIT_STATUS = 130
 # Shutdown normally takes well under a second (werkzeug polls every 0.5 s); past this a watchdog ends
 # the process anyway, so a stuck thread can never keep the port bound.
 SHUTDOWN_DEADLINE_SECONDS = 1.5
+# The main thread waits in short sleeps, not one long one. The kernel may deliver SIGTERM to any thread
+# of the process (a request's, moto's); Python then runs the handler in the main thread, but only once
+# that thread runs again: a sleep of an hour was not cut short, and a CI run saw a stack ignore SIGTERM
+# for 2 s. At most this long passes before the handler runs.
+SIGNAL_CHECK_SECONDS = 0.1
 
 
 class StopSignals:
@@ -640,7 +645,7 @@ def serve(
         stack.start()
         print(banner(stack), flush=True)
         while True:  # the signal handler raises out of this sleep
-            time.sleep(3600)
+            time.sleep(SIGNAL_CHECK_SECONDS)
     except StopRequested:
         pass
     finally:
