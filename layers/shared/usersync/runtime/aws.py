@@ -96,16 +96,17 @@ def _budget_guard(attempt_limit: float) -> Any:
 
 
 @cache
-def _service_models() -> botocore.loaders.Loader:
+def _service_models(search_path: str | None) -> botocore.loaders.Loader:
     """botocore's loader caches the service models it read; it outlives `reset_clients` (the models
     never change), so a test's fresh session does not read and parse the JSON again (~70 ms a client)."""
-    return botocore.loaders.create_loader()
+    return botocore.loaders.create_loader(search_path)
 
 
 @cache
 def _session() -> botocore.session.Session:
     session = botocore.session.get_session()
-    session.register_component("data_loader", _service_models())
+    # As botocore's own default loader: the session's `data_path` (AWS_DATA_PATH) is searched first.
+    session.register_component("data_loader", _service_models(session.get_config_variable("data_path")))
     return session
 
 
