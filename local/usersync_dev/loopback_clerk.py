@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -200,10 +200,12 @@ def serve_from_child_process(users: Sequence[dict[str, Any]]) -> Iterator[str]:
     ours, theirs = context.Pipe()
     process = context.Process(target=_serve_until_told, args=(list(users), theirs), daemon=True)
     process.start()
+    theirs.close()  # the child's end is the child's alone: if it dies, recv() raises instead of waiting
     try:
         yield ours.recv()
     finally:
-        ours.send("stop")
+        with suppress(OSError):  # a child already gone has nothing to stop
+            ours.send("stop")
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
