@@ -6,15 +6,17 @@ loading a global profile, so the rest of the suite keeps hypothesis' defaults.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import coverage
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, settings
 
@@ -22,6 +24,8 @@ from tests.helpers import REPO_ROOT
 from usersync.runtime.aws import dynamodb_client
 
 # ---------------------------------------------------------------- hypothesis profiles
+
+Property = TypeVar("Property", bound=Callable[..., None])
 
 # `default` keeps the whole suite within ~3 minutes on a 2-core machine while running at least
 # 2,000 convergence examples; `deep` (HYPOTHESIS_PROFILE=deep) runs 10x as many for a longer soak.
@@ -40,10 +44,48 @@ if PROFILE not in PROFILE_SCALE:
     PROFILE = "default"
 
 
-def budget(max_examples: int) -> settings:
-    """Settings for one property: the active profile with `max_examples` scaled to it."""
+def budget(max_examples: int) -> Callable[[Property], Property]:
+    """Settings for one property (the active profile with `max_examples` scaled to it), whose examples
+    after the first TRACED_EXAMPLES run with coverage's tracer paused (`traced_first`)."""
     parent = settings.get_profile(f"usersync-reliability-{PROFILE}")
-    return settings(parent=parent, max_examples=max_examples * PROFILE_SCALE[PROFILE])
+    chosen = settings(parent=parent, max_examples=max_examples * PROFILE_SCALE[PROFILE])
+
+    def apply(test: Property) -> Property:
+        test = chosen(test)
+        handle = test.hypothesis  # type: ignore[attr-defined]  # @given's handle, read at each run
+        handle.inner_test = traced_first(TRACED_EXAMPLES, handle.inner_test)
+        return test
+
+    return apply
+
+
+# Coverage's tracer roughly doubles the cost of an example (every call into moto, botocore and
+# hypothesis is reported to it), and the reliability properties run ~3,500 examples through the same
+# handlers. The first TRACED_EXAMPLES of each property are traced, the rest run untraced: what only
+# later examples reached is pinned by named tests instead (docs/testing.md, "Coverage").
+TRACED_EXAMPLES = 100
+
+
+def traced_first(traced: int, example: Callable[..., None]) -> Callable[..., None]:
+    """`example` (a property's inner test) with coverage paused from its `traced`+1-th call on, when
+    coverage is measuring (`make test`); unchanged otherwise."""
+    calls = 0
+
+    @functools.wraps(example)
+    def run(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        measuring = coverage.Coverage.current()
+        if measuring is None or calls <= traced:
+            example(*args, **kwargs)
+            return
+        measuring.stop()
+        try:
+            example(*args, **kwargs)
+        finally:
+            measuring.start()
+
+    return run
 
 
 # ---------------------------------------------------------------- the run report
