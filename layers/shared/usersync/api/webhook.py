@@ -26,10 +26,17 @@ if TYPE_CHECKING:
 class WebhookRejection(Exception):
     """A delivery refused without touching the table. Each subclass carries the HTTP status that
     answers it (the handler maps by `status_code`, so a new subclass can never escape as a 500) and a
-    default `reason`; an instance may give a more precise reason. `reason` is safe to log."""
+    default `reason`, both class keywords (`status_code` defaults to 400); an instance may give a more
+    precise reason. `reason` is safe to log."""
 
     status_code: ClassVar[int] = 400
     reason: str = "rejected"
+
+    def __init_subclass__(cls, *, reason: str, status_code: int | None = None) -> None:
+        super().__init_subclass__()
+        cls.reason = reason
+        if status_code is not None:
+            cls.status_code = status_code
 
     def __init__(self, reason: str | None = None) -> None:
         if reason is not None:
@@ -37,38 +44,26 @@ class WebhookRejection(Exception):
         super().__init__(self.reason)
 
 
-class WebhookSignatureError(WebhookRejection):
+class WebhookSignatureError(WebhookRejection, status_code=401, reason="invalid signature"):
     """Missing or invalid signature headers, no matching signature, or timestamp out of tolerance."""
 
-    status_code = 401
-    reason = "invalid signature"
 
-
-class WebhookPayloadError(WebhookRejection):
+class WebhookPayloadError(WebhookRejection, reason="invalid payload"):
     """A verified body that is not JSON or lacks the fields its event type needs."""
 
-    reason = "invalid payload"
 
-
-class WebhookRequestError(WebhookRejection):
+class WebhookRequestError(WebhookRejection, reason="malformed request"):
     """Not an API Gateway proxy event we can read (wrong shape, undecodable body)."""
 
-    reason = "malformed request"
 
-
-class WebhookBodyTooLargeError(WebhookRejection):
+class WebhookBodyTooLargeError(WebhookRejection, status_code=413, reason="body too large"):
     """The body is over the size limit (256 KiB)."""
 
-    status_code = 413
-    reason = "body too large"
 
-
-class UnstorableDeliveryError(WebhookRejection):
+class UnstorableDeliveryError(WebhookRejection, reason="delivery cannot be stored"):
     """A verified delivery DynamoDB can never store (a key over its byte limit, an item over 400 KB,
     text with a lone surrogate): a 400, which Svix does not retry, rather than a 5xx it would retry
     for days."""
-
-    reason = "delivery cannot be stored"
 
 
 class WebhookStatus(StrEnum):

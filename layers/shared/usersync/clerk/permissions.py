@@ -21,6 +21,7 @@ handler from the authorizer context (`usersync.api.access`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
@@ -30,6 +31,10 @@ ORG_SCOPES = frozenset({"o", "org", "organization"})
 USER_SCOPES = frozenset({"u", "user"})
 ORG = "org"
 USER = "user"
+# What follows `org:` in a role key (any name) and in a permission key (`<feature>:<permission>`);
+# `check_name` has already refused spaces (so newlines) and commas.
+_ROLE_NAME = re.compile(r".+")
+_PERMISSION_NAME = re.compile(r"[^:]+:[^:]+")
 # Digits parsed per step when a mask is reduced modulo 2**len(per): small enough that each step's int
 # stays cheap, and every step stays far below Python's 4,300-digit int() limit.
 _MASK_CHUNK_DIGITS = 18
@@ -188,19 +193,20 @@ def check_name(field: str, value: str) -> str:
 
 def check_role(value: str) -> str:
     """`admin` or `org:admin` → `org:admin`."""
-    role = with_org_prefix(check_name("role", value))
-    if role == ORG_PREFIX:
-        raise ValueError(f"role must name a role, such as org:admin, got {value!r}")
-    return role
+    return _check_org_key("role", value, _ROLE_NAME, "name a role, such as org:admin")
 
 
 def check_permission(value: str) -> str:
     """`org:<feature>:<permission>` (the `org:` optional), as Clerk names permission keys."""
-    permission = with_org_prefix(check_name("permission", value))
-    feature, colon, name = permission[len(ORG_PREFIX) :].partition(":")
-    if not feature or not colon or not name or ":" in name:
-        raise ValueError(f"permission must be org:<feature>:<permission>, got {value!r}")
-    return permission
+    return _check_org_key("permission", value, _PERMISSION_NAME, "be org:<feature>:<permission>")
+
+
+def _check_org_key(field: str, value: str, name: re.Pattern[str], expected: str) -> str:
+    """The key with its `org:` prefix (`with_org_prefix`), once what follows the prefix is a `name`."""
+    key = with_org_prefix(check_name(field, value))
+    if name.fullmatch(key, len(ORG_PREFIX)) is None:
+        raise ValueError(f"{field} must {expected}, got {value!r}")
+    return key
 
 
 def parse_scoped(field: str, value: str) -> tuple[str | None, str]:

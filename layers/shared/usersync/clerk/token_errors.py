@@ -44,9 +44,16 @@ class DenialDetails(TypedDict, total=False):
 class TokenError(Exception):
     """The token is not acceptable; `reason` says why, `details` (names, never token content) say more.
 
-    Both are safe to log: they never contain the token or a value read from it."""
+    Both are safe to log: they never contain the token or a value read from it. A subclass names its
+    default reason as a class keyword (`class NoTokenError(TokenError, reason=DenyReason.NO_TOKEN)`);
+    without one it keeps its parent's."""
 
     reason: DenyReason = DenyReason.MALFORMED
+
+    def __init_subclass__(cls, *, reason: DenyReason | None = None) -> None:
+        super().__init_subclass__()
+        if reason is not None:
+            cls.reason = reason
 
     def __init__(self, reason: DenyReason | None = None, **details: Unpack[DenialDetails]) -> None:
         if reason is not None:
@@ -55,41 +62,35 @@ class TokenError(Exception):
         super().__init__(self.reason.value)
 
 
-class NoTokenError(TokenError):
-    reason = DenyReason.NO_TOKEN
+class NoTokenError(TokenError, reason=DenyReason.NO_TOKEN):
+    """The request carries no session token (no cookie, no bearer token)."""
 
 
 class MalformedTokenError(TokenError):
     """Not a JWT we can read: garbage, too large, wrong algorithm, undecodable parts."""
 
 
-class SignatureError(TokenError):
-    reason = DenyReason.BAD_SIGNATURE
+class SignatureError(TokenError, reason=DenyReason.BAD_SIGNATURE):
+    """The signature does not verify with the key the token's `kid` names."""
 
 
-class KeyUnavailableError(TokenError):
+class KeyUnavailableError(TokenError, reason=DenyReason.JWKS_UNAVAILABLE):
     """The signing key could not be found (unknown kid) or fetched (JWKS down)."""
-
-    reason = DenyReason.JWKS_UNAVAILABLE
 
 
 class ClaimsError(TokenError):
     """Signed by our key but not acceptable now or here (expired, wrong issuer/azp, missing claims)."""
 
 
-class NotASessionError(ClaimsError):
+class NotASessionError(ClaimsError, reason=DenyReason.NOT_A_SESSION):
     """A genuine token of another kind (JWT template, machine-to-machine, OAuth access token)."""
 
-    reason = DenyReason.NOT_A_SESSION
 
-
-class PendingSessionError(ClaimsError):
+class PendingSessionError(ClaimsError, reason=DenyReason.SESSION_PENDING):
     """A genuine token of a session with an unfinished task: signed out, as Clerk's SDKs treat it.
 
     Carries the verified `user_id` so the denial can name who was turned away.
     """
-
-    reason = DenyReason.SESSION_PENDING
 
     def __init__(self, user_id: str) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -30,16 +30,14 @@ from usersync.store import organizations as organizations_table
 from usersync.store import users as users_table
 from usersync.store.dynamodb import WriteOutcome
 from usersync.store.errors import RepositoryError
-from usersync.store.organizations import (
-    MembershipRecord,
-    OrganizationItem,
-    OrganizationRecord,
-    OrganizationRepository,
-)
+from usersync.store.organizations import MembershipRecord, OrganizationItem, OrganizationRecord
 from usersync.store.records import UserRecord, Writer
-from usersync.store.users import UserRepository
 from usersync.sync.organizations import write_organization_item
 from usersync.sync.users import write_user
+
+if TYPE_CHECKING:  # the repositories are handed in: named here only in annotations, as in api.webhook
+    from usersync.store.organizations import OrganizationRepository
+    from usersync.store.users import UserRepository
 
 SyncedRecord = UserRecord | OrganizationItem
 # The record an event's data asks for, given the data, the tombstone time and the writer.

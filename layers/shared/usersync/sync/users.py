@@ -50,35 +50,43 @@ def record_failed_attempt(source: SyncSource) -> None:
     emit_metric(SyncMetric.FAILURES, source)
 
 
+@dataclass(frozen=True, slots=True)
+class WriteLog:
+    """How one table's counted writes are logged: the field naming the item, and the messages of a
+    failed and of a finished write (the runbook lists them: keep them literal)."""
+
+    id_field: str
+    failed: str
+    done: str
+
+
+USER_WRITES = WriteLog("userId", failed="user write failed", done="user write")
+
+
 def counted_write(
-    source: SyncSource, save: Callable[[], WriteOutcome], *, ids: dict[str, str], failed: str, done: str
+    source: SyncSource, save: Callable[[], WriteOutcome], log: WriteLog, item_id: str
 ) -> WriteOutcome:
     """One write of any table, counted alike: a SyncAttempts, a SyncStale for a lost condition (stale or
-    duplicate, both successes), a SyncFailures (with its attempt) for a failed call, logged (`failed`,
-    `done`: the messages the runbook names, with the item's `ids`) and re-raised.
+    duplicate, both successes), a SyncFailures (with its attempt) for a failed call, logged (`log`'s
+    messages, with the item's id) and re-raised.
     """
     try:
         with sync_attempt(source):
             outcome = save()
     except RepositoryError as exc:
-        logger.error(failed, extra={**ids, "source": source.value, "errorCode": exc.code})
+        logger.error(log.failed, extra={log.id_field: item_id, "source": source.value, "errorCode": exc.code})
         raise
     if outcome in (WriteOutcome.STALE, WriteOutcome.DUPLICATE):
         emit_metric(SyncMetric.STALE, source)
     # DEBUG: each caller logs the outcome once at INFO, with its own context (svix-id, event type).
-    logger.debug(done, extra={**ids, "source": source.value, "outcome": outcome.value})
+    logger.debug(log.done, extra={log.id_field: item_id, "source": source.value, "outcome": outcome.value})
     return outcome
 
 
 def write_user(repository: UserRepository, record: UserRecord) -> WriteOutcome:
     """One counted write by the record's writer rule (see usersync.store.users)."""
-    return counted_write(
-        record.source or SyncSource.WEBHOOK,
-        lambda: repository.save(record),
-        ids={"userId": record.user_id},
-        failed="user write failed",
-        done="user write",
-    )
+    source = record.source or SyncSource.WEBHOOK
+    return counted_write(source, lambda: repository.save(record), USER_WRITES, record.user_id)
 
 
 class UserDeletedError(Exception):
