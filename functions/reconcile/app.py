@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from aws_durable_execution_sdk_python.config import CompletionConfig, Duration, 
 from aws_durable_execution_sdk_python.retries import RetryDecision
 
 from usersync.clerk.backend_api import ClerkApiError, ClerkBackendApi
-from usersync.clerk.rate_limit import SlidingWindowLimiter
+from usersync.clerk.rate_limit import Sleep, SlidingWindowLimiter
 from usersync.runtime.aws import SecretUnavailableError, dynamodb_client, secret_string
 from usersync.runtime.budget import TimeBudget, time_budget
 from usersync.runtime.observability import logger, metrics
@@ -69,10 +70,17 @@ class Budget(Protocol):
 class Invocation:
     """What one invocation builds, lazily: a replayed step needs neither the secret nor a client."""
 
-    def __init__(self, settings: ReconcileSettings, budget: Budget, options: ReconcileOptions) -> None:
+    def __init__(
+        self,
+        settings: ReconcileSettings,
+        budget: Budget,
+        options: ReconcileOptions,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self.settings = settings
         self.budget = budget
         self.options = options
+        self.sleep = sleep
         self._limiter: SlidingWindowLimiter | None = None
         self._secret: str | None = None
         self._sources: dict[str, Source] = {}
@@ -89,7 +97,7 @@ class Invocation:
     def _build(self, entity: str) -> Source:
         if self._limiter is None:  # one limiter: both entities share the rate
             self._limiter = SlidingWindowLimiter(
-                self.settings.max_requests_per_10s, max_sleep_seconds=MAX_SLEEP_SECONDS
+                self.settings.max_requests_per_10s, sleep=self.sleep, max_sleep_seconds=MAX_SLEEP_SECONDS
             )
         if self._secret is None:  # read once per invocation, only when a step needs Clerk
             self._secret = secret_key(self.settings)
@@ -99,6 +107,7 @@ class Invocation:
             limiter=self._limiter,
             max_sleep_seconds=MAX_SLEEP_SECONDS,
             max_retries=CLIENT_RETRIES,
+            sleep=self.sleep,
             budget=self.budget if isinstance(self.budget, TimeBudget) else None,
         )
         writer = Writer(self.options.write_threads)
@@ -183,9 +192,12 @@ def entity_pass(entity: str, invocation: Invocation) -> Callable[[DurableContext
 
 
 def make_handler(
-    settings: ReconcileSettings, budget_of: Callable[[Any], Budget] = TimeBudget.from_context
+    settings: ReconcileSettings,
+    budget_of: Callable[[Any], Budget] = TimeBudget.from_context,
+    sleep: Sleep = time.sleep,
 ) -> Callable[[Any, Any], Any]:
-    """The durable handler over `settings`; `budget_of` gives an invocation's budget from its context."""
+    """The durable handler over `settings`; `budget_of` gives an invocation's budget from its context,
+    `sleep` waits out the short in-process pauses (client backoff, rate limit): tests record them."""
 
     def reconcile(event: Any, context: DurableContext) -> dict[str, Any]:
         # The schedule sends an EventBridge event; a manual invoke may ask for {"dryRun": true}.
@@ -196,7 +208,7 @@ def make_handler(
             prune=settings.prune,
             read_ahead=lambda: budget.remaining() >= READ_AHEAD_RESERVE_SECONDS,
         )
-        invocation = Invocation(settings, budget, options)
+        invocation = Invocation(settings, budget, options, sleep)
         entities = [UserSource.entity] + (
             [OrganizationSource.entity] if settings.organizations_table_name else []
         )

@@ -8,12 +8,14 @@ Clerk counts every page it serves, and none may be served twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 from aws_durable_execution_sdk_python.lambda_service import InvocationStatus
+from aws_durable_execution_sdk_python_testing.executor import Executor
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
 from tests.helpers import load_function, metric_counts
@@ -77,6 +79,15 @@ def populate(clerk: LoopbackClerk) -> None:
         clerk.add_organization(organization, members)
 
 
+@pytest.fixture(autouse=True)
+def no_emulated_invocation_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local runner skips durable timers (a step's retry backoff completes at once), so a retry timer
+    can fire while the other branch's step still runs; the invocation then ends PENDING with nothing
+    pending, which the runner refuses and re-invokes after its emulated 5 s backoff. That wait is the
+    runner's, not ours (the service would still hold the 30 s retry timer): it is set to none."""
+    monkeypatch.setattr(Executor, "RETRY_BACKOFF_SECONDS", 0)
+
+
 @pytest.fixture
 def clerk(
     organizations_table: str,  # noqa: ARG001 - fixture wanted for its side effect
@@ -92,10 +103,12 @@ def clerk(
         yield fake
 
 
-def run_execution(module: ModuleType, event: dict[str, Any] | None = None) -> Any:
+def run_execution(
+    module: ModuleType, event: dict[str, Any] | None = None, sleep: Callable[[float], None] = time.sleep
+) -> Any:
     PagesBudget.created = 0
     handler = module.make_handler(
-        ReconcileSettings.from_env(), budget_of=lambda _: PagesBudget(PAGES_PER_INVOCATION)
+        ReconcileSettings.from_env(), budget_of=lambda _: PagesBudget(PAGES_PER_INVOCATION), sleep=sleep
     )
     with DurableFunctionTestRunner(handler=handler) as runner:
         return runner.run(input=json.dumps(event or {}), execution_timeout=600)
@@ -155,10 +168,14 @@ def test_the_organizations_pass_completes_when_the_users_pass_fails(
     clerk: LoopbackClerk, users_table: str, organizations_table: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clerk.failing_prefixes = ("/v1/users",)
+    slept: list[float] = []
+    reconcile = load_function("reconcile")
 
-    result = run_execution(load_function("reconcile"))
+    result = run_execution(reconcile, sleep=slept.append)
 
     assert result.status is InvocationStatus.FAILED
+    # Each of the users step's attempts backed off between its requests (recorded, not slept).
+    assert slept == [0.5, 1.0] * reconcile.STEP_ATTEMPTS
     assert_every_membership_right(organizations_table)
     assert count_items(users_table) == 0
     assert metric_counts(capsys.readouterr().out, "reconcile")["ReconcileFailed"] == 1
