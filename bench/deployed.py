@@ -464,12 +464,23 @@ def _fresh_tree(source: Path, target: Path) -> None:
         shutil.copytree(source, target)
 
 
-def run_process(world: World, python: str, function: str, variant: str, layer: Path, work: Path) -> Sample:
-    """Copy /var/task and /opt/python afresh, run the runner once, return what it measured."""
+def run_process(
+    world: World,
+    python: str,
+    function: str,
+    variant: str,
+    layer: Path,
+    work: Path,
+    functions: Path | None = None,
+) -> Sample:
+    """Copy /var/task and /opt/python afresh, run the runner once, return what it measured.
+
+    `functions` holds the function directories when not this checkout's (bench/deployed_ab.py)."""
     root = Path(tempfile.mkdtemp(prefix=f"{function}-{variant}-", dir=work))
     try:
         task, opt_python = root / "var" / "task", root / "opt" / "python"
-        shutil.copytree(function_dir(function, variant), task, ignore=shutil.ignore_patterns("__pycache__"))
+        source = function_dir(function, variant) if functions is None else functions / function
+        shutil.copytree(source, task, ignore=shutil.ignore_patterns("__pycache__"))
         opt_python.parent.mkdir(parents=True)
         _fresh_tree(layer, opt_python)
         spec = {
