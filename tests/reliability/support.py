@@ -10,13 +10,13 @@ import functools
 import json
 import os
 import socket
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import coverage
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import HealthCheck, settings
 
@@ -67,23 +67,25 @@ TRACED_EXAMPLES = 100
 
 
 def traced_first(traced: int, example: Callable[..., None]) -> Callable[..., None]:
-    """`example` (a property's inner test) with coverage paused from its `traced`+1-th call on, when
-    coverage is measuring (`make test`); unchanged otherwise."""
+    """`example` (a property's inner test), run from its `traced`+1-th call on with this thread's trace
+    function (coverage's tracer, when `make test` measures) removed, and put back after."""
     calls = 0
 
     @functools.wraps(example)
     def run(*args: Any, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
-        measuring = coverage.Coverage.current()
-        if measuring is None or calls <= traced:
+        tracer = sys.gettrace()
+        if tracer is None or calls <= traced:
             example(*args, **kwargs)
             return
-        measuring.stop()
+        # Not Coverage.stop(): under xdist a worker holds two started Coverage objects, and stopping
+        # the current one resumes the other's tracer.
+        sys.settrace(None)
         try:
             example(*args, **kwargs)
         finally:
-            measuring.start()
+            sys.settrace(tracer)
 
     return run
 
