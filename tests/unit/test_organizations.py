@@ -122,11 +122,14 @@ def test_live_organizations_drop_dead_ones_and_sort_by_name() -> None:
     ]
 
 
-def test_two_live_memberships_of_one_organization_list_it_once_with_the_newest_role() -> None:
+@pytest.mark.parametrize("newest_first", [False, True])  # the table returns them in membership-id order
+def test_two_live_memberships_of_one_organization_list_it_once_newest_role(newest_first: bool) -> None:
     memberships = [
         membership("org_a", name="Alpha", role="org:member", at=T0, membership_id="orgmem_old"),
         membership("org_a", name="Alpha", role="org:admin", at=T0 + 5, membership_id="orgmem_new"),
     ]
+    if newest_first:
+        memberships.reverse()
     assert live_organizations(memberships, {}) == [
         {"orgId": "org_a", "slug": "alpha", "name": "Alpha", "role": "org:admin"}
     ]

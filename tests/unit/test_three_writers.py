@@ -15,6 +15,7 @@ from usersync.runtime.metrics import SyncSource
 from usersync.store.dynamodb import WriteOutcome
 from usersync.store.records import UserRecord
 from usersync.store.users import UserRepository
+from usersync.sync.users import SyncResult, UserCache, sync_from_token
 
 USER_ID = "user_3writers"
 CREATED = 1_700_000_000_000
@@ -249,3 +250,21 @@ def test_a_merge_after_a_token_wrote_in_between_is_written_again(repository: Use
         CREATED,
         CREATED + 70_000,
     )
+
+
+def test_a_token_write_losing_to_a_write_since_the_cached_read_is_stale(repository: UserRepository) -> None:
+    """The authorizer compared the token with its cached row, and a newer Clerk version landed since: the
+    write loses the condition, the row is read again (live), and the answer is STALE, not a failure;
+    the cache then holds the newer row. (The reliability property reaches this by chance; this pins it.)"""
+    cache = UserCache()
+    cached = clerk(CREATED + 1_000, "Ada")
+    repository.save(cached)
+    cache.put(USER_ID, cached)  # what this container read a moment ago
+    assert repository.save(clerk(CREATED + 3_000, "Augusta")) is WriteOutcome.APPLIED  # a webhook since
+
+    assert sync_from_token(repository, token(CREATED + 2_000, "Lovelace"), cache) is SyncResult.STALE
+    assert stored(repository).first_name == "Augusta"
+    hit, record = cache.get(USER_ID)
+    assert hit
+    assert record is not None
+    assert record.first_name == "Augusta"
