@@ -300,6 +300,15 @@ def test_body_over_256_kib_is_413(webhook: WebhookDriver) -> None:
     assert stored() is None
 
 
+def test_body_under_256_kib_of_characters_but_over_it_in_utf8_is_413(webhook: WebhookDriver) -> None:
+    payload = created()
+    payload["data"]["public_metadata"] = {"blob": "é" * (200 * 1024)}  # 200 Ki characters, 400 KiB
+    body = json.dumps(payload, ensure_ascii=False)
+    assert len(body) < 256 * 1024 < len(body.encode())
+    _assert_rejected(*webhook.post(webhook.sign(body.encode())), 413)
+    assert stored() is None
+
+
 def test_unknown_event_type_is_acknowledged(webhook: WebhookDriver) -> None:
     payload = clerk_event("session.created", {"id": "sess_1", "object": "session"})
     assert webhook.send(payload) == (200, {"status": "ignored-event-type"})
