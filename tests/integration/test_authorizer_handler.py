@@ -193,6 +193,9 @@ def test_rest_token_event_gets_an_allow_policy_on_the_whole_api(
         pytest.param(lambda t: {"Authorization": f"Bearer {t}"}, id="authorization"),
         pytest.param(lambda t: {"AUTHORIZATION": f"bearer {t}"}, id="upper-case-name"),
         pytest.param(lambda t: {"Cookie": f"a=1; __session={t}; b=2"}, id="cookie"),
+        # A pair without "=" is ignored; of two cookies of one name the first counts (RFC 6265 §5.4: the
+        # more specific path comes first), so a later forged __session cannot displace the real one.
+        pytest.param(lambda t: {"Cookie": f"flag; __session={t}; __session=forged"}, id="first-cookie"),
         pytest.param(
             lambda t: {"Authorization": "Basic dXNlcjpwYXNz", "cookie": f"__session={t}"}, id="fallback"
         ),

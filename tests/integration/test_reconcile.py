@@ -141,6 +141,35 @@ def test_a_newer_webhook_write_is_never_overwritten_by_an_older_clerk_listing(
     assert counts.updated == 0
 
 
+def test_rows_holding_no_clerk_version_token_first_is_filled_and_legacy_ordered_by_updated_at(
+    runner: Runner, clerk: LoopbackClerk, puts: PutCounter
+) -> None:
+    """Rows with no `clerkUpdatedAt`: one the authorizer wrote from a token (its `updatedAt` is the token's
+    iat, no Clerk version) is never skipped, and Clerk's record fills what the token lacked; one a webhook
+    wrote before `clerkUpdatedAt` existed is ordered by its `updatedAt`: that version is not written again."""
+    add_users(clerk, 2)
+    token_row = UserRecord(
+        user_id="user_0000", email="user0@example.com", updated_at=T0 + 60_000, source=SyncSource.AUTHORIZER
+    )
+    repository(runner.users_table).save(token_row)
+    legacy_row = {
+        "userId": "user_0001",
+        "email": "user1@example.com",
+        "firstName": "First1",
+        "source": "webhook",
+    }
+    dynamodb_client().put_item(
+        TableName=runner.users_table,
+        Item={**{name: {"S": value} for name, value in legacy_row.items()}, "updatedAt": {"N": str(T0 + 1)}},
+    )
+    puts.reset()
+    counts = runner.counts()
+    assert (counts.seen, counts.created, counts.unchanged, counts.skipped) == (2, 0, 1, 0)
+    assert "user_0001" not in puts.ids
+    filled = items()["user_0000"]
+    assert (filled["email"], filled["firstName"], filled["createdAt"]) == ("user0@example.com", "First0", T0)
+
+
 def test_a_webhook_landing_between_the_read_and_the_write_wins(runner: Runner, clerk: LoopbackClerk) -> None:
     add_users(clerk, 3)
     racer = dynamodb_client()
