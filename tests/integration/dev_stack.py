@@ -96,10 +96,11 @@ def launch_stack(home: Path, *overrides: str) -> LaunchedStack:
 
     def drain() -> None:  # always read, so a chatty server never blocks on a full pipe
         assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip("\n"))
-            if BANNER_END in line:
-                settled.set()
+        with process.stdout:  # the reader owns the pipe: closed once the process's output ends
+            for line in process.stdout:
+                output.append(line.rstrip("\n"))
+                if BANNER_END in line:
+                    settled.set()
         settled.set()
 
     reader = threading.Thread(target=drain, daemon=True)
