@@ -33,6 +33,7 @@ from tests.session_tokens import ISSUER
 from usersync.clerk.backend_api import ClerkBackendApi
 from usersync.clerk.users import ClerkUser
 from usersync.runtime.aws import dynamodb_client
+from usersync.runtime.observability import metrics
 from usersync.store.records import UserRecord
 from usersync.sync.reconcile import Counts, ReconcileOptions, UserSource
 from usersync.sync.reconcile.engine import Writer
@@ -430,6 +431,9 @@ def check_three_writers(
                 updated_at=history.times[version],
             )
             source.apply_stored([ClerkUser.model_validate(listed)], snapshots[index], Counts(), dry_run=False)
+            # Its metrics leave with its own invocation (as the reconcile function's handler flushes them),
+            # not with the next webhook's: one flush carries one Source.
+            metrics.flush_metrics()
             REPORT["reconcile writes mixed into convergence"] += 1
         else:
             iat_ms = _token_time(scenario.history, scenario.token_offsets[index], delta)
