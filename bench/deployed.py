@@ -113,12 +113,21 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def build_layer(work: Path, python: str, pip_platform: str) -> Path:
-    """`make build-SharedLayer` as `sam build` runs it, offline from the wheelhouse `make wheels` fills."""
+def build_layer(
+    work: Path,
+    python: str,
+    pip_platform: str,
+    *,
+    source: Path = LAYER_MAKEFILE_DIR,
+    name: str = "layer-bytecode",
+) -> Path:
+    """`make build-SharedLayer` as `sam build` runs it, offline from the wheelhouse `make wheels` fills:
+    of this checkout's layer, or of `source` (another commit's layer sources with this Makefile), into
+    `work / name`."""
     wheelhouse = WHEELS / pip_platform
     if not any(wheelhouse.glob("*.whl")):
         raise RuntimeError(f"no wheels in {wheelhouse}: run `make wheels` (downloads them from PyPI once)")
-    artifacts = work / "layer-bytecode"
+    artifacts = work / name
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     env.update(
         {
@@ -128,7 +137,7 @@ def build_layer(work: Path, python: str, pip_platform: str) -> Path:
             "WHEELHOUSE": str(wheelhouse),
         }
     )
-    _run(["make", "-s", "-C", str(LAYER_MAKEFILE_DIR), "build-SharedLayer"], env)
+    _run(["make", "-s", "-C", str(source), "build-SharedLayer"], env)
     return artifacts / "python"
 
 

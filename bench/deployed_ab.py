@@ -20,7 +20,6 @@ new / old ratio of those medians, and the median of per-round ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,9 +30,9 @@ from pathlib import Path
 from bench._common import REPO_ROOT
 from bench.deployed import (
     LAYER_MAKEFILE_DIR,
-    WHEELS,
     Sample,
     World,
+    build_layer,
     measurement_platform,
     run_process,
     runtime_python,
@@ -82,31 +81,12 @@ def build_side(name: str, rev: str, work: Path, python: str, pip_platform: str) 
     commit = extract(rev, root / "src")
     layer_src = root / "src" / "layers" / "shared"
     shutil.copy2(LAYER_MAKEFILE_DIR / "Makefile", layer_src / "Makefile")
-    artifacts = root / "layer"
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
-    env.update(
-        {
-            "ARTIFACTS_DIR": str(artifacts),
-            "RUNTIME_PYTHON": python,
-            "LAYER_PLATFORM": pip_platform,
-            "WHEELHOUSE": str(WHEELS / pip_platform),
-            "LAYER_BYTECODE": "1",
-        }
-    )
-    done = subprocess.run(
-        ["make", "-s", "-C", str(layer_src), "build-SharedLayer"],  # noqa: S607
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"building {name} ({rev}) failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    layer = build_layer(root, python, pip_platform, source=layer_src, name="layer")
     return Side(
         name=name,
         commit=commit,
         functions=root / "src" / "functions",
-        layer=artifacts / "python",
+        layer=layer,
         requirements=(layer_src / "requirements.txt").read_bytes(),
     )
 
